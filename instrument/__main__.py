@@ -1,0 +1,4 @@
+"""Allow `python -m instrument`."""
+from .cli import main
+
+main()

@@ -1,0 +1,136 @@
+"""The backend boundary: what the engine asks of an operating system's debug API.
+
+Only ints, bytes, strings, dicts and the event values of `instrument.events`
+cross this boundary. The backend never sees a recipe; the engine never sees
+ctypes. A backend owns every process it started or attached, reports their
+events one at a time, and keeps the thread that reported an event stopped
+until the engine calls `resume` for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import MutableMapping, Protocol
+
+from ..events import DebugEvent
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do; the compiler checks recipes against this."""
+
+    os: str                        # "linux" | "windows"
+    arch: str                      # "x86_64" | "x86"
+    abi: str                       # "sysv" | "ms_x64": where arg0..arg5 live
+    hardware_breakpoints: int      # debug-register slots (4 on x86)
+    memory_breakpoints: bool       # guard pages
+    follow_forks: bool
+    attach: bool
+
+
+@dataclass(frozen=True)
+class Module:
+    """A loaded image: the main program or a shared library / DLL."""
+
+    path: str      # as the loader names it (absolute where known)
+    base: int      # load bias: runtime address = base + link-time address (ELF);
+                   # the image base (PE)
+
+    @property
+    def name(self) -> str:
+        return self.path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class SpawnOptions:
+    argv: tuple[str, ...]
+    env: dict[str, str] | None = None     # None: inherit ours
+    cwd: str | None = None
+    stdin_path: str | None = None         # None: inherit ours
+    follow_forks: bool = False
+    capture_stderr: bool = True           # stderr -> passed through + debug_string events
+    pin_cpu: bool = True                  # run tracer and target on one CPU (HOUSE rule 12)
+
+
+class Backend(Protocol):
+    capabilities: Capabilities
+
+    # -- sessions --------------------------------------------------------
+    def spawn(self, options: SpawnOptions) -> int:
+        """Start a traced process; return its pid. Raises TargetError.
+
+        The first event `wait_event` returns is its CREATE_PROCESS, with the
+        process stopped before its first instruction, so breakpoints in the
+        main image can be set before anything runs."""
+
+    def attach(self, pid: int) -> int:
+        """Attach to a running process and all its threads; raises TargetError.
+
+        Reports CREATE_PROCESS, then LOAD_DLL for each module already loaded,
+        then CREATE_THREAD for every other thread."""
+
+    def detach(self, pid: int) -> None:
+        """Let the process run on untraced. The caller restores what it patched first."""
+
+    def kill(self, pid: int) -> None:
+        """Kill the process and reap it; later events for it are dropped."""
+
+    def close(self) -> None:
+        """Kill spawned targets and detach attached ones still traced; idempotent."""
+
+    # -- the event loop ----------------------------------------------------
+    def wait_event(self, timeout: float | None = None) -> DebugEvent | None:
+        """The next debug event, or None when `timeout` seconds pass first.
+
+        For EXCEPTION events the reporting thread stays stopped until
+        `resume`. For BREAKPOINT the event's address is the int3's own address
+        (not pc+1). Events that stop nothing (debug_string, exit_process)
+        still need a `resume` call, which is then a no-op."""
+
+    def resume(self, tid: int, *, pass_exception: bool = False) -> None:
+        """Continue the thread that reported the last event for it.
+
+        pass_exception=True delivers the signal/exception to the target
+        (DBG_EXCEPTION_NOT_HANDLED); False swallows it (DBG_CONTINUE)."""
+
+    def single_step(self, tid: int) -> DebugEvent:
+        """Execute one instruction in a stopped thread while every other thread
+        of its process stays where it is; return the SINGLE_STEP event (or the
+        exception the instruction raised instead). The thread stays stopped."""
+
+    # -- state of a stopped thread ------------------------------------------
+    def registers(self, tid: int) -> MutableMapping[str, int]:
+        """The stopped thread's registers by their 64-bit names (rax..r15, rip,
+        eflags, cs.., fs_base, gs_base). One read per stop; assignments are
+        written back before the thread resumes or steps."""
+
+    def read_memory(self, pid: int, address: int, size: int) -> bytes:
+        """Raises DebuggerError (an EvaluationError subclass is not needed) when unreadable."""
+
+    def write_memory(self, pid: int, address: int, data: bytes) -> None:
+        """Writes even read-only text pages (breakpoints); flushes caches where needed."""
+
+    def threads(self, pid: int) -> list[int]:
+        """The live threads of a traced process."""
+
+    def modules(self, pid: int) -> list[Module]:
+        """Images loaded in the process now (the main image first)."""
+
+    # -- hardware and memory breakpoints (capabilities permitting) ------------
+    def set_hardware_breakpoint(self, pid: int, slot: int, address: int, access: str, size: int) -> None:
+        """Program debug register `slot` (0-3) in every thread of pid, and in
+        threads created later. access: "execute" | "write" | "readwrite"."""
+
+    def clear_hardware_breakpoint(self, pid: int, slot: int) -> None:
+        ...
+
+    def set_memory_breakpoint(self, pid: int, address: int, size: int, access: str) -> None:
+        """Watch [address, address+size) with guard pages; access: "write" | "any".
+
+        Accesses inside the range are reported as GUARD_PAGE exceptions (at the
+        faulting instruction, before it completes, with fault_address and
+        access); resuming that thread lets the access complete and re-arms the
+        guard. Accesses elsewhere on the same pages run on silently."""
+
+    def clear_memory_breakpoint(self, pid: int, address: int) -> None:
+        """Stop watching the range that starts at `address`; restore protections."""

@@ -1,0 +1,87 @@
+"""Shared fixtures: C targets built once per session with gcc, and a CLI runner.
+
+Each tests/targets/NAME.c builds to build/NAME with the flags of its
+`//! cflags:` line (default `-g -O0`). A `//! variant SUFFIX: FLAGS` line builds
+another binary, build/NAME-SUFFIX, from the same source with those flags.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TARGETS = Path(__file__).parent / "targets"
+BUILD = TARGETS / "build"
+_DIRECTIVE = re.compile(r"^//!\s*(cflags|variant\s+([\w-]+))\s*:(.*)$", re.M)
+
+
+class Targets:
+    """Paths of built test programs: targets["loop"], targets["crash-pie"]."""
+
+    def __init__(self, paths: dict[str, Path]) -> None:
+        self._paths = paths
+
+    def __getitem__(self, name: str) -> str:
+        return str(self._paths[name])
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._paths
+
+
+def _build_one(source: Path, out: Path, flags: list[str]) -> None:
+    if out.exists() and out.stat().st_mtime >= source.stat().st_mtime:
+        return
+    cmd = ["gcc", *flags, "-o", str(out), str(source)]
+    if "-shared" not in flags:
+        cmd += ["-ldl", "-lpthread"]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def targets() -> Targets:
+    if shutil.which("gcc") is None:
+        pytest.fail("gcc is needed to build the test targets")
+    BUILD.mkdir(exist_ok=True)
+    paths: dict[str, Path] = {}
+    for source in sorted(TARGETS.glob("*.c")):
+        text = source.read_text()
+        base_flags = ["-g", "-O0"]
+        variants: list[tuple[str, list[str]]] = []
+        for m in _DIRECTIVE.finditer(text):
+            flags = m.group(3).split()
+            if m.group(2):
+                variants.append((f"{source.stem}-{m.group(2)}", flags))
+            else:
+                base_flags = flags
+        variants.insert(0, (source.stem, base_flags))
+        for name, flags in variants:
+            out = BUILD / (name + (".so" if "-shared" in flags else ""))
+            try:
+                _build_one(source, out, flags)
+            except subprocess.CalledProcessError as e:
+                pytest.fail(f"building {source.name} as {name} failed:\n{e.stderr}")
+            paths[name] = out
+    return Targets(paths)
+
+
+def run_cli(*args: str, input: str | None = None, timeout: float = 60, cwd: str | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed `instrument` CLI as a user would, in a subprocess."""
+    exe = Path(sys.executable).parent / "instrument"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "instrument"]
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    return subprocess.run([*cmd, *args], input=input, capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=full_env)
+
+
+@pytest.fixture
+def cli():
+    return run_cli
