@@ -1,0 +1,83 @@
+"""What an action needs from the engine at run time, and what a compiled action is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, MutableMapping, Protocol
+
+from ..errors import ExpressionError, Location, RecipeError
+from ..recipe.model import Action, Path as DocPath, Recipe
+
+
+class ActionContext(Protocol):
+    """The engine's view of one stop, handed to every action of a handler."""
+
+    record: dict[str, Any]                  # the record being built; actions merge fields into it
+    regs: MutableMapping[str, int]          # the stopped thread's registers (writes go back on resume)
+    env: Any                                # an instrument.expr.Env for evaluating expressions
+
+    def read_memory(self, address: int, size: int) -> bytes: ...
+    def write_memory(self, address: int, data: bytes) -> None: ...
+    def write_arg(self, index: int, value: int) -> None: ...
+    def backtrace(self, depth: int) -> list[dict[str, Any]]: ...
+    def disassemble(self, address: int | None, count: int) -> list[dict[str, Any]]: ...
+    def set_enabled(self, breakpoint_id: str, enabled: bool) -> None: ...
+    def end_session(self, how: str) -> None: ...          # "detach" | "kill" | "stop"
+    def force_return(self, value: int) -> None: ...
+    def output_path(self, name: str) -> Path: ...
+
+
+Run = Callable[[ActionContext], None]
+
+
+@dataclass(frozen=True)
+class CompiledAction:
+    """An action compiled once into a closure; `describe` is what `explain` prints."""
+
+    kind: str
+    describe: str
+    run: Run
+
+
+@dataclass(frozen=True)
+class CompileContext:
+    """What compiling an action may consult: the recipe (for error locations) and params."""
+
+    recipe: Recipe
+    params: dict[str, Any]
+    breakpoint_ids: frozenset[str]
+
+    def where(self, path: DocPath) -> Location:
+        return self.recipe.where(path)
+
+    def expr(self, value: Any, path: DocPath) -> Any:
+        """Parse an expression, pointing a syntax error at its column in the file."""
+        from .. import expr as expr_mod
+        try:
+            parsed = expr_mod.parse(value)
+        except ExpressionError as e:
+            raise ExpressionError(e.message, e.column, self.where(path).shifted(e.column)) from None
+        self.check_names(parsed.names, value, path)
+        return parsed
+
+    def format(self, text: str, path: DocPath) -> Any:
+        from .. import expr as expr_mod
+        try:
+            parsed = expr_mod.parse_format(text)
+        except ExpressionError as e:
+            raise ExpressionError(e.message, e.column, self.where(path).shifted(e.column)) from None
+        return parsed
+
+    def check_names(self, names: frozenset[str], text: Any, path: DocPath) -> None:
+        """Names in run-time expressions are params, event fields or symbols; nothing to check
+        statically beyond that (symbols resolve in the running process)."""
+        return None
+
+
+def error(message: str, ctx: CompileContext, path: DocPath) -> RecipeError:
+    return RecipeError(message, ctx.where(path))
+
+
+def action_path(action: Action, *more: Any) -> DocPath:
+    return tuple(action.path) + (action.kind,) + more

@@ -1,0 +1,122 @@
+"""A scripted backend for engine unit tests: a tiny pretend machine, no operating system.
+
+The script is a list of steps. `("event", DebugEvent)` reports that event as
+is. `("reach", tid, address, regs)` says thread `tid` arrives at `address`
+with those registers: if the engine has an int3 there (memory byte 0xCC) the
+fake reports a BREAKPOINT, exactly as a CPU would; otherwise nothing happens.
+Memory is a sparse dict of bytes, so tests can check what the engine wrote.
+"""
+
+from __future__ import annotations
+
+from typing import Any, MutableMapping
+
+from ..errors import DebuggerError
+from ..events import (CreateProcessInfo, DebugEvent, EventCode, ExceptionCode, ExceptionInfo,
+                      ExitProcessInfo)
+from ..registers import USER_REGS_FIELDS
+from .base import Capabilities, Module, SpawnOptions
+
+FAKE_CAPABILITIES = Capabilities(os="linux", arch="x86_64", abi="sysv", hardware_breakpoints=4,
+                                 memory_breakpoints=True, follow_forks=True, attach=True)
+
+
+class FakeBackend:
+    capabilities = FAKE_CAPABILITIES
+
+    def __init__(self, script: list[tuple[Any, ...]], *, pid: int = 100, image: str = "/bin/fake",
+                 memory: dict[int, int] | None = None) -> None:
+        self.script = list(script)
+        self.pid = pid
+        self.image = image
+        self.memory: dict[int, int] = dict(memory or {})
+        self.regs: dict[int, dict[str, int]] = {}
+        self.hw: dict[int, tuple[int, str, int]] = {}
+        self.guards: dict[int, tuple[int, str]] = {}
+        self.log: list[tuple[Any, ...]] = []          # what the engine asked, in order
+        self.started = False
+        self.closed = False
+        self.detached: list[int] = []
+        self.killed: list[int] = []
+
+    # -- sessions --------------------------------------------------------
+    def spawn(self, options: SpawnOptions) -> int:
+        self.started = True
+        self.script.insert(0, ("event", DebugEvent(EventCode.CREATE_PROCESS_DEBUG_EVENT, self.pid, self.pid,
+                                                   CreateProcessInfo(self.image, 0))))
+        return self.pid
+
+    def attach(self, pid: int) -> int:
+        self.pid = pid
+        return self.spawn(SpawnOptions(argv=("attached",)))
+
+    def detach(self, pid: int) -> None:
+        self.detached.append(pid)
+
+    def kill(self, pid: int) -> None:
+        self.killed.append(pid)
+
+    def close(self) -> None:
+        self.closed = True
+
+    # -- events ------------------------------------------------------------
+    def wait_event(self, timeout: float | None = None) -> DebugEvent | None:
+        while self.script:
+            step = self.script.pop(0)
+            if step[0] == "event":
+                return step[1]
+            if step[0] == "reach":
+                _, tid, address, regs = step
+                self.regs[tid] = {**dict.fromkeys(USER_REGS_FIELDS, 0), **regs, "rip": address + 1}
+                if self.memory.get(address) == 0xCC:
+                    return self._exception(tid, ExceptionCode.BREAKPOINT, address)
+            elif step[0] == "timeout":
+                return None
+        return DebugEvent(EventCode.EXIT_PROCESS_DEBUG_EVENT, self.pid, self.pid, ExitProcessInfo(0))
+
+    def _exception(self, tid: int, code: int, address: int, **kw: Any) -> DebugEvent:
+        return DebugEvent(EventCode.EXCEPTION_DEBUG_EVENT, self.pid, tid, ExceptionInfo(code, address, **kw))
+
+    def resume(self, tid: int, *, pass_exception: bool = False) -> None:
+        self.log.append(("resume", tid, pass_exception, self.regs.get(tid, {}).get("rip")))
+
+    def single_step(self, tid: int) -> DebugEvent:
+        rip = self.regs[tid]["rip"]
+        self.log.append(("step", tid, rip, self.memory.get(rip)))
+        self.regs[tid]["rip"] = rip + 1
+        return self._exception(tid, ExceptionCode.SINGLE_STEP, rip + 1)
+
+    # -- state -----------------------------------------------------------------
+    def registers(self, tid: int) -> MutableMapping[str, int]:
+        if tid not in self.regs:
+            raise DebuggerError(f"thread {tid} is not stopped")
+        return self.regs[tid]
+
+    def read_memory(self, pid: int, address: int, size: int) -> bytes:
+        try:
+            return bytes(self.memory[a] for a in range(address, address + size))
+        except KeyError:
+            raise DebuggerError(f"cannot read memory at {address:#x}") from None
+
+    def write_memory(self, pid: int, address: int, data: bytes) -> None:
+        self.log.append(("write", address, bytes(data)))
+        for i, b in enumerate(data):
+            self.memory[address + i] = b
+
+    def threads(self, pid: int) -> list[int]:
+        return sorted(self.regs) or [pid]
+
+    def modules(self, pid: int) -> list[Module]:
+        return [Module(self.image, 0)]
+
+    def set_hardware_breakpoint(self, pid: int, slot: int, address: int, access: str, size: int) -> None:
+        self.hw[slot] = (address, access, size)
+
+    def clear_hardware_breakpoint(self, pid: int, slot: int) -> None:
+        self.hw.pop(slot, None)
+
+    def set_memory_breakpoint(self, pid: int, address: int, size: int, access: str) -> None:
+        self.guards[address] = (size, access)
+
+    def clear_memory_breakpoint(self, pid: int, address: int) -> None:
+        self.guards.pop(address, None)

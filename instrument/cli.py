@@ -1,0 +1,198 @@
+"""The command line: thin click commands over the library (the only module that imports click)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from . import __version__
+from .errors import EXIT_USAGE, InstrumentError, RecipeErrors, UsageError
+
+EPILOG_RUN = """\b
+Examples:
+  instrument run recipes/trace-calls.yaml -- /bin/ls /
+  instrument run trace-calls --set function=malloc -- ./app
+  instrument run watch.yaml --pid 1234 --format jsonl -o hits.jsonl
+\b
+Exit status: 0 the target exited or was detached; 1 the target crashed;
+2 usage or recipe error; 3 the target could not be started or attached."""
+
+
+def _fail(error: InstrumentError, traceback: bool) -> None:
+    if traceback:
+        import traceback as tb
+        tb.print_exception(error)
+    if isinstance(error, RecipeErrors):
+        for e in error.errors:
+            click.echo(str(e), err=True)
+    else:
+        message = str(error)
+        click.echo(message if message.startswith(("error:", "instrument:")) or ": error: " in message
+                   else f"instrument: error: {message}", err=True)
+    sys.exit(error.exit_status)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Catch InstrumentError once: one line per error, the documented exit status."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        traceback = bool(ctx.find_root().params.get("traceback"))
+        try:
+            return fn(*args, **kwargs)
+        except InstrumentError as e:
+            _fail(e, traceback)
+    return wrapper
+
+
+def find_recipe(name_or_path: str) -> str:
+    """A recipe file as given, or a shipped recipe by name (`heap-trace`)."""
+    if Path(name_or_path).exists() or "/" in name_or_path or name_or_path.endswith((".yaml", ".yml")):
+        return name_or_path
+    from .recipe.library import shipped_recipe_path
+    path = shipped_recipe_path(name_or_path)
+    if path is None:
+        raise UsageError(f"no recipe file '{name_or_path}' and no shipped recipe of that name "
+                         "(see `instrument recipes`)")
+    return str(path)
+
+
+def parse_sets(values: tuple[str, ...]) -> dict[str, str]:
+    overrides = {}
+    for item in values:
+        if "=" not in item:
+            raise UsageError(f"--set {item}: expected NAME=VALUE")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = value
+    return overrides
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="instrument")
+@click.option("--traceback", is_flag=True, help="Show Python tracebacks for errors (for bug reports).")
+def main(traceback: bool) -> None:
+    """instrument: a declarative debugger.
+
+    Write a YAML recipe that says what to run, where to break and what to
+    do on each hit; `instrument run` executes it and prints one record per
+    event. Start with `instrument recipes` to see the shipped ones.
+    """
+
+
+@main.command(epilog=EPILOG_RUN)
+@click.argument("recipe")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--pid", type=int, help="Attach to this running process instead of starting one.")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Override a recipe param (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True,
+              help="Record format.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write records here instead of stdout.")
+@click.option("--out-dir", default="instrument-out", show_default=True,
+              help="Folder for files the recipe's actions write (dump: file:).")
+@click.option("--timeout", type=float, help="End the session after this many seconds (overrides the recipe).")
+@click.option("--all-events", is_flag=True, help="Write a record for every debug event, not just handled ones.")
+@click.option("--no-pin", is_flag=True, help="Do not pin tracer and target to one CPU (pinning makes stops ~5x cheaper).")
+@handle_errors
+def run(recipe: str, command: tuple[str, ...], pid: int | None, sets: tuple[str, ...], fmt: str,
+        output: str | None, out_dir: str, timeout: float | None, all_events: bool, no_pin: bool) -> None:
+    """Run RECIPE (a file, or the name of a shipped recipe) against its target.
+
+    A COMMAND after `--` replaces the recipe's `target: run:`.
+    """
+    from .backend import get_backend
+    from .compiler.plan import compile_plan
+    from .engine.session import run as run_session
+    from .recipe.load import load_recipe
+    from .report import open_reporter
+
+    loaded = load_recipe(find_recipe(recipe))
+    backend = get_backend()
+    plan = compile_plan(loaded, overrides=parse_sets(sets), command=command or None, pid=pid,
+                        timeout=timeout, capabilities=backend.capabilities, need_target=True)
+    with open_reporter(fmt, output) as reporter:
+        result = run_session(plan, emit=reporter.emit, backend=backend, all_events=all_events,
+                             out_dir=out_dir, pin_cpu=not no_pin)
+    sys.exit(result.exit_status)
+
+
+@main.command()
+@click.argument("recipes", nargs=-1, required=True)
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Check with these param values.")
+@handle_errors
+def validate(recipes: tuple[str, ...], sets: tuple[str, ...]) -> None:
+    """Check recipes: YAML, schema, params, expressions, symbols.
+
+    Prints `file:line:col: error: ...` for each problem and exits 2 if any.
+
+    \b
+    Example:
+      instrument validate recipes/*.yaml
+    """
+    from .compiler.plan import compile_plan
+    from .recipe.load import load_recipe
+
+    failed = False
+    overrides = parse_sets(sets)
+    for name in recipes:
+        try:
+            compile_plan(load_recipe(find_recipe(name)), overrides=overrides)
+        except RecipeErrors as e:
+            failed = True
+            for err in e.errors:
+                click.echo(str(err), err=True)
+        except InstrumentError as e:
+            failed = True
+            click.echo(str(e) if ": error: " in str(e) else f"{name}: error: {e}", err=True)
+        else:
+            click.echo(f"{name}: ok")
+    sys.exit(EXIT_USAGE if failed else 0)
+
+
+@main.command()
+@click.argument("recipe")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Override a recipe param.")
+@handle_errors
+def explain(recipe: str, command: tuple[str, ...], sets: tuple[str, ...]) -> None:
+    """Print the compiled handler table and breakpoint plan of RECIPE.
+
+    \b
+    Example:
+      instrument explain recipes/event-log.yaml -- /bin/true
+    """
+    from .compiler.plan import compile_plan
+    from .recipe.load import load_recipe
+    from .report.explain import explain as explain_plan
+
+    plan = compile_plan(load_recipe(find_recipe(recipe)), overrides=parse_sets(sets), command=command or None)
+    click.echo(explain_plan(plan), nl=False)
+
+
+@main.command()
+@click.argument("which", type=click.Choice(["recipe"]), default="recipe")
+@handle_errors
+def schema(which: str) -> None:
+    """Print a JSON Schema (the recipe schema: point your editor's YAML language server at it)."""
+    import json
+
+    from .recipe.schema import schema_json
+    click.echo(json.dumps(schema_json(), indent=2))
+
+
+@main.command("recipes")
+@handle_errors
+def list_recipes() -> None:
+    """List the recipes shipped with instrument, with their params."""
+    from .recipe.library import shipped_recipes
+    from .report.library import format_library
+
+    click.echo(format_library(shipped_recipes()), nl=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Recipe model -> Plan: the resolved target, the debug-event handler table, the breakpoints."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from ..actions import CompileContext, CompiledAction, compile_action
+from ..errors import RecipeError, RecipeErrors, UsageError
+from ..events import EVENT_CODES_BY_NAME, DebugEvent, EventCode, ExceptionCode, ExceptionInfo
+from ..recipe.model import Action, Recipe
+
+CATCH_ALL = "any"
+EXCEPTION_KEYS: dict[str, int] = {c.name.lower(): int(c) for c in ExceptionCode}
+
+
+@dataclass(frozen=True)
+class Handler:
+    """The compiled actions of one `events:` entry (or of `crash:`)."""
+
+    key: str                                 # "load_dll", "access_violation", "any", "crash"
+    actions: tuple[CompiledAction, ...]
+
+
+@dataclass(frozen=True)
+class HandlerTable:
+    """WinAppDbg's dispatch order as data: specific exception code, then event code, then catch-all."""
+
+    by_exception: dict[int, Handler] = field(default_factory=dict)
+    by_event: dict[EventCode, Handler] = field(default_factory=dict)
+    catch_all: Handler | None = None
+
+    def lookup(self, event: DebugEvent) -> list[Handler]:
+        found: list[Handler] = []
+        if isinstance(event.info, ExceptionInfo) and event.info.code in self.by_exception:
+            found.append(self.by_exception[event.info.code])
+        if event.code in self.by_event:
+            found.append(self.by_event[event.code])
+        if self.catch_all is not None:
+            found.append(self.catch_all)
+        return found
+
+
+@dataclass(frozen=True)
+class BreakpointPlan:
+    id: str
+    type: str                                # soft | hardware | memory
+    at: Any                                  # instrument.expr.Expr
+    module: str | None                       # the `mod` of `mod!sym`: armed when it loads
+    static_address: int | None               # link-time address when known without a process
+    access: str | None
+    size: int
+    when: Any | None                         # Expr
+    limit: int | None
+    enabled: bool
+    actions: tuple[CompiledAction, ...]
+    on_return: tuple[CompiledAction, ...] | None
+    line: int
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    argv: tuple[str, ...] | None
+    attach: int | None
+    env: dict[str, str] | None
+    cwd: str | None
+    stdin: str | None
+    timeout: float | None
+    follow_forks: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    recipe: Recipe
+    params: dict[str, Any]
+    target: TargetPlan
+    breakpoints: tuple[BreakpointPlan, ...]
+    table: HandlerTable
+    crash: Handler | None
+
+    @property
+    def deferred(self) -> tuple[BreakpointPlan, ...]:
+        return tuple(b for b in self.breakpoints if b.module is not None)
+
+
+def compile_plan(recipe: Recipe, *, overrides: dict[str, str] | None = None,
+                 command: Sequence[str] | None = None, pid: int | None = None,
+                 timeout: float | None = None, capabilities: Any = None,
+                 need_target: bool = False) -> Plan:
+    """Compile a loaded recipe. `command`/`pid`/`timeout` are the CLI's overrides.
+
+    Raises RecipeErrors with every error found, each with its file:line:col."""
+    from ..recipe.checks import apply_params
+
+    params = apply_params(recipe, overrides or {})
+    errors: list[RecipeError] = []
+    target = _target_plan(recipe, params, command, pid, timeout, errors)
+    if need_target and target.argv is None and target.attach is None:
+        raise UsageError("no target: give the recipe a `target: run:` or `attach:`, "
+                         "or a command after `--`, or --pid")
+    ctx = CompileContext(recipe, params, frozenset(b.id for b in recipe.breakpoints))
+    from .resolve import StaticSymbols
+    symbols = StaticSymbols.for_program(target.argv[0] if target.argv else None, target.cwd)
+    breakpoints = []
+    for bp in recipe.breakpoints:
+        try:
+            breakpoints.append(_compile_breakpoint(bp, ctx, symbols))
+        except RecipeError as e:
+            errors.append(e)
+    table, crash = _compile_handlers(recipe, ctx, errors)
+    if capabilities is not None:
+        _check_capabilities(recipe, capabilities, errors)
+    if errors:
+        errors.sort(key=lambda e: (e.location.line if e.location else 0, e.location.col if e.location else 0))
+        raise RecipeErrors(errors)
+    return Plan(recipe, params, target, tuple(breakpoints), table, crash)
+
+
+def _compile_actions(actions: Iterable[Action], ctx: CompileContext, errors: list[RecipeError]) -> tuple[CompiledAction, ...]:
+    compiled = []
+    for action in actions:
+        try:
+            compiled.append(compile_action(action, ctx))
+        except RecipeError as e:
+            errors.append(e)
+    return tuple(compiled)
+
+
+def _compile_breakpoint(bp: Any, ctx: CompileContext, symbols: Any) -> BreakpointPlan:
+    at_path = tuple(bp.path) + ("at",)
+    at = ctx.expr(bp.at, at_path)
+    module, static_address = symbols.classify(at, ctx.params, ctx.where(at_path), text=str(bp.at))
+    errors: list[RecipeError] = []
+    when = ctx.expr(bp.when, tuple(bp.path) + ("when",)) if bp.when is not None else None
+    actions = _compile_actions(bp.actions, ctx, errors)
+    on_return = _compile_actions(bp.on_return, ctx, errors) if bp.on_return is not None else None
+    if errors:
+        raise RecipeErrors(errors) if len(errors) > 1 else errors[0]
+    return BreakpointPlan(
+        id=bp.id, type=bp.type, at=at, module=module, static_address=static_address,
+        access=bp.effective_access, size=bp.effective_size, when=when, limit=bp.limit,
+        enabled=bp.enabled, actions=actions, on_return=on_return, line=ctx.where(tuple(bp.path)).line,
+    )
+
+
+def _compile_handlers(recipe: Recipe, ctx: CompileContext, errors: list[RecipeError]) -> tuple[HandlerTable, Handler | None]:
+    by_exception: dict[int, Handler] = {}
+    by_event: dict[EventCode, Handler] = {}
+    catch_all = None
+    for key, actions in recipe.events.items():
+        handler = Handler(key, _compile_actions(actions, ctx, errors))
+        if key == CATCH_ALL:
+            catch_all = handler
+        elif key in EVENT_CODES_BY_NAME:
+            by_event[EVENT_CODES_BY_NAME[key]] = handler
+        elif key in EXCEPTION_KEYS:
+            by_exception[EXCEPTION_KEYS[key]] = handler
+        else:  # the schema lists the keys; this guards against the two drifting apart
+            errors.append(RecipeError(f"unknown event '{key}'", recipe.where(("events", key), key=True)))
+    crash = Handler("crash", _compile_actions(recipe.crash, ctx, errors)) if recipe.crash else None
+    return HandlerTable(by_exception, by_event, catch_all), crash
+
+
+def _target_plan(recipe: Recipe, params: dict[str, Any], command: Sequence[str] | None,
+                 pid: int | None, timeout: float | None, errors: list[RecipeError]) -> TargetPlan:
+    from ..recipe.checks import substitute
+
+    t = recipe.target
+    sub = lambda s: substitute(str(s), params)  # noqa: E731
+    argv: tuple[str, ...] | None = None
+    attach: int | None = pid
+    if command:
+        argv = tuple(command)
+    elif pid is None and t is not None and t.run:
+        argv = tuple(sub(a) for a in t.run)
+    if attach is None and not command and t is not None and t.attach is not None:
+        raw = sub(t.attach) if isinstance(t.attach, str) else t.attach
+        try:
+            attach = int(raw)
+        except ValueError:
+            errors.append(RecipeError(f"attach: '{raw}' is not a pid", recipe.where(("target", "attach"))))
+    env = None
+    if t is not None and t.env:
+        env = dict(os.environ)
+        env.update({k: sub(v) for k, v in t.env.items()})
+    if argv:
+        resolved = _which(argv[0], t.cwd if t else None)
+        argv = (resolved,) + argv[1:] if resolved else argv
+    return TargetPlan(
+        argv=argv, attach=attach, env=env,
+        cwd=sub(t.cwd) if t is not None and t.cwd else None,
+        stdin=sub(t.stdin) if t is not None and t.stdin else None,
+        timeout=timeout if timeout is not None else (t.timeout if t is not None else None),
+        follow_forks=bool(t.follow_forks) if t is not None else False,
+    )
+
+
+def _which(program: str, cwd: str | None) -> str | None:
+    """argv[0] as exec would find it: a path as given, else a PATH search."""
+    if "/" in program:
+        return program
+    return shutil.which(program)
+
+
+def _check_capabilities(recipe: Recipe, caps: Any, errors: list[RecipeError]) -> None:
+    hardware = [b for b in recipe.breakpoints if b.type == "hardware"]
+    if len(hardware) > caps.hardware_breakpoints:
+        bp = hardware[caps.hardware_breakpoints]
+        errors.append(RecipeError(f"too many hardware breakpoints: this backend has {caps.hardware_breakpoints} debug registers",
+                                  recipe.where(tuple(bp.path))))
+    if not caps.memory_breakpoints:
+        for bp in recipe.breakpoints:
+            if bp.type == "memory":
+                errors.append(RecipeError("memory breakpoints are not supported by this backend yet",
+                                          recipe.where(tuple(bp.path) + ("type",))))
+    req = recipe.requires
+    if req.get("os") and req["os"] != caps.os:
+        errors.append(RecipeError(f"this recipe requires os {req['os']}; this is {caps.os}", recipe.where(("requires", "os"))))
+    if req.get("arch") and req["arch"] != caps.arch:
+        errors.append(RecipeError(f"this recipe requires arch {req['arch']}; this is {caps.arch}", recipe.where(("requires", "arch"))))

@@ -1,0 +1,119 @@
+"""Static address resolution: check a recipe's breakpoint addresses against the program on disk.
+
+Without a process there are no load addresses, so this only decides, for each
+`at:` expression, whether it names something that exists (an error with its
+column when not), what its link-time address is, and which breakpoints must
+wait for a shared library to load (deferred)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import EvaluationError, Location, SymbolError
+
+ANY_LIBRARY = "*"   # `module` of a breakpoint on a symbol the program imports from some library
+
+
+@functools.lru_cache(maxsize=64)
+def _imports(path: str) -> frozenset[str]:
+    """Undefined dynamic symbols of an ELF: what its libraries will define."""
+    from elftools.elf.elffile import ELFFile
+
+    names: set[str] = set()
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        dynsym = elf.get_section_by_name(".dynsym")
+        if dynsym is not None:
+            for sym in dynsym.iter_symbols():
+                if sym["st_shndx"] == "SHN_UNDEF" and sym.name:
+                    names.add(sym.name.split("@")[0])
+    return frozenset(names)
+
+
+def _is_elf(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+class _LinkTimeEnv:
+    """Evaluates an address expression with symbols at their link-time addresses."""
+
+    def __init__(self, image: Any, program_names: tuple[str, ...], params: dict[str, Any]) -> None:
+        self.image, self.program_names, self.params = image, program_names, params
+
+    def register(self, name: str) -> int:
+        raise EvaluationError(f"register '{name}' has no value before the program runs")
+
+    def read_memory(self, address: int, size: int) -> bytes:
+        raise EvaluationError("memory cannot be read before the program runs")
+
+    def lookup(self, name: str) -> Any:
+        if name in self.params:
+            return self.params[name]
+        if "!" in name:
+            name = name.split("!", 1)[1]
+        elif name in self.program_names:
+            return 0                       # module-relative: `prog+0x1139`
+        addr = self.image.symbol_address(name) if self.image is not None else None
+        if addr is None:
+            raise EvaluationError(f"'{name}' has no link-time address")
+        return addr
+
+
+@dataclass
+class StaticSymbols:
+    program: str | None          # path of an ELF we can read, or None
+    image: Any = None
+
+    @classmethod
+    def for_program(cls, argv0: str | None, cwd: str | None) -> StaticSymbols:
+        if not argv0:
+            return cls(None)
+        path = argv0 if os.path.isabs(argv0) or not cwd else os.path.join(cwd, argv0)
+        if not _is_elf(path):
+            return cls(None)
+        from ..symbols.elf import open_image
+        return cls(path, open_image(path))
+
+    @property
+    def program_names(self) -> tuple[str, ...]:
+        if self.program is None:
+            return ()
+        base = os.path.basename(self.program)
+        return (base, base.split(".")[0])
+
+    def classify(self, at: Any, params: dict[str, Any], location: Location, text: str) -> tuple[str | None, int | None]:
+        """(module to wait for or None, link-time address or None) for an `at:` expression."""
+        names = [n for n in sorted(at.names) if n not in params]
+        module: str | None = None
+        for name in names:
+            if "!" in name:
+                mod, sym = name.split("!", 1)
+                if mod in self.program_names:
+                    self._require(sym, name, location, text)
+                else:
+                    module = mod
+            elif self.image is not None and name not in self.program_names:
+                if self.image.symbol_address(name) is None:
+                    if name in _imports(self.program):
+                        module = module or ANY_LIBRARY
+                    else:
+                        raise SymbolError(f"unknown symbol '{name}' in {self.program}",
+                                          location.shifted(max(text.find(name), 0)))
+        if module is not None or self.image is None and names:
+            return module, None
+        try:
+            return None, int(at.evaluate(_LinkTimeEnv(self.image, self.program_names, params)))
+        except EvaluationError:
+            return None, None
+
+    def _require(self, sym: str, name: str, location: Location, text: str) -> None:
+        if self.image is not None and self.image.symbol_address(sym) is None:
+            raise SymbolError(f"unknown symbol '{sym}' in {self.program}",
+                              location.shifted(max(text.find(name), 0)))

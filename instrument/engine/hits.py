@@ -1,0 +1,199 @@
+"""Exception dispatch for a Session: breakpoint hits (soft, hardware, memory), returns, crashes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, MutableMapping
+
+from .. import registers as regdefs
+from ..errors import DebuggerError, EvaluationError
+from ..events import DebugEvent, EventCode, ExceptionCode, ExceptionInfo
+from .breakpoints import BreakpointState, PendingReturn, SoftSite
+from .context import StopContext, StopEnv
+from .records import event_fields
+
+if TYPE_CHECKING:
+    from .loop import ProcessState, Session
+
+RETURN_USER = "\0return"      # the SoftSite user that stands for pending on_returns
+MAX_SAVED_ARGS = 6
+
+
+class HitHandling:
+    """Mixed into Session: everything that happens on an EXCEPTION_DEBUG_EVENT."""
+
+    def on_exception(self: Session, event: DebugEvent) -> bool:
+        info: ExceptionInfo = event.info  # type: ignore[assignment]
+        process = self.processes.get(event.pid)
+        if process is None:
+            return True
+        if info.code == ExceptionCode.BREAKPOINT and not info.from_user:
+            site = process.sites.get(info.address)
+            if site is not None:
+                return self.on_soft_hit(process, event, site)
+        elif info.code == ExceptionCode.SINGLE_STEP and info.hw_slots:
+            ids = [process.hw_slots[s] for s in info.hw_slots if s in process.hw_slots]
+            if ids:
+                self.on_hardware_hit(process, event, ids)
+                return False
+        elif info.code == ExceptionCode.GUARD_PAGE:
+            self.on_guard_hit(process, event)
+            return False
+        regs = self._regs(event.tid)
+        self.run_event_handlers(event, regs=regs)
+        if not info.first_chance:
+            self.on_crash(process, event, regs)
+        return True
+
+    def _regs(self: Session, tid: int) -> MutableMapping[str, int] | None:
+        try:
+            return self.backend.registers(tid)
+        except DebuggerError:
+            return None
+
+    # -- soft breakpoints --------------------------------------------------------
+    def on_soft_hit(self: Session, process: ProcessState, event: DebugEvent, site: SoftSite) -> bool:
+        tid, address = event.tid, site.address
+        regs = self.backend.registers(tid)
+        regs["rip"] = address            # the int3 ran; go back to the instruction it replaced
+        for user in sorted(site.users, key=self._user_order):
+            if user == RETURN_USER:
+                self.on_return_hit(process, event, regs, address)
+            else:
+                self.hit_breakpoint(process, event, self.breakpoints[user], regs, address)
+        if regs["rip"] != address or process.sites.get(address) is not site or not site.inserted:
+            return False                 # an action moved pc (return:), or the site is gone: nothing to step over
+        return self.step_over(process, tid, site)
+
+    def _user_order(self: Session, user: str) -> int:
+        return self.order.index(user) if user in self.breakpoints else -1
+
+    def step_over(self: Session, process: ProcessState, tid: int, site: SoftSite) -> bool:
+        """Run the original instruction under the int3, then put the int3 back."""
+        site.remove(process.raw_write)
+        try:
+            stepped = self.backend.single_step(tid)
+        finally:
+            if process.alive and site.users and process.sites.get(site.address) is site:
+                try:
+                    site.insert(process.read, process.raw_write)
+                except DebuggerError:
+                    pass        # the process died during the step; its exit event follows
+        info = stepped.info
+        if isinstance(info, ExceptionInfo) and info.code == ExceptionCode.SINGLE_STEP and not info.hw_slots:
+            return False
+        # The instruction under the breakpoint did something else: a fault, a
+        # hardware watchpoint, or the process went away. Handle that event here;
+        # the caller's resume then continues this thread with its verdict.
+        return self.dispatch(stepped) if stepped.code == EventCode.EXCEPTION_DEBUG_EVENT or stepped.pid in self.processes else False
+
+    def hit_breakpoint(self: Session, process: ProcessState, event: DebugEvent, state: BreakpointState,
+                       regs: MutableMapping[str, int], address: int, **extra: Any) -> StopContext | None:
+        if not state.active:
+            return None
+        plan = state.plan
+        fields: dict[str, Any] = {"address": address}
+        if plan.when is not None:
+            env = StopEnv(self, process, event.tid, regs, fields, state.hits)
+            try:
+                taken = bool(plan.when.evaluate(env))
+            except EvaluationError as e:
+                self._warn_once(f"breakpoint {state.id}: condition failed: {e}")
+                taken = False
+            if not taken:
+                return None
+        state.count_hit()
+        rec = self.record("breakpoint", int(EventCode.EXCEPTION_DEBUG_EVENT), event.pid, event.tid,
+                          id=state.id, type=plan.type, hits=state.hits, address=hex(address),
+                          symbol=process.modules.symbol_text(address), **extra)
+        if plan.on_return is not None:
+            self.push_return(process, event.tid, state, regs)
+        ctx = self.run_actions(plan.actions, process, event.tid, regs, rec, fields, state.hits)
+        self.emit(rec)
+        if state.spent:
+            for p in self.processes.values():
+                self.disarm(p, state)
+        return ctx
+
+    def _warn_once(self: Session, message: str) -> None:
+        if message not in self.errors:
+            self.errors.append(message)
+            self.emit(self.record("error", None, self.main_pid or 0, 0, message=message))
+
+    # -- on_return ------------------------------------------------------------
+    def push_return(self: Session, process: ProcessState, tid: int, state: BreakpointState,
+                    regs: MutableMapping[str, int]) -> None:
+        rsp = regs["rsp"]
+        try:
+            ret = int.from_bytes(process.read(rsp, 8), "little")
+        except DebuggerError:
+            return
+        env = StopEnv(self, process, tid, regs, {})
+        args = []
+        for i in range(MAX_SAVED_ARGS):
+            try:
+                args.append(int(env.lookup(f"arg{i}")))
+            except EvaluationError:
+                break       # a stack-passed argument we cannot read: keep the ones before it
+        process.returns.setdefault(ret, []).append(PendingReturn(state.id, tid, rsp + 8, tuple(args), state.hits))
+        process.add_user(ret, RETURN_USER)
+
+    def on_return_hit(self: Session, process: ProcessState, event: DebugEvent,
+                      regs: MutableMapping[str, int], address: int) -> None:
+        pending = process.returns.get(address, [])
+        rsp = regs["rsp"]
+        matched = [p for p in pending if p.tid == event.tid and p.expected_rsp == rsp]
+        # Frames of this thread below the current stack pointer are gone (longjmp,
+        # exceptions): they will never return here, so forget them too.
+        stale = [p for p in pending if p.tid == event.tid and p.expected_rsp < rsp]
+        keep = [p for p in pending if p not in matched and p not in stale]
+        for p in matched:
+            plan = self.breakpoints[p.breakpoint_id].plan
+            rec = self.record("return", int(EventCode.EXCEPTION_DEBUG_EVENT), event.pid, event.tid,
+                              id=p.breakpoint_id, type=plan.type, hits=p.entry_hits, address=hex(address),
+                              symbol=process.modules.symbol_text(address), retval=hex(regs["rax"]))
+            self.run_actions(plan.on_return or (), process, event.tid, regs, rec, {"address": address},
+                             p.entry_hits, p.entry_args)
+            self.emit(rec)
+        if keep:
+            process.returns[address] = keep
+        else:
+            process.returns.pop(address, None)
+            process.drop_user(address, RETURN_USER)
+
+    # -- hardware and memory breakpoints ------------------------------------------
+    def on_hardware_hit(self: Session, process: ProcessState, event: DebugEvent, ids: list[str]) -> None:
+        info: ExceptionInfo = event.info  # type: ignore[assignment]
+        regs = self.backend.registers(event.tid)
+        for bp_id in ids:
+            state = self.breakpoints[bp_id]
+            if state.plan.access == "execute":
+                self.hit_breakpoint(process, event, state, regs, info.address)
+            else:
+                watched = process.armed.get(bp_id)
+                address = self.resolve(process, state) if watched else info.address
+                self.hit_breakpoint(process, event, state, regs, address if address is not None else info.address,
+                                    pc=hex(info.address), access=state.plan.access)
+
+    def on_guard_hit(self: Session, process: ProcessState, event: DebugEvent) -> None:
+        info: ExceptionInfo = event.info  # type: ignore[assignment]
+        fault = info.fault_address if info.fault_address is not None else info.address
+        regs = self.backend.registers(event.tid)
+        for start, (bp_id, size) in list(process.guards.items()):
+            if start <= fault < start + size:
+                self.hit_breakpoint(process, event, self.breakpoints[bp_id], regs, fault,
+                                    pc=hex(info.address), access=info.access.value if info.access else None)
+
+    # -- crashes ----------------------------------------------------------------------
+    def on_crash(self: Session, process: ProcessState, event: DebugEvent,
+                 regs: MutableMapping[str, int] | None) -> None:
+        self.crashed = True
+        rec = self.record("crash", int(EventCode.EXCEPTION_DEBUG_EVENT), event.pid, event.tid)
+        try:
+            rec.update(self.inspector.crash_record(process, event.info, regs))
+        except (DebuggerError, EvaluationError, OSError) as e:
+            rec.setdefault("errors", []).append(f"crash analysis: {e}")
+        if self.plan.crash is not None:
+            fields = event_fields(event)
+            fields.update({k: rec[k] for k in ("module", "symbol", "access") if rec.get(k) is not None})
+            self.run_actions(self.plan.crash.actions, process, event.tid, regs, rec, fields)
+        self.emit(rec)

@@ -1,0 +1,75 @@
+"""Looking at a stopped thread: backtraces, disassembly and the crash record's analysis."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping
+
+from .. import registers as regdefs
+from ..errors import DebuggerError
+
+if TYPE_CHECKING:
+    from .loop import ProcessState
+
+
+class Inspector:
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+
+    def _reader(self, process: ProcessState):
+        return lambda address, size: process.read(address, size)
+
+    def _find_module(self, process: ProcessState):
+        def find(pc: int) -> tuple[str, int] | None:
+            module = process.modules.find(pc)
+            return None if module is None else (module.path, module.base)
+        return find
+
+    def backtrace(self, process: ProcessState, regs: Mapping[str, int], depth: int) -> list[dict[str, Any]]:
+        from ..symbols.unwind import unwind
+
+        frames = []
+        for frame in unwind(regs, self._reader(process), self._find_module(process), depth):
+            described = process.modules.describe(frame.pc)
+            entry = {"pc": hex(frame.pc), "module": described.get("module"),
+                     "offset": hex(described["offset"]) if described.get("offset") is not None else None,
+                     "symbol": described.get("symbol")}
+            for key in ("file", "line"):
+                if described.get(key) is not None:
+                    entry[key] = described[key]
+            if frame.method not in ("cfi", "context"):
+                entry["method"] = frame.method
+            frames.append(entry)
+        return frames
+
+    def disassemble(self, process: ProcessState, address: int, count: int) -> list[dict[str, Any]]:
+        from ..analysis.disasm import disassemble
+
+        return [{"address": hex(i["address"]), "text": i["text"]}
+                for i in disassemble(self._reader(process), address, count)]
+
+    def crash_record(self, process: ProcessState, info: Any, regs: Mapping[str, int] | None) -> dict[str, Any]:
+        from ..analysis.disasm import around
+        from ..analysis.fault import analyze
+
+        rec: dict[str, Any] = {}
+        if regs is None:
+            return rec
+        frames = self.backtrace(process, regs, 32)
+        analysis = analyze(info, regs, self._reader(process), [f.get("symbol") or "" for f in frames], None)
+        rec.update({k: (hex(v) if isinstance(v, int) and k in ("address", "fault_address") else v)
+                    for k, v in analysis.items()})
+        if isinstance(rec.get("exception_code"), int):
+            rec["exception_code"] = hex(rec["exception_code"])
+        pc = regs["rip"]
+        described = process.modules.describe(pc)
+        rec["module"] = described.get("module")
+        rec["symbol"] = described.get("symbol")
+        rec["frames"] = frames
+        rec["registers"] = {n: hex(regdefs.read_register(regs, n)) for n in regdefs.GENERAL_REGISTERS}
+        try:
+            rec["disassembly"] = [
+                {"address": hex(i["address"]), "text": i["text"], **({"fault": True} if i.get("marked") or i["address"] == pc else {})}
+                for i in around(self._reader(process), pc)]
+        except DebuggerError:
+            rec["disassembly"] = []
+        return rec

@@ -1,0 +1,277 @@
+"""The debug loop: wait for an event, dispatch it through the plan, continue — always continue.
+
+One `Session` drives one target (and, with follow_forks, its children)
+through a backend. Dispatch is a table lookup: int3 addresses -> SoftSite,
+debug-register slots and guarded ranges -> breakpoints, everything else ->
+the plan's HandlerTable. Every stop ends in `resume`, in a `finally`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..backend.base import Backend, Module
+from ..errors import DebuggerError, EvaluationError, InstrumentError
+from ..events import CreateProcessInfo, DebugEvent, EventCode, ExceptionInfo, ExitProcessInfo, LoadDllInfo
+from .breakpoints import BreakpointState, PendingReturn, SoftSite
+from .context import StopContext, StopEnv
+from .hits import HitHandling
+from .records import event_fields, record_fields
+
+
+
+@dataclass
+class ProcessState:
+    pid: int
+    backend: Backend
+    modules: Any                                       # symbols.modules.ModuleMap
+    sites: dict[int, SoftSite] = field(default_factory=dict)
+    armed: dict[str, list[int]] = field(default_factory=dict)     # bp id -> addresses (soft) / [slot] / [addr]
+    hw_slots: dict[int, str] = field(default_factory=dict)        # slot -> bp id
+    guards: dict[int, tuple[str, int]] = field(default_factory=dict)  # address -> (bp id, size)
+    returns: dict[int, list[PendingReturn]] = field(default_factory=dict)
+    image_path: str = ""
+    alive: bool = True
+
+    def read(self, address: int, size: int) -> bytes:
+        return self.backend.read_memory(self.pid, address, size)
+
+    def write(self, address: int, data: bytes) -> None:
+        """Write target memory, keeping our int3 bytes in place over a patch."""
+        for site in self.sites.values():
+            if site.inserted and address <= site.address < address + len(data):
+                off = site.address - address
+                site.original = data[off:off + 1]
+                data = data[:off] + b"\xcc" + data[off + 1:]
+        self.backend.write_memory(self.pid, address, data)
+
+    def site(self, address: int) -> SoftSite:
+        if address not in self.sites:
+            self.sites[address] = SoftSite(address)
+        return self.sites[address]
+
+    def add_user(self, address: int, user: str) -> None:
+        site = self.site(address)
+        site.users.add(user)
+        site.insert(self.read, self.raw_write)
+
+    def raw_write(self, address: int, data: bytes) -> None:
+        self.backend.write_memory(self.pid, address, data)
+
+    def drop_user(self, address: int, user: str) -> None:
+        site = self.sites.get(address)
+        if site is None:
+            return
+        site.users.discard(user)
+        if not site.users:
+            if self.alive:
+                site.remove(self.raw_write)
+            del self.sites[address]
+
+
+class SessionEnd(Exception):
+    """Raised inside dispatch to end the loop the way an action or the timeout asked."""
+
+
+class Session(HitHandling):
+    def __init__(self, plan: Any, backend: Backend, emit: Callable[[dict[str, Any]], None], *,
+                 all_events: bool = False, out_dir: str | Path = ".", inspector: Any = None,
+                 module_map_factory: Callable[[], Any] | None = None) -> None:
+        from .inspect import Inspector
+        from ..symbols.modules import ModuleMap
+
+        self.plan, self.backend, self._emit = plan, backend, emit
+        self.all_events = all_events
+        self.out_dir = Path(out_dir)
+        self.abi = backend.capabilities.abi
+        self.inspector = inspector or Inspector(backend)
+        self.new_module_map = module_map_factory or ModuleMap
+        self.breakpoints = {bp.id: BreakpointState(bp, enabled=bp.enabled) for bp in plan.breakpoints}
+        self.order = [bp.id for bp in plan.breakpoints]
+        self.processes: dict[int, ProcessState] = {}
+        self.start = time.monotonic()
+        self.end_request: str | None = None
+        self.ended_how = "exited"
+        self.exit_code: int | None = None
+        self.exit_signal: str | None = None
+        self.crashed = False
+        self.attached = False
+        self.main_pid: int | None = None
+        self.started = False               # the first CREATE_PROCESS has arrived
+        self.errors: list[str] = []
+
+    # -- records --------------------------------------------------------
+    def record(self, event: str, code: int | None, pid: int, tid: int, **fields: Any) -> dict[str, Any]:
+        rec: dict[str, Any] = {"event": event, "code": code, "pid": pid, "tid": tid,
+                               "time": round(time.monotonic() - self.start, 6)}
+        rec.update(fields)
+        return rec
+
+    def emit(self, rec: dict[str, Any]) -> None:
+        self._emit(rec)
+
+    # -- control requested by actions ---------------------------------------
+    def request_end(self, how: str) -> None:
+        self.end_request = how
+
+    def set_enabled(self, bp_id: str, enabled: bool) -> None:
+        state = self.breakpoints[bp_id]
+        state.enabled = enabled
+        for process in self.processes.values():
+            if enabled and not state.spent:
+                self.arm(process, state)
+            elif not enabled:
+                self.disarm(process, state)
+
+    # -- arming ---------------------------------------------------------------
+    def resolve(self, process: ProcessState, state: BreakpointState) -> int | None:
+        env = StopEnv(self, process, 0, None, {})
+        try:
+            return int(state.plan.at.evaluate(env))
+        except EvaluationError:
+            return None
+
+    def arm(self, process: ProcessState, state: BreakpointState) -> None:
+        if state.id in process.armed or not state.active:
+            return
+        address = self.resolve(process, state)
+        if address is None:
+            return
+        plan = state.plan
+        if plan.type == "soft":
+            process.add_user(address, state.id)
+            process.armed[state.id] = [address]
+        elif plan.type == "hardware":
+            slot = next(s for s in range(self.backend.capabilities.hardware_breakpoints) if s not in process.hw_slots)
+            self.backend.set_hardware_breakpoint(process.pid, slot, address, plan.access, plan.size)
+            process.hw_slots[slot] = state.id
+            process.armed[state.id] = [slot]
+        else:
+            self.backend.set_memory_breakpoint(process.pid, address, plan.size, plan.access)
+            process.guards[address] = (state.id, plan.size)
+            process.armed[state.id] = [address]
+
+    def disarm(self, process: ProcessState, state: BreakpointState) -> None:
+        where = process.armed.pop(state.id, None)
+        if where is None:
+            return
+        if state.plan.type == "soft":
+            process.drop_user(where[0], state.id)
+        elif state.plan.type == "hardware":
+            process.hw_slots.pop(where[0], None)
+            if process.alive:
+                self.backend.clear_hardware_breakpoint(process.pid, where[0])
+        else:
+            process.guards.pop(where[0], None)
+            if process.alive:
+                self.backend.clear_memory_breakpoint(process.pid, where[0])
+
+    def arm_all(self, process: ProcessState) -> None:
+        for bp_id in self.order:
+            self.arm(process, self.breakpoints[bp_id])
+
+    # -- the loop -----------------------------------------------------------------
+    def run_loop(self, timeout: float | None) -> None:
+        deadline = None if timeout is None else self.start + timeout
+        while self.processes or not self.started:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            event = self.backend.wait_event(remaining)
+            if event is None:
+                self.ended_how = "timeout"
+                return
+            pass_exception = False
+            try:
+                pass_exception = self.dispatch(event)
+            finally:
+                if event.pid in self.processes or isinstance(event.info, ExceptionInfo):
+                    self._resume(event, pass_exception)
+            if self.end_request is not None:
+                self.ended_how = {"stop": "stopped", "detach": "detached", "kill": "killed"}[self.end_request]
+                return
+
+    def _resume(self, event: DebugEvent, pass_exception: bool) -> None:
+        try:
+            self.backend.resume(event.tid, pass_exception=pass_exception)
+        except DebuggerError:
+            pass   # the thread is gone; its exit event will follow
+
+    def dispatch(self, event: DebugEvent) -> bool:
+        """Handle one event; return True to pass an exception on to the target."""
+        info = event.info
+        if event.code == EventCode.CREATE_PROCESS_DEBUG_EVENT:
+            self.on_create_process(event)
+        elif event.code == EventCode.LOAD_DLL_DEBUG_EVENT:
+            self.on_load_dll(event)
+        elif event.code == EventCode.UNLOAD_DLL_DEBUG_EVENT:
+            process = self.processes.get(event.pid)
+            if process is not None:
+                process.modules.remove(info.base)
+        elif event.code == EventCode.EXCEPTION_DEBUG_EVENT:
+            return self.on_exception(event)
+        elif event.code in (EventCode.EXIT_PROCESS_DEBUG_EVENT, EventCode.RIP_EVENT):
+            self.on_exit_process(event)
+        self.run_event_handlers(event)
+        return False
+
+    def on_create_process(self, event: DebugEvent) -> None:
+        info: CreateProcessInfo = event.info  # type: ignore[assignment]
+        if self.main_pid is None:
+            self.main_pid = event.pid
+        self.started = True
+        modules = self.new_module_map()
+        modules.add(Module(info.image_path, info.image_base or 0))
+        # An exec'd image replaces everything: the old sites are gone with the old image.
+        process = ProcessState(event.pid, self.backend, modules, image_path=info.image_path)
+        self.processes[event.pid] = process
+        self.arm_all(process)
+
+    def on_load_dll(self, event: DebugEvent) -> None:
+        info: LoadDllInfo = event.info  # type: ignore[assignment]
+        process = self.processes.get(event.pid)
+        if process is None:
+            return
+        process.modules.add(Module(info.path, info.base))
+        self.arm_all(process)      # deferred breakpoints whose module or symbol just appeared
+
+    def on_exit_process(self, event: DebugEvent) -> None:
+        process = self.processes.pop(event.pid, None)
+        if process is not None:
+            process.alive = False
+        info = event.info
+        if event.pid == self.main_pid and isinstance(info, ExitProcessInfo):
+            self.exit_code, self.exit_signal = info.exit_code, info.signal
+        elif event.pid == self.main_pid:
+            self.ended_how = "lost"
+
+    def run_event_handlers(self, event: DebugEvent, *, extra: dict[str, Any] | None = None,
+                           regs: Any = None) -> None:
+        handlers = self.plan.table.lookup(event)
+        if not handlers and not self.all_events:
+            return
+        fields = event_fields(event)
+        if extra:
+            fields.update(extra)
+        rec = self.record(fields["event"], int(event.code), event.pid, event.tid, **record_fields(fields))
+        fields.update(code=int(event.code), pid=event.pid, tid=event.tid)
+        process = self.processes.get(event.pid) or self._ghost(event.pid)
+        self.run_actions([a for h in handlers for a in h.actions], process, event.tid, regs, rec, fields)
+        self.emit(rec)
+
+    def _ghost(self, pid: int) -> ProcessState:
+        """A stand-in for a process that has already gone (its exit event's handlers)."""
+        return ProcessState(pid, self.backend, self.new_module_map(), alive=False)
+
+    def run_actions(self, actions: Any, process: ProcessState, tid: int, regs: Any,
+                    rec: dict[str, Any], fields: dict[str, Any], hits: int = 0,
+                    entry_args: tuple[int, ...] | None = None) -> StopContext:
+        env = StopEnv(self, process, tid, regs, fields, hits, entry_args)
+        ctx = StopContext(self, process, tid, env, rec)
+        for action in actions:
+            try:
+                action.run(ctx)
+            except (EvaluationError, DebuggerError, InstrumentError, OSError, ValueError) as e:
+                rec.setdefault("errors", []).append(f"{action.kind}: {e}")
+        return ctx

@@ -1,0 +1,52 @@
+"""The fields an event contributes to its record (values, not presentation: hex strings per SPEC 5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..events import (CreateProcessInfo, CreateThreadInfo, DebugEvent, DebugStringInfo, ExceptionInfo,
+                      ExitProcessInfo, ExitThreadInfo, LoadDllInfo, RipInfo, UnloadDllInfo, exception_name)
+
+
+ADDRESS_KEYS = frozenset({"address", "fault_address", "base", "start_address", "pc", "exception_code"})
+
+
+def record_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """Event fields as a record carries them: addresses as lower-case hex strings (SPEC 5)."""
+    return {k: (hex(v) if k in ADDRESS_KEYS and isinstance(v, int) and not isinstance(v, bool) else v)
+            for k, v in fields.items() if k != "event"}
+
+
+def event_fields(event: DebugEvent) -> dict[str, Any]:
+    """`event` (the record name) and the payload of one debug event, as values
+    (ints stay ints, so a recipe can write `{base:#x}`)."""
+    info = event.info
+    fields: dict[str, Any] = {"event": event.code.record_name}
+    if isinstance(info, ExceptionInfo):
+        fields.update(exception=exception_name(info.code), exception_code=info.code,
+                      address=info.address, first_chance=info.first_chance)
+        if info.signal:
+            fields["signal"] = info.signal
+        if info.fault_address is not None:
+            fields["fault_address"] = info.fault_address
+        if info.access is not None:
+            fields["access"] = info.access.value
+    elif isinstance(info, CreateProcessInfo):
+        fields.update(image_path=info.image_path, module=info.image_path, base=info.image_base)
+    elif isinstance(info, CreateThreadInfo):
+        fields["start_address"] = info.start_address
+    elif isinstance(info, ExitThreadInfo):
+        fields["exit_code"] = info.exit_code
+    elif isinstance(info, ExitProcessInfo):
+        fields["exit_code"] = info.exit_code
+        if info.signal:
+            fields["signal"] = info.signal
+    elif isinstance(info, LoadDllInfo):
+        fields.update(module=info.path, base=info.base)
+    elif isinstance(info, UnloadDllInfo):
+        fields.update(module=info.path, base=info.base)
+    elif isinstance(info, DebugStringInfo):
+        fields["text"] = info.text
+    elif isinstance(info, RipInfo):
+        fields["error"] = info.error
+    return fields

@@ -1,0 +1,162 @@
+"""Run a compiled Plan against a real target: start or attach, loop, and always clean up.
+
+Cleanup is the contract of HOUSE.md rule 5: whatever ends the session
+(the target's exit, an action, --timeout, SIGINT, SIGTERM, an error inside
+instrument), an attached target is left exactly as it was — every int3 byte,
+debug register and page protection restored — and keeps running; a target
+we spawned is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .. import __version__
+from ..backend.base import Backend, SpawnOptions
+from ..errors import EXIT_CRASH, EXIT_OK, DebuggerError
+from .loop import Session
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    exit_status: int
+    summary: dict[str, Any]
+
+
+class Terminated(BaseException):
+    """SIGTERM, turned into an exception so the loop's finally blocks run."""
+
+
+@contextlib.contextmanager
+def _signals_end_session() -> Iterator[None]:
+    def on_term(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    try:
+        old = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:          # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def run(plan: Any, *, emit: Callable[[dict[str, Any]], None], backend: Backend | None = None,
+        all_events: bool = False, out_dir: str | Path = ".", pin_cpu: bool = True,
+        module_map_factory: Callable[[], Any] | None = None) -> SessionResult:
+    """Run `plan`, sending every record to `emit`; return the exit status and the summary.
+
+    `module_map_factory` replaces the ELF module map (tests, backends without ELF files)."""
+    if backend is None:
+        from ..backend import get_backend
+        backend = get_backend()
+    session = Session(plan, backend, emit, all_events=all_events, out_dir=out_dir,
+                      module_map_factory=module_map_factory)
+    target = plan.target
+    interrupted = False
+    with _signals_end_session():
+        try:
+            if target.attach is not None:
+                session.attached = True
+                session.main_pid = backend.attach(target.attach)
+            else:
+                session.main_pid = backend.spawn(SpawnOptions(
+                    argv=tuple(target.argv), env=target.env, cwd=target.cwd, stdin_path=target.stdin,
+                    follow_forks=target.follow_forks, pin_cpu=pin_cpu))
+            session.run_loop(target.timeout)
+        except (KeyboardInterrupt, Terminated):
+            interrupted = True
+            session.ended_how = "interrupted"
+        finally:
+            # Ignore a second Ctrl-C while we put the target back together.
+            old_int = _ignore(signal.SIGINT)
+            old_term = _ignore(signal.SIGTERM)
+            try:
+                _clean_up(session, backend)
+            finally:
+                _restore(signal.SIGINT, old_int)
+                _restore(signal.SIGTERM, old_term)
+    summary = _summary(session, plan)
+    emit(summary)
+    status = EXIT_CRASH if session.crashed else EXIT_OK
+    if interrupted and not session.crashed:
+        status = 130 if session.ended_how == "interrupted" else status
+    return SessionResult(status, summary)
+
+
+def _ignore(signum: int) -> Any:
+    try:
+        return signal.signal(signum, signal.SIG_IGN)
+    except ValueError:
+        return None
+
+
+def _restore(signum: int, handler: Any) -> None:
+    if handler is not None:
+        with contextlib.suppress(ValueError):
+            signal.signal(signum, handler)
+
+
+def _clean_up(session: Session, backend: Backend) -> None:
+    """Detach (restoring everything we patched) or kill every process still traced."""
+    keep_running = session.attached or session.end_request == "detach"
+    if session.end_request == "kill":
+        keep_running = False
+    for pid, process in list(session.processes.items()):
+        try:
+            if keep_running:
+                for state in session.breakpoints.values():
+                    session.disarm(process, state)
+                for address in list(process.sites):
+                    site = process.sites.pop(address)
+                    site.remove(process.raw_write)
+                backend.detach(pid)
+                if session.ended_how == "exited":
+                    session.ended_how = "detached"
+            else:
+                backend.kill(pid)
+                if session.ended_how in ("exited", "stopped"):
+                    session.ended_how = "killed"
+        except DebuggerError:
+            pass   # already gone
+        process.alive = False
+    session.processes.clear()
+    backend.close()
+
+
+def _summary(session: Session, plan: Any) -> dict[str, Any]:
+    recipe = plan.recipe
+    rec = session.record("summary", None, session.main_pid or 0, 0)
+    rec.update({
+        "ended": session.ended_how,
+        "exit_code": session.exit_code,
+        "signal": session.exit_signal,
+        "crashed": session.crashed,
+        "breakpoints": {bp_id: session.breakpoints[bp_id].hits for bp_id in session.order},
+        "recipe": {"name": recipe.name, "sha256": recipe.sha256},
+        "tool": {"name": "instrument", "version": __version__},
+        "target": _target_info(plan),
+    })
+    if session.errors:
+        rec["errors"] = list(session.errors)
+    return rec
+
+
+def _target_info(plan: Any) -> dict[str, Any]:
+    info: dict[str, Any] = {}
+    if plan.target.argv:
+        info["path"] = plan.target.argv[0]
+        try:
+            from ..symbols.elf import open_image
+            info["build_id"] = open_image(plan.target.argv[0]).build_id
+        except Exception:  # noqa: BLE001 - provenance is best effort; never fail the run for it
+            info["build_id"] = None
+    if plan.target.attach is not None:
+        info["pid"] = plan.target.attach
+    return info

@@ -1,0 +1,74 @@
+"""`instrument explain`: the compiled handler table and breakpoint plan, for a person."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..compiler.resolve import ANY_LIBRARY
+from ..events import EventCode, exception_name
+
+
+def _actions(actions: Any, indent: str) -> list[str]:
+    return [f"{indent}- {a.describe}" for a in actions] or [f"{indent}(no actions)"]
+
+
+def explain(plan: Any) -> str:
+    r = plan.recipe
+    out = [f"recipe {r.name} (version {r.version}, sha256 {r.sha256[:16]}...)"]
+    if r.description:
+        out.append(f"  {r.description.strip().splitlines()[0]}")
+    t = plan.target
+    out.append("")
+    out.append("target:")
+    if t.attach is not None:
+        out.append(f"  attach pid {t.attach}")
+    elif t.argv:
+        out.append("  run " + " ".join(t.argv))
+    else:
+        out.append("  (none: give a command after `--` or --pid)")
+    out.append(f"  timeout {t.timeout}s" if t.timeout else "  no timeout")
+    out.append(f"  follow forks: {'yes' if t.follow_forks else 'no'}")
+    if plan.params:
+        out.append("params:")
+        out += [f"  {k} = {v!r}" for k, v in plan.params.items()]
+
+    out.append("")
+    out.append("handler table (dispatch order: exception code, then event code, then catch-all):")
+    table = plan.table
+    if not (table.by_exception or table.by_event or table.catch_all):
+        out.append("  (empty)")
+    for code, handler in sorted(table.by_exception.items()):
+        out.append(f"  exception {exception_name(code)} (0x{code:08x}):")
+        out += _actions(handler.actions, "    ")
+    for code, handler in sorted(table.by_event.items()):
+        out.append(f"  event {int(code)} {EventCode(code).name} ({handler.key}):")
+        out += _actions(handler.actions, "    ")
+    if table.catch_all is not None:
+        out.append("  any event:")
+        out += _actions(table.catch_all.actions, "    ")
+    if plan.crash is not None:
+        out.append("  crash (last-chance exception):")
+        out += _actions(plan.crash.actions, "    ")
+
+    out.append("")
+    out.append(f"breakpoints ({len(plan.breakpoints)}):")
+    for bp in plan.breakpoints:
+        kind = bp.type + (f" {bp.access} size {bp.size}" if bp.type != "soft" else "")
+        if bp.module == ANY_LIBRARY:
+            where = "deferred until a library defining it loads"
+        elif bp.module is not None:
+            where = f"deferred until {bp.module} loads"
+        elif bp.static_address is not None:
+            where = f"link-time address 0x{bp.static_address:x}"
+        else:
+            where = "resolved when the process starts"
+        out.append(f"  {bp.id}: {kind} at {bp.at.text} -> {where}" + ("" if bp.enabled else " [disabled]"))
+        if bp.when is not None:
+            out.append(f"    when {bp.when.text}")
+        if bp.limit is not None:
+            out.append(f"    limit {bp.limit}")
+        out += _actions(bp.actions, "    ")
+        if bp.on_return is not None:
+            out.append("    on return:")
+            out += _actions(bp.on_return, "      ")
+    return "\n".join(out) + "\n"

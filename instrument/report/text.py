@@ -1,0 +1,70 @@
+"""Records as lines a person reads: time, event, where, then what the actions produced."""
+
+from __future__ import annotations
+
+from typing import Any, TextIO
+
+_SKIP = {"event", "code", "pid", "tid", "time", "message", "registers", "dump", "frames",
+         "disassembly", "errors", "id", "hits", "address", "symbol", "type"}
+
+
+def _frames(frames: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for i, f in enumerate(frames):
+        where = f.get("symbol") or (f"{f.get('module')}+{f.get('offset')}" if f.get("module") else "??")
+        module = f" ({f['module']})" if f.get("module") and f.get("symbol") else ""
+        src = f" at {f['file']}:{f['line']}" if f.get("file") else ""
+        how = f" [{f['method']}]" if f.get("method") else ""
+        lines.append(f"    #{i:<2} {f.get('pc')} {where}{module}{src}{how}")
+    return lines
+
+
+def format_record(r: dict[str, Any]) -> str:
+    event = r.get("event")
+    head = f"[{r.get('time', 0):9.4f}] {event}"
+    if event in ("breakpoint", "return"):
+        head += f" {r.get('id')} #{r.get('hits')} at {r.get('symbol') or r.get('address')}"
+        if event == "return":
+            head += f" -> {r.get('retval')}"
+    elif event == "summary":
+        bps = ", ".join(f"{k}={v}" for k, v in (r.get("breakpoints") or {}).items())
+        end = f"exit code {r['exit_code']}" if r.get("exit_code") is not None else (r.get("signal") or "")
+        head += f" {r.get('ended')} {end}".rstrip() + (f"; hits: {bps}" if bps else "")
+    elif event == "crash":
+        head += f" {r.get('exception')} ({r.get('signal')}) at {r.get('symbol') or r.get('address')}"
+        if r.get("fault_address"):
+            head += f" {r.get('access') or 'access'} of {r['fault_address']}"
+    else:
+        extras = [f"{k}={v}" for k, v in r.items() if k not in _SKIP and v is not None and not isinstance(v, (dict, list))]
+        head += f" (code {r.get('code')})" if r.get("code") is not None else ""
+        if extras:
+            head += " " + " ".join(extras)
+    head += f" pid={r.get('pid')} tid={r.get('tid')}" if event not in ("summary",) else ""
+    lines = [head]
+    if r.get("message"):
+        lines += ["    " + line for line in str(r["message"]).splitlines()]
+    if r.get("registers"):
+        regs = list(r["registers"].items())
+        for i in range(0, len(regs), 4):
+            lines.append("    " + "  ".join(f"{k:>6}={v:<18}" for k, v in regs[i:i + 4]).rstrip())
+    for d in r.get("dump") or []:
+        lines.append(f"    dump {d['size']} bytes at {d['at']}: " + (d.get("file") or d.get("hex", "")))
+    if r.get("frames"):
+        lines += _frames(r["frames"])
+    for ins in r.get("disassembly") or []:
+        mark = "=>" if ins.get("fault") else "  "
+        lines.append(f"  {mark} {ins['address']}: {ins['text']}")
+    for e in r.get("errors") or []:
+        lines.append(f"    error: {e}")
+    return "\n".join(lines)
+
+
+class TextReporter:
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def emit(self, record: dict[str, Any]) -> None:
+        self.stream.write(format_record(record) + "\n")
+
+    def close(self) -> None:
+        self.stream.flush()

@@ -1,0 +1,276 @@
+"""The runtime module map of one process (which image holds an address; names <-> runtime
+addresses), and the static resolver the compiler uses before any process exists."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from bisect import bisect_right
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
+
+from ..backend.base import Module
+from .elf import ElfImage, ImageError, open_image
+
+# `loop.c:42`: a source file (with an extension) and a line number.
+_LINE_SPEC = re.compile(r"^(?P<file>[^:!\s]+\.\w+):(?P<line>\d+)$")
+# A bare name that can only be a library (`libc.so.6`, `kernel32.dll`), never a symbol.
+_LIBRARY_NAME = re.compile(r"\.(so(\.\d+)*|dll|dylib)$", re.I)
+_TEXT_CACHE_LIMIT = 4096
+
+
+class UnknownSymbol(KeyError):
+    """A name that resolves to nothing; prints its message without KeyError's quotes."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown symbol"
+
+
+def _short_name(basename: str) -> str:
+    """`libc.so.6` -> `libc`, `ld-linux-x86-64.so.2` -> `ld`: up to the first '.' or '-'."""
+    return re.split(r"[.\-]", basename, maxsplit=1)[0]
+
+
+def module_matches(module_name_in_expr: str, module: Module) -> bool:
+    """Does `libc.so.6` / `libc` / `/lib/x86_64-linux-gnu/libc.so.6` name this module?"""
+    wanted = module_name_in_expr.strip()
+    if not wanted:
+        return False
+    path = module.path.replace("\\", "/")
+    basename = module.name
+    # PE names are case-insensitive (KERNEL32.DLL is kernel32.dll); ELF names are not.
+    if "\\" in module.path or basename.lower().endswith((".dll", ".exe")):
+        wanted, path, basename = wanted.lower(), path.lower(), basename.lower()
+    if "/" in wanted or "\\" in wanted:
+        wanted = wanted.replace("\\", "/")
+        return os.path.normpath(wanted) == os.path.normpath(path) or (
+            os.path.isabs(wanted) and os.path.realpath(wanted) == os.path.realpath(path))
+    return wanted in (basename, _short_name(basename))
+
+
+@dataclass(frozen=True)
+class _Entry:
+    module: Module
+    image: ElfImage | None      # None: the file could not be read; the module works by name
+    start: int                  # runtime start: base + lowest PT_LOAD vaddr
+    end: int                    # runtime end (== start when the file is unreadable)
+
+    def symbol(self, name: str) -> int | None:
+        if self.image is None:
+            return None
+        address = self.image.symbol_address(name)
+        return None if address is None else self.module.base + address
+
+
+def _entry(module: Module) -> _Entry:
+    try:
+        image: ElfImage | None = open_image(module.path)
+    except ImageError:
+        image = None
+    if image is None or image.extent == (0, 0):
+        return _Entry(module, image, module.base, module.base)
+    lo, hi = image.extent
+    return _Entry(module, image, module.base + lo, module.base + hi)
+
+
+class ModuleMap:
+    """The images loaded in one process, kept in load order; the first added is the main image."""
+
+    def __init__(self, modules: Iterable[Module] = ()) -> None:
+        self._entries: list[_Entry] = []
+        self._main: _Entry | None = None
+        self._starts: list[int] = []
+        self._by_start: list[_Entry] = []
+        self._text_cache: dict[int, str] = {}
+        for m in modules:
+            self.add(m)
+
+    # -- membership -----------------------------------------------------------
+    def add(self, module: Module) -> None:
+        entry = _entry(module)
+        # The same base reported twice (attach, then a rendezvous walk) replaces, not duplicates.
+        self._entries = [e for e in self._entries if e.module.base != module.base]
+        if self._main is None and not self._entries:
+            self._main = entry
+        self._entries.append(entry)
+        self._reindex()
+
+    def remove(self, base: int) -> Module | None:
+        gone = next((e for e in self._entries if e.module.base == base), None)
+        if gone is None:
+            return None
+        self._entries.remove(gone)
+        if gone is self._main:
+            self._main = None
+        self._reindex()
+        return gone.module
+
+    def _reindex(self) -> None:
+        by_start = sorted((e for e in self._entries if e.end > e.start), key=lambda e: e.start)
+        self._by_start = by_start
+        self._starts = [e.start for e in by_start]
+        self._text_cache.clear()
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter([e.module for e in self._entries])
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def main(self) -> Module | None:
+        return self._main.module if self._main is not None else None
+
+    def image_of(self, module: Module) -> ElfImage | None:
+        """The parsed file of a loaded module (for unwinding, disassembly), if readable."""
+        entry = next((e for e in self._entries if e.module == module), None)
+        return entry.image if entry is not None else None
+
+    # -- address -> module -------------------------------------------------------
+    def _entry_at(self, address: int) -> _Entry | None:
+        i = bisect_right(self._starts, address) - 1
+        if i >= 0 and address < self._by_start[i].end:
+            return self._by_start[i]
+        return None
+
+    def find(self, address: int) -> Module | None:
+        entry = self._entry_at(address)
+        return entry.module if entry is not None else None
+
+    # -- name -> address ----------------------------------------------------------
+    def _search_order(self) -> list[_Entry]:
+        # Like gdb: the main program first, then the libraries in load order.
+        if self._main is None:
+            return list(self._entries)
+        return [self._main, *(e for e in self._entries if e is not self._main)]
+
+    def try_resolve(self, name: str) -> int | None:
+        """Runtime address of `sym`, `mod!sym`, `mod` (its start) or `file.c:line`; None if unknown."""
+        name = name.strip()
+        spec = _LINE_SPEC.match(name)
+        if spec is not None:
+            return self._resolve_line(spec.group("file"), int(spec.group("line")))
+        module_part, bang, symbol = name.partition("!")
+        owners = [e for e in self._search_order() if bang and module_matches(module_part, e.module)]
+        if owners:
+            return next((a for a in (e.symbol(symbol) for e in owners) if a is not None), None)
+        # No module of that name: a C++ `operator!` is still a symbol name.
+        for e in self._search_order():
+            address = e.symbol(name)
+            if address is not None:
+                return address
+        for e in self._search_order():
+            if module_matches(name, e.module):
+                return e.start
+        return None
+
+    def _resolve_line(self, file: str, line: int) -> int | None:
+        for e in self._search_order():
+            if e.image is not None:
+                address = e.image.line_address(file, line)
+                if address is not None:
+                    return e.module.base + address
+        return None
+
+    def resolve(self, name: str) -> int:
+        """Like try_resolve, but raises UnknownSymbol (a KeyError) saying what was searched."""
+        address = self.try_resolve(name)
+        if address is not None:
+            return address
+        loaded = ", ".join(e.module.name for e in self._search_order()) or "none"
+        module_part, bang, symbol = name.strip().partition("!")
+        if bang and module_part:
+            if not any(module_matches(module_part, e.module) for e in self._entries):
+                raise UnknownSymbol(f"{name!r}: no module {module_part!r} is loaded (loaded: {loaded})")
+            raise UnknownSymbol(f"{name!r}: no symbol {symbol!r} in module {module_part!r}")
+        if _LINE_SPEC.match(name.strip()):
+            raise UnknownSymbol(f"{name!r}: no code at that source line (modules: {loaded})")
+        raise UnknownSymbol(f"{name!r}: no symbol or module of that name (searched: {loaded})")
+
+    # -- address -> name ------------------------------------------------------------
+    def describe(self, address: int, *, lines: bool = True) -> dict[str, Any]:
+        """{"module", "offset", "symbol", "file", "line"} for a runtime address; the symbol
+        carries no module prefix (the record has `module`). Unknown parts are None."""
+        out: dict[str, Any] = {"module": None, "offset": None, "symbol": None, "file": None, "line": None}
+        entry = self._entry_at(address)
+        if entry is None:
+            return out
+        out["module"] = entry.module.name
+        out["offset"] = address - entry.start
+        if entry.image is not None:
+            link = address - entry.module.base
+            hit = entry.image.symbolize(link)
+            if hit is not None:
+                out["symbol"] = _plus(hit[0], hit[1])
+            where = entry.image.source_line(link) if lines else None
+            if where is not None:
+                out["file"], out["line"] = where
+        return out
+
+    def symbol_text(self, address: int) -> str:
+        """`hit+0x4`, `libc.so.6!malloc+0x10`, `libc.so.6+0x1234`, or `0x7f..` outside every module."""
+        text = self._text_cache.get(address)
+        if text is None:
+            text = self._symbol_text(address)
+            # Breakpoint addresses repeat on every hit: keep the answers, within bounds.
+            if len(self._text_cache) >= _TEXT_CACHE_LIMIT:
+                self._text_cache.clear()
+            self._text_cache[address] = text
+        return text
+
+    def _symbol_text(self, address: int) -> str:
+        entry = self._entry_at(address)
+        if entry is None:
+            return f"{address:#x}"
+        hit = entry.image.symbolize(address - entry.module.base) if entry.image is not None else None
+        if hit is None:
+            return f"{entry.module.name}+{address - entry.start:#x}"
+        text = _plus(hit[0], hit[1])
+        return text if entry is self._main else f"{entry.module.name}!{text}"
+
+
+def _plus(name: str, offset: int) -> str:
+    return f"{name}+{offset:#x}" if offset else name
+
+
+class StaticResolver:
+    """Names in the program before it runs, for the compiler: link-time addresses (PIE
+    bias not applied: the compiler only checks existence and shows the address)."""
+
+    def __init__(self, program_path: str) -> None:
+        path = program_path
+        if "/" not in path and not os.path.exists(path):
+            # `run: [ls]` is looked up on PATH, as execvp will.
+            path = shutil.which(path) or path
+        self.image = open_image(path)
+        self.module = Module(program_path, 0)
+
+    def module_of(self, name: str) -> str | None:
+        """The module part of `mod!sym`; a bare library file name (`libc.so.6`) is its own module."""
+        bare = name.strip()
+        module_part, bang, _ = bare.partition("!")
+        if bang and module_part and self.image.symbol_address(bare) is None:   # not `operator!`
+            return module_part
+        if _LIBRARY_NAME.search(bare) and self.image.symbol_address(bare) is None:
+            return bare
+        return None
+
+    def is_deferred(self, name: str) -> bool:
+        """True for a name in another module: it is resolved at that module's LOAD_DLL."""
+        module = self.module_of(name)
+        return module is not None and not module_matches(module, self.module)
+
+    def resolve(self, name: str) -> int | None:
+        """Link-time address of a name in the program (`sym`, `prog!sym`, `prog`, `file.c:N`)."""
+        name = name.strip()
+        spec = _LINE_SPEC.match(name)
+        if spec is not None:
+            return self.image.line_address(spec.group("file"), int(spec.group("line")))
+        module_part, bang, symbol = name.partition("!")
+        if bang and module_part and module_matches(module_part, self.module):
+            return self.image.symbol_address(symbol)
+        address = self.image.symbol_address(name)
+        if address is None and module_matches(name, self.module):
+            return self.image.extent[0]
+        return address

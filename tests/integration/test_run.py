@@ -1,0 +1,169 @@
+"""`instrument run` end to end on real programs through the ptrace backend (SPEC 3-5, issue 3)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+HEADER = "version: 1\nname: t\ndescription: test recipe\n"
+
+
+def recipe(tmp_path: Path, body: str, name: str = "r.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(HEADER + body)
+    return str(path)
+
+
+def records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def run_jsonl(tmp_path: Path, body: str, *command: str, extra: tuple[str, ...] = (), timeout: float = 120):
+    out = tmp_path / "out.jsonl"
+    proc = run_cli("run", recipe(tmp_path, body), "--format", "jsonl", "-o", str(out), *extra, "--", *command,
+                   timeout=timeout)
+    return proc, (records(out) if out.exists() else [])
+
+
+def test_loop_hits_every_call_in_order(targets, tmp_path):
+    n = 200
+    proc, recs = run_jsonl(tmp_path, "breakpoints:\n  - id: on-hit\n    at: hit\n    actions:\n"
+                           "      - log: '{arg0}'\n      - log: {registers: [rdi]}\n", targets["loop"], str(n))
+    assert proc.returncode == 0, proc.stderr
+    hits = [r for r in recs if r["event"] == "breakpoint"]
+    assert [int(r["message"]) for r in hits] == list(range(n))
+    assert [r["hits"] for r in hits] == list(range(1, n + 1))
+    assert hits[5]["registers"] == {"rdi": "0x5"}
+    assert hits[0]["symbol"] == "hit" and hits[0]["address"].startswith("0x") and hits[0]["code"] == 1
+    assert all(set(r) >= {"event", "code", "pid", "tid", "time"} for r in recs)
+    # The target's own output passes through unchanged.
+    assert f"sum={n * (n - 1)} counter={n * (n - 1) // 2}" in proc.stdout
+    summary = recs[-1]
+    assert summary["event"] == "summary" and summary["exit_code"] == 0 and summary["breakpoints"] == {"on-hit": n}
+    assert summary["recipe"]["name"] == "t" and len(summary["recipe"]["sha256"]) == 64
+    assert summary["target"]["build_id"]
+
+
+def test_condition_and_limit(targets, tmp_path):
+    proc, recs = run_jsonl(tmp_path, "breakpoints:\n  - at: hit\n    when: 'arg0 % 3 == 0'\n    limit: 4\n"
+                           "    actions:\n      - log: '{arg0} {hits}'\n", targets["loop"], "50")
+    assert [r["message"] for r in recs if r["event"] == "breakpoint"] == ["0 1", "3 2", "6 3", "9 4"]
+    assert "sum=2450" in proc.stdout
+
+
+def test_set_argument_changes_decision(targets, tmp_path):
+    proc, _ = run_jsonl(tmp_path, "breakpoints:\n  - at: decide\n    actions:\n      - set: {rdi: 99}\n",
+                        targets["loop"], "1", "5")
+    assert "decision=1" in proc.stdout
+
+
+def test_return_action_changes_decision(targets, tmp_path):
+    proc, recs = run_jsonl(tmp_path, "breakpoints:\n  - at: decide\n    actions:\n      - return: 1\n",
+                           targets["loop"], "1", "5")
+    assert "decision=1" in proc.stdout, proc.stderr
+    assert [r for r in recs if r["event"] == "breakpoint"]
+
+
+def test_write_patches_a_global_string(targets, tmp_path):
+    proc, _ = run_jsonl(tmp_path, "breakpoints:\n  - at: decide\n    actions:\n"
+                        "      - write: {at: message, string: patched!}\n", targets["loop"], "1")
+    assert "message=patched!" in proc.stdout
+
+
+def test_dump_returns_exact_bytes(targets, tmp_path):
+    proc, recs = run_jsonl(tmp_path, "breakpoints:\n  - at: decide\n    actions:\n"
+                           "      - dump: {at: buffer, size: 16}\n      - dump: {at: buffer, size: 4, file: buf.bin}\n",
+                           targets["loop"], "1", extra=("--out-dir", str(tmp_path / "o")))
+    hit = next(r for r in recs if r["event"] == "breakpoint")
+    assert hit["dump"][0]["hex"] == "deadbeef0102030405060708090a0b0c"
+    assert (tmp_path / "o" / "buf.bin").read_bytes() == bytes.fromhex("deadbeef")
+
+
+def test_on_return_pairs_recursion(targets, tmp_path):
+    proc, recs = run_jsonl(tmp_path, "breakpoints:\n  - id: f\n    at: fact\n    actions:\n      - log: 'enter {arg0}'\n"
+                           "    on_return:\n      - log: 'fact({arg0}) = {retval}'\n", targets["loop"], "1")
+    returns = [r["message"] for r in recs if r["event"] == "return"]
+    assert returns == ["fact(1) = 1", "fact(2) = 2", "fact(3) = 6", "fact(4) = 24", "fact(5) = 120"]
+    assert "fact=120" in proc.stdout
+
+
+def test_breakpoint_in_dlopened_library(targets, tmp_path):
+    proc, recs = run_jsonl(tmp_path, "breakpoints:\n  - at: plugin.so!plugin_work\n    actions:\n      - log: '{arg0}'\n"
+                           "events:\n  load_dll:\n    - log: 'loaded {module}'\n",
+                           targets["plugin_host"], targets["plugin"])
+    assert proc.returncode == 0, proc.stderr
+    loads = [r for r in recs if r["event"] == "load_dll"]
+    assert any(r["module"].endswith("plugin.so") and r["code"] == 6 for r in loads)
+    assert [r["message"] for r in recs if r["event"] == "breakpoint"] == ["7"]
+    assert "plugin_work(7)=22" in proc.stdout
+
+
+def test_all_events_of_bin_true(tmp_path):
+    proc, recs = run_jsonl(tmp_path, "", "/bin/true", extra=("--all-events",))
+    assert proc.returncode == 0, proc.stderr
+    events = [r for r in recs if r["event"] != "summary"]
+    assert events[0]["event"] == "create_process" and events[0]["code"] == 3
+    loaded = [os.path.basename(r["module"]) for r in events if r["event"] == "load_dll"]
+    assert any(m.startswith("ld-linux") for m in loaded) and "libc.so.6" in loaded
+    assert events[-1]["event"] == "exit_process" and events[-1]["code"] == 5 and events[-1]["exit_code"] == 0
+
+
+def test_stderr_becomes_debug_strings(targets, tmp_path):
+    proc, recs = run_jsonl(tmp_path, "events:\n  debug_string:\n    - log: 'said {text}'\n", targets["stderr_writer"])
+    assert "first warning" in proc.stderr and "normal output" in proc.stdout
+    texts = [r["text"] for r in recs if r["event"] == "debug_string"]
+    assert [t.strip() for t in texts] == ["first warning", "second warning"]
+    assert recs[-1]["exit_code"] == 3 and proc.returncode == 0
+
+
+def test_attach_then_sigterm_leaves_target_running(targets, tmp_path):
+    target = subprocess.Popen([targets["sleeper"], "150"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert target.stdout.readline().startswith("pid=")
+        out = tmp_path / "att.jsonl"
+        exe = Path(sys.executable).parent / "instrument"
+        tool = subprocess.Popen([str(exe), "run", recipe(tmp_path, "breakpoints:\n  - at: tick\n"),
+                                 "--pid", str(target.pid), "--format", "jsonl", "-o", str(out)],
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 20
+        while time.time() < deadline and (not out.exists() or '"breakpoint"' not in out.read_text()):
+            time.sleep(0.05)
+        tool.send_signal(signal.SIGTERM)
+        tool.wait(timeout=20)
+        rest = target.communicate(timeout=30)[0]
+        assert target.returncode == 0
+        assert "done 150 sum=11325" in rest
+        recs = records(out)
+        assert any(r["event"] == "breakpoint" for r in recs)
+        assert recs[-1]["event"] == "summary" and recs[-1]["ended"] in ("interrupted", "detached")
+    finally:
+        if target.poll() is None:
+            target.kill()
+
+
+def test_unknown_symbol_is_a_recipe_error(targets, tmp_path):
+    proc = run_cli("run", recipe(tmp_path, "breakpoints:\n  - at: no_such_function\n"), "--", targets["loop"])
+    assert proc.returncode == 2
+    assert "r.yaml:5:9: error: unknown symbol 'no_such_function'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_program_exits_3(tmp_path):
+    proc = run_cli("run", recipe(tmp_path, ""), "--", str(tmp_path / "nope"))
+    assert proc.returncode == 3
+    assert proc.stderr.count("\n") == 1 and "cannot start" in proc.stderr
+
+
+def test_unattachable_pid_exits_3(tmp_path):
+    proc = run_cli("run", recipe(tmp_path, ""), "--pid", "999999")
+    assert proc.returncode == 3
+    assert proc.stderr.count("\n") == 1 and "999999" in proc.stderr
