@@ -555,6 +555,17 @@ def _parse_text(text: str) -> Expr:
     return Expr(text, names, _compile(tree), _is_constant(tree), _kind(tree))
 
 
+SOURCE_LINE = re.compile(r"^[A-Za-z0-9_./+-]+\.[A-Za-z0-9+]+:[0-9]+$")
+
+
+def source_line(text: str) -> Expr:
+    """`loop.c:42` as an expression: the address of that source line, looked up by name.
+
+    The tokenizer cannot spell it (`:` is not an operator), so `parse` hands
+    such addresses here; the Env resolves the whole text through DWARF."""
+    return Expr(text, frozenset({text}), lambda env: env.lookup(text), False, "int")
+
+
 def parse(text: str | int) -> Expr:
     """Parse an expression (or wrap the int YAML gave); raises ExpressionError."""
     if isinstance(text, bool) or not isinstance(text, (str, int)):
@@ -562,6 +573,8 @@ def parse(text: str | int) -> Expr:
     if isinstance(text, int):
         value = text
         return Expr(hex(value), frozenset(), lambda env: value, True, "int")
+    if SOURCE_LINE.match(text.strip()):
+        return source_line(text.strip())
     return _parse_text(text)
 
 

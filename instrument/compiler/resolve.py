@@ -56,6 +56,11 @@ class _LinkTimeEnv:
     def lookup(self, name: str) -> Any:
         if name in self.params:
             return self.params[name]
+        if ":" in name and self.image is not None:
+            file, line = name.rsplit(":", 1)
+            addr = self.image.line_address(file, int(line))
+            if addr is not None:
+                return addr
         if "!" in name:
             name = name.split("!", 1)[1]
         elif name in self.program_names:
@@ -93,7 +98,9 @@ class StaticSymbols:
         names = [n for n in sorted(at.names) if n not in params]
         module: str | None = None
         for name in names:
-            if "!" in name:
+            if ":" in name:                       # a source line, `loop.c:42`
+                self._require_line(name, location)
+            elif "!" in name:
                 mod, sym = name.split("!", 1)
                 if mod in self.program_names:
                     self._require(sym, name, location, text)
@@ -112,6 +119,13 @@ class StaticSymbols:
             return None, int(at.evaluate(_LinkTimeEnv(self.image, self.program_names, params)))
         except EvaluationError:
             return None, None
+
+    def _require_line(self, name: str, location: Location) -> None:
+        if self.image is None:
+            return
+        file, line = name.rsplit(":", 1)
+        if self.image.line_address(file, int(line)) is None:
+            raise SymbolError(f"no code for {name} in {self.program} (is it built with -g?)", location)
 
     def _require(self, sym: str, name: str, location: Location, text: str) -> None:
         if self.image is not None and self.image.symbol_address(sym) is None:

@@ -29,7 +29,7 @@ class Inspector:
 
         frames = []
         for frame in unwind(regs, self._reader(process), self._find_module(process), depth):
-            described = process.modules.describe(frame.pc)
+            described = process.modules.describe(frame.pc, return_address=frame.lookup_pc != frame.pc)
             entry = {"pc": hex(frame.pc), "module": described.get("module"),
                      "offset": hex(described["offset"]) if described.get("offset") is not None else None,
                      "symbol": described.get("symbol")}
@@ -68,7 +68,7 @@ class Inspector:
         rec["registers"] = {n: hex(regdefs.read_register(regs, n)) for n in regdefs.GENERAL_REGISTERS}
         try:
             rec["disassembly"] = [
-                {"address": hex(i["address"]), "text": i["text"], **({"fault": True} if i.get("marked") or i["address"] == pc else {})}
+                {"address": hex(i["address"]), "text": i["text"], **({"fault": True} if i.get("current") else {})}
                 for i in around(self._reader(process), pc)]
         except DebuggerError:
             rec["disassembly"] = []

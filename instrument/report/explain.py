@@ -58,6 +58,8 @@ def explain(plan: Any) -> str:
             where = "deferred until a library defining it loads"
         elif bp.module is not None:
             where = f"deferred until {bp.module} loads"
+        elif bp.static_address is not None and bp.at.is_constant():
+            where = f"absolute address 0x{bp.static_address:x}"
         elif bp.static_address is not None:
             where = f"link-time address 0x{bp.static_address:x}"
         else:

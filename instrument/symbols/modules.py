@@ -189,20 +189,25 @@ class ModuleMap:
         raise UnknownSymbol(f"{name!r}: no symbol or module of that name (searched: {loaded})")
 
     # -- address -> name ------------------------------------------------------------
-    def describe(self, address: int, *, lines: bool = True) -> dict[str, Any]:
+    def describe(self, address: int, *, lines: bool = True, return_address: bool = False) -> dict[str, Any]:
         """{"module", "offset", "symbol", "file", "line"} for a runtime address; the symbol
-        carries no module prefix (the record has `module`). Unknown parts are None."""
+        carries no module prefix (the record has `module`). Unknown parts are None.
+
+        return_address=True describes a caller frame's pc: the symbol and line are
+        those of the call (pc-1), since a noreturn call may be a function's last
+        instruction and its return address the next function's first byte."""
         out: dict[str, Any] = {"module": None, "offset": None, "symbol": None, "file": None, "line": None}
-        entry = self._entry_at(address)
+        back = 1 if return_address else 0
+        entry = self._entry_at(address - back)
         if entry is None:
             return out
         out["module"] = entry.module.name
         out["offset"] = address - entry.start
         if entry.image is not None:
-            link = address - entry.module.base
+            link = address - back - entry.module.base
             hit = entry.image.symbolize(link)
             if hit is not None:
-                out["symbol"] = _plus(hit[0], hit[1])
+                out["symbol"] = _plus(hit[0], hit[1] + back)
             where = entry.image.source_line(link) if lines else None
             if where is not None:
                 out["file"], out["line"] = where
