@@ -82,6 +82,8 @@ def run(plan: Any, *, emit: Callable[[dict[str, Any]], None], backend: Backend |
             finally:
                 _restore(signal.SIGINT, old_int)
                 _restore(signal.SIGTERM, old_term)
+    if session.crashed and session.ended_how == "exited":
+        session.ended_how = "crashed"
     summary = _summary(session, plan)
     emit(summary)
     status = EXIT_CRASH if session.crashed else EXIT_OK

@@ -4,7 +4,29 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from typing import Any, Iterator
+
+
+class Flushing:
+    """Flushes its stream at most every FLUSH_INTERVAL seconds while records flow,
+    so `tail -f` on an output file keeps up without a write per record."""
+
+    FLUSH_INTERVAL = 0.2
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self._last_flush = time.monotonic()
+
+    def write(self, text: str) -> None:
+        self.stream.write(text)
+        now = time.monotonic()
+        if now - self._last_flush >= self.FLUSH_INTERVAL:
+            self.stream.flush()
+            self._last_flush = now
+
+    def close(self) -> None:
+        self.stream.flush()
 
 
 @contextlib.contextmanager

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any, TextIO
+from typing import Any
+
+from . import Flushing
 
 
-class JsonlReporter:
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-
+class JsonlReporter(Flushing):
     def emit(self, record: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self.write(json.dumps(record, separators=(",", ":")) + "\n")
 
-    def close(self) -> None:
-        self.stream.flush()

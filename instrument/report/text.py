@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, TextIO
+from typing import Any
+
+from . import Flushing
 
 _SKIP = {"event", "code", "pid", "tid", "time", "message", "registers", "dump", "frames",
          "disassembly", "errors", "id", "hits", "address", "symbol", "type"}
@@ -37,7 +39,7 @@ def format_record(r: dict[str, Any]) -> str:
     else:
         extras = [f"{k}={v}" for k, v in r.items() if k not in _SKIP and v is not None and not isinstance(v, (dict, list))]
         head += f" (code {r.get('code')})" if r.get("code") is not None else ""
-        if extras:
+        if extras and not r.get("message"):    # a recipe's own message says what it wanted shown
             head += " " + " ".join(extras)
     head += f" pid={r.get('pid')} tid={r.get('tid')}" if event not in ("summary",) else ""
     lines = [head]
@@ -59,12 +61,7 @@ def format_record(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-class TextReporter:
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-
+class TextReporter(Flushing):
     def emit(self, record: dict[str, Any]) -> None:
-        self.stream.write(format_record(record) + "\n")
+        self.write(format_record(record) + "\n")
 
-    def close(self) -> None:
-        self.stream.flush()

@@ -126,7 +126,7 @@ def test_stderr_becomes_debug_strings(targets, tmp_path):
 
 
 def test_attach_then_sigterm_leaves_target_running(targets, tmp_path):
-    target = subprocess.Popen([targets["sleeper"], "150"], stdout=subprocess.PIPE, text=True)
+    target = subprocess.Popen([targets["sleeper"], "600"], stdout=subprocess.PIPE, text=True)
     try:
         assert target.stdout.readline().startswith("pid=")
         out = tmp_path / "att.jsonl"
@@ -141,7 +141,7 @@ def test_attach_then_sigterm_leaves_target_running(targets, tmp_path):
         tool.wait(timeout=20)
         rest = target.communicate(timeout=30)[0]
         assert target.returncode == 0
-        assert "done 150 sum=11325" in rest
+        assert "done 600 sum=180300" in rest
         recs = records(out)
         assert any(r["event"] == "breakpoint" for r in recs)
         assert recs[-1]["event"] == "summary" and recs[-1]["ended"] in ("interrupted", "detached")
