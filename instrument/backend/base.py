@@ -10,7 +10,7 @@ until the engine calls `resume` for it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import MutableMapping, Protocol
+from typing import Callable, Mapping, MutableMapping, Protocol
 
 from ..events import DebugEvent
 
@@ -54,6 +54,12 @@ class SpawnOptions:
 
 class Backend(Protocol):
     capabilities: Capabilities
+
+    # Set by the engine before it starts a session: pid -> {address: original
+    # bytes} of every int3 it has in that process now. A fork child we do not
+    # follow inherits a copy of those int3s; the backend writes the originals
+    # into the child's memory before letting it run untraced.
+    patched_bytes: Callable[[int], Mapping[int, bytes]] | None
 
     # -- sessions --------------------------------------------------------
     def spawn(self, options: SpawnOptions) -> int:

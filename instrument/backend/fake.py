@@ -38,6 +38,7 @@ class FakeBackend:
         self.closed = False
         self.detached: list[int] = []
         self.killed: list[int] = []
+        self.patched_bytes = None
 
     # -- sessions --------------------------------------------------------
     def spawn(self, options: SpawnOptions) -> int:

@@ -131,3 +131,64 @@ class StaticSymbols:
         if self.image is not None and self.image.symbol_address(sym) is None:
             raise SymbolError(f"unknown symbol '{sym}' in {self.program}",
                               location.shifted(max(text.find(name), 0)))
+
+
+# -- `instrument validate --target`: every breakpoint of a plan against a program on disk --------
+
+@dataclass(frozen=True)
+class BreakpointResolution:
+    """Where one breakpoint will land in a program, decided without running it."""
+
+    id: str
+    type: str
+    at: str                      # the `at:` expression as written
+    address: int | None          # link-time address in the program (PIE: the load base is added at run time)
+    module: str | None           # the library it waits for; ANY_LIBRARY: whichever defines the import
+    needed: bool | None          # is `module` among the program's DT_NEEDED libraries (None: not applicable)
+
+
+@dataclass(frozen=True)
+class ProgramResolution:
+    program: str
+    build_id: str | None
+    pie: bool
+    needed: tuple[str, ...]      # DT_NEEDED, in order
+    breakpoints: tuple[BreakpointResolution, ...]
+
+
+@functools.lru_cache(maxsize=64)
+def needed_libraries(path: str) -> tuple[str, ...]:
+    """DT_NEEDED entries of an ELF: the libraries the loader maps before main runs."""
+    from elftools.elf.dynamic import DynamicSection
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as f:
+        for section in ELFFile(f).iter_sections():
+            if isinstance(section, DynamicSection):
+                return tuple(t.needed for t in section.iter_tags() if t.entry.d_tag == "DT_NEEDED")
+    return ()
+
+
+def resolve_plan_statically(plan: Any) -> ProgramResolution:
+    """Each breakpoint of a plan compiled with `command=(program,)`: its link-time address, or
+    the module it is deferred to. Raises TargetError when the program is not a readable ELF
+    (compile_plan has already raised SymbolError for names the program lacks)."""
+    from ..backend.base import Module
+    from ..errors import TargetError
+    from ..symbols.elf import open_image
+    from ..symbols.modules import module_matches
+
+    program = plan.target.argv[0] if plan.target.argv else None
+    if program is None or not _is_elf(program):
+        raise TargetError(f"{program or 'no program'}: not a readable ELF file")
+    image = open_image(program)
+    needed = needed_libraries(image.path)
+
+    def is_needed(module: str | None) -> bool | None:
+        if module is None or module == ANY_LIBRARY:
+            return None
+        return any(module_matches(module, Module(n, 0)) for n in needed)
+
+    rows = tuple(BreakpointResolution(bp.id, bp.type, bp.at.text, bp.static_address, bp.module,
+                                      is_needed(bp.module)) for bp in plan.breakpoints)
+    return ProgramResolution(program, image.build_id, image.is_pie, needed, rows)

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import interrupts
 from ..backend.base import Backend, Module
 from ..errors import DebuggerError, EvaluationError, InstrumentError
 from ..events import CreateProcessInfo, DebugEvent, EventCode, ExceptionInfo, ExitProcessInfo, LoadDllInfo
 from .breakpoints import BreakpointState, PendingReturn, SoftSite
 from .context import StopContext, StopEnv
-from .hits import HitHandling
+from .hits import RETURN_USER, HitHandling
 from .records import event_fields, record_fields
 
 
@@ -102,6 +103,7 @@ class Session(HitHandling):
         self.main_pid: int | None = None
         self.started = False               # the first CREATE_PROCESS has arrived
         self.errors: list[str] = []
+        backend.patched_bytes = self.patched_bytes
 
     # -- records --------------------------------------------------------
     def record(self, event: str, code: int | None, pid: int, tid: int, **fields: Any) -> dict[str, Any]:
@@ -188,6 +190,7 @@ class Session(HitHandling):
             finally:
                 if event.pid in self.processes or isinstance(event.info, ExceptionInfo):
                     self._resume(event, pass_exception)
+            interrupts.check()          # a SIGINT/SIGTERM that came while we were busy
             if self.end_request is not None:
                 self.ended_how = {"stop": "stopped", "detach": "detached", "kill": "killed"}[self.end_request]
                 return
@@ -223,10 +226,37 @@ class Session(HitHandling):
         self.started = True
         modules = self.new_module_map()
         modules.add(Module(info.image_path, info.image_base or 0))
-        # An exec'd image replaces everything: the old sites are gone with the old image.
+        # An exec'd image (same pid) replaces everything: the old sites went with the old image.
         process = ProcessState(event.pid, self.backend, modules, image_path=info.image_path)
+        parent = self.processes.get(info.parent_pid) if info.parent_pid is not None else None
+        if parent is not None and parent.pid != event.pid:
+            self.inherit_fork(parent, process)
         self.processes[event.pid] = process
         self.arm_all(process)
+
+    def inherit_fork(self, parent: ProcessState, child: ProcessState) -> None:
+        """A fork child's memory is a copy of its parent's, int3 bytes included:
+        take over the parent's soft sites as they are instead of inserting again.
+        Pending returns belong to the parent's threads, so their int3s go."""
+        for address, site in parent.sites.items():
+            copy = SoftSite(address, site.original, site.inserted, set(site.users) - {RETURN_USER})
+            if copy.users:
+                child.sites[address] = copy
+            elif copy.inserted:
+                copy.remove(child.raw_write)
+        child.armed = {bp_id: list(where) for bp_id, where in parent.armed.items()
+                       if self.breakpoints[bp_id].plan.type == "soft"}
+        # Debug registers are copied into the child by the backend; keep our slot map in step.
+        for slot, bp_id in parent.hw_slots.items():
+            child.hw_slots[slot] = bp_id
+            child.armed[bp_id] = [slot]
+
+    def patched_bytes(self, pid: int) -> dict[int, bytes]:
+        """The original bytes under every int3 we have in `pid` now (see Backend.patched_bytes)."""
+        process = self.processes.get(pid)
+        if process is None:
+            return {}
+        return {a: s.original for a, s in process.sites.items() if s.inserted}
 
     def on_load_dll(self, event: DebugEvent) -> None:
         info: LoadDllInfo = event.info  # type: ignore[assignment]

@@ -9,15 +9,14 @@ we spawned is killed.
 
 from __future__ import annotations
 
-import contextlib
-import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-from .. import __version__
+from .. import __version__, interrupts
 from ..backend.base import Backend, SpawnOptions
 from ..errors import EXIT_CRASH, EXIT_OK, DebuggerError
+from ..interrupts import Interrupted
 from .loop import Session
 
 
@@ -25,26 +24,6 @@ from .loop import Session
 class SessionResult:
     exit_status: int
     summary: dict[str, Any]
-
-
-class Terminated(BaseException):
-    """SIGTERM, turned into an exception so the loop's finally blocks run."""
-
-
-@contextlib.contextmanager
-def _signals_end_session() -> Iterator[None]:
-    def on_term(signum: int, frame: Any) -> None:
-        raise Terminated()
-
-    try:
-        old = signal.signal(signal.SIGTERM, on_term)
-    except ValueError:          # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def run(plan: Any, *, emit: Callable[[dict[str, Any]], None], backend: Backend | None = None,
@@ -59,8 +38,8 @@ def run(plan: Any, *, emit: Callable[[dict[str, Any]], None], backend: Backend |
     session = Session(plan, backend, emit, all_events=all_events, out_dir=out_dir,
                       module_map_factory=module_map_factory)
     target = plan.target
-    interrupted = False
-    with _signals_end_session():
+    interrupted: Interrupted | None = None
+    with interrupts.deferred():
         try:
             if target.attach is not None:
                 session.attached = True
@@ -70,39 +49,21 @@ def run(plan: Any, *, emit: Callable[[dict[str, Any]], None], backend: Backend |
                     argv=tuple(target.argv), env=target.env, cwd=target.cwd, stdin_path=target.stdin,
                     follow_forks=target.follow_forks, pin_cpu=pin_cpu))
             session.run_loop(target.timeout)
-        except (KeyboardInterrupt, Terminated):
-            interrupted = True
+        except Interrupted as e:
+            interrupted = e
             session.ended_how = "interrupted"
         finally:
-            # Ignore a second Ctrl-C while we put the target back together.
-            old_int = _ignore(signal.SIGINT)
-            old_term = _ignore(signal.SIGTERM)
-            try:
+            # A second Ctrl-C must not stop us halfway through putting the target back.
+            with interrupts.ignored():
                 _clean_up(session, backend)
-            finally:
-                _restore(signal.SIGINT, old_int)
-                _restore(signal.SIGTERM, old_term)
     if session.crashed and session.ended_how == "exited":
         session.ended_how = "crashed"
     summary = _summary(session, plan)
     emit(summary)
     status = EXIT_CRASH if session.crashed else EXIT_OK
-    if interrupted and not session.crashed:
-        status = 130 if session.ended_how == "interrupted" else status
+    if interrupted is not None and not session.crashed and not session.attached:
+        status = 128 + interrupted.signum     # the shell's convention for "killed by a signal"
     return SessionResult(status, summary)
-
-
-def _ignore(signum: int) -> Any:
-    try:
-        return signal.signal(signum, signal.SIG_IGN)
-    except ValueError:
-        return None
-
-
-def _restore(signum: int, handler: Any) -> None:
-    if handler is not None:
-        with contextlib.suppress(ValueError):
-            signal.signal(signum, handler)
 
 
 def _clean_up(session: Session, backend: Backend) -> None:

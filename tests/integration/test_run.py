@@ -167,3 +167,19 @@ def test_unattachable_pid_exits_3(tmp_path):
     proc = run_cli("run", recipe(tmp_path, ""), "--pid", "999999")
     assert proc.returncode == 3
     assert proc.stderr.count("\n") == 1 and "999999" in proc.stderr
+
+
+@pytest.mark.parametrize("follow", [True, False])
+def test_fork_child_traced_or_left_alone(targets, tmp_path, follow):
+    body = (f"target:\n  follow_forks: {str(follow).lower()}\n"
+            "breakpoints:\n  - at: work\n    actions:\n      - log: '{arg0}'\n")
+    proc, recs = run_jsonl(tmp_path, body, targets["fork_work"])
+    assert "child exited 0, work=2" in proc.stdout, proc.stdout + proc.stderr
+    hits = [(r["pid"], r["message"]) for r in recs if r["event"] == "breakpoint"]
+    parent = recs[-1]["pid"]          # the summary names the main process
+    if follow:
+        assert sorted(m for _, m in hits) == ["1", "100"]
+        assert {p for p, m in hits if m == "100"} != {parent}
+        assert len([r for r in recs if r["event"] == "summary"]) == 1
+    else:
+        assert hits == [(parent, "1")]

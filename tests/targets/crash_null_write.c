@@ -1,4 +1,5 @@
 // Writes through a NULL pointer.
+//! variant nopie: -g -O0 -fno-pie -no-pie
 #include <stddef.h>
 
 __attribute__((noinline)) void store(int *p, int v) { *p = v; }

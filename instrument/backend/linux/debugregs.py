@@ -1,0 +1,98 @@
+"""x86 debug registers (DR0-DR3, DR6, DR7) through PTRACE_PEEKUSER/POKEUSER: hardware breakpoints.
+
+The kernel keeps debug registers per thread and does not copy them into a
+new thread (copy_thread starts with no ptrace breakpoints), so the backend
+keeps one `HardwareSlots` per process and applies it to every thread,
+including each thread created later, before that thread runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ...errors import DebuggerError
+from . import _ffi
+
+SLOTS = 4
+DR6 = 6
+DR7 = 7
+# R/W bits of DR7 (Intel SDM vol. 3, 17.2.4).
+_RW_BITS = {"execute": 0b00, "write": 0b01, "readwrite": 0b11}
+# LEN bits: note 8 bytes is 0b10, not 0b11.
+_LEN_BITS = {1: 0b00, 2: 0b01, 4: 0b11, 8: 0b10}
+
+
+def _offset(register: int) -> int:
+    return _ffi.USER_DEBUGREG_OFFSET + register * 8
+
+
+def encode(dr7: int, slot: int, access: str, size: int) -> int:
+    """DR7 with `slot` locally enabled for `access` of `size` bytes."""
+    if access not in _RW_BITS:
+        raise DebuggerError(f"hardware breakpoint access must be execute, write or readwrite, not {access!r}")
+    if access == "execute":
+        size = 1   # instruction breakpoints must use LEN 00
+    if size not in _LEN_BITS:
+        raise DebuggerError(f"hardware breakpoint size must be 1, 2, 4 or 8, not {size}")
+    shift = 16 + slot * 4
+    dr7 = cleared(dr7, slot)
+    return dr7 | (1 << (slot * 2)) | (_RW_BITS[access] << shift) | (_LEN_BITS[size] << (shift + 2))
+
+
+def cleared(dr7: int, slot: int) -> int:
+    """DR7 with `slot`'s enable, R/W and LEN bits off."""
+    return dr7 & ~((0b11 << (slot * 2)) | (0b1111 << (16 + slot * 4)))
+
+
+def read(tid: int, register: int) -> int:
+    return _ffi.peek_user(tid, _offset(register))
+
+
+def write(tid: int, register: int, value: int) -> None:
+    _ffi.ptrace(_ffi.PTRACE_POKEUSER, tid, _offset(register), value)
+
+
+def take_dr6(tid: int) -> tuple[int, ...]:
+    """The slots DR6 says fired, clearing DR6 afterwards (the CPU never clears it)."""
+    dr6 = read(tid, DR6)
+    write(tid, DR6, 0)
+    return tuple(slot for slot in range(SLOTS) if dr6 >> slot & 1)
+
+
+@dataclass
+class HardwareSlots:
+    """The debug-register state one process should have in every thread."""
+
+    addresses: list[int] = field(default_factory=lambda: [0] * SLOTS)
+    dr7: int = 0
+
+    def set(self, slot: int, address: int, access: str, size: int) -> None:
+        if not 0 <= slot < SLOTS:
+            raise DebuggerError(f"hardware breakpoint slot must be 0-3, not {slot}")
+        dr7 = encode(self.dr7, slot, access, size)
+        if access != "execute" and address % size:
+            # The CPU ignores the low address bits of a watch, so an unaligned
+            # watch would silently cover the wrong bytes.
+            raise DebuggerError(f"hardware watchpoint at {address:#x} is not aligned to its size {size}")
+        self.addresses[slot] = address
+        self.dr7 = dr7
+
+    def clear(self, slot: int) -> None:
+        self.dr7 = cleared(self.dr7, slot)
+        self.addresses[slot] = 0
+
+    def is_watch(self, slot: int) -> bool:
+        """Whether `slot` watches data (write/readwrite) rather than an instruction."""
+        return bool(self.dr7 >> (16 + slot * 4) & 0b11)
+
+    @property
+    def active(self) -> bool:
+        return self.dr7 != 0
+
+    def apply(self, tid: int) -> None:
+        """Program a stopped thread: addresses first, so that enabling in DR7 (which is
+        when the kernel registers the perf breakpoint) sees the right address."""
+        for slot in range(SLOTS):
+            if self.dr7 >> (slot * 2) & 0b11:
+                write(tid, slot, self.addresses[slot])
+        write(tid, DR7, self.dr7)

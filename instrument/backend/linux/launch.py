@@ -1,0 +1,308 @@
+"""Starting traced programs (fork, SIGSTOP, PTRACE_SEIZE, exec), their stderr pump, and timed waits."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+import time
+from collections import deque
+from typing import Callable
+
+from ... import interrupts
+from ...errors import TargetError
+from ...events import DebugStringInfo
+from ..base import SpawnOptions
+from . import _ffi
+
+_STAGE_CHDIR, _STAGE_EXEC = 1, 2
+_WAIT_FLAGS = os.WEXITED | os.WSTOPPED | os.WNOWAIT | _ffi.WALL
+
+
+class Expired(Exception):
+    """Raised out of a blocking wait by SIGALRM: the deadline passed, or stderr has news."""
+
+
+class WaitAlarm:
+    """Blocking waits that a deadline (setitimer/SIGALRM) or the stderr pump can interrupt.
+
+    A Python signal handler can only interrupt a system call by raising. Raising
+    right after waitpid() returned would lose a status, so the interruptible
+    wait is waitid(WNOWAIT), which consumes nothing, followed by a WNOHANG
+    waitpid. The timer is re-armed only when the deadline moves later, so an
+    engine passing the remaining session time does not pay setitimer per stop.
+    Signals are a main-thread affair; in other threads the wait polls.
+    """
+
+    def __init__(self) -> None:
+        self._main = threading.main_thread().ident
+        self._installed = False
+        self._previous: object = None
+        self._armed_for: float | None = None
+        self._waiting = False
+
+    def waitpid(self, deadline: float | None, interruptible: bool) -> tuple[int, int]:
+        # In the main thread every blocking wait is the interruptible one: SIGINT
+        # and SIGTERM (instrument.interrupts) may only end the session there.
+        in_main = threading.get_ident() == self._main
+        if deadline is None and not in_main:
+            return os.waitpid(-1, _ffi.WALL)
+        if not in_main:
+            return self._poll(deadline or 0.0)
+        self._install()
+        while True:
+            got = os.waitpid(-1, _ffi.WALL | os.WNOHANG)
+            if got[0]:
+                return got
+            if deadline is not None:
+                if time.monotonic() >= deadline:
+                    raise Expired()
+                self._arm(deadline)
+            interrupts.check()
+            self._waiting = interrupts.state.waiting = True
+            try:
+                os.waitid(os.P_ALL, 0, _WAIT_FLAGS)
+            finally:
+                self._waiting = interrupts.state.waiting = False
+
+    def _poll(self, deadline: float) -> tuple[int, int]:
+        pause = 0.0002
+        while True:
+            got = os.waitpid(-1, _ffi.WALL | os.WNOHANG)
+            if got[0]:
+                return got
+            if time.monotonic() >= deadline:
+                raise Expired()
+            time.sleep(pause)
+            pause = min(pause * 2, 0.01)
+
+    def _install(self) -> None:
+        if not self._installed:
+            self._previous = signal.signal(signal.SIGALRM, self._on_alarm)
+            self._installed = True
+
+    def _arm(self, deadline: float) -> None:
+        if self._armed_for is not None and self._armed_for <= deadline + 0.001:
+            return   # pending (the handler clears it on firing) and no later than we need
+        signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.0001))
+        self._armed_for = deadline
+
+    def _on_alarm(self, signo: int, frame: object) -> None:
+        if signal.getitimer(signal.ITIMER_REAL)[0] == 0:
+            self._armed_for = None       # the timer fired (not a wake-up from the pump)
+        if self._waiting:
+            raise Expired()
+
+    def wake(self) -> None:
+        """Called from the stderr pump thread: interrupt a blocked wait so lines go out now."""
+        if self._installed and self._waiting and self._main is not None:
+            signal.pthread_kill(self._main, signal.SIGALRM)
+
+    def close(self) -> None:
+        if self._installed and threading.get_ident() == self._main:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self._previous)  # type: ignore[arg-type]
+            self._installed = False
+            self._armed_for = None
+
+
+class StderrPump:
+    """Reads the target's stderr pipe: passes each chunk through to our fd 2 at once,
+    and keeps one DebugStringInfo per line (without its newline) for the event queue."""
+
+    def __init__(self, fd: int, wake: Callable[[], None]) -> None:
+        self._fd = fd
+        self._wake = wake
+        self._lines: deque[DebugStringInfo] = deque()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"instrument-stderr-{fd}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        partial = b""
+        try:
+            while True:
+                try:
+                    chunk = os.read(self._fd, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                _write_all(2, chunk)
+                *lines, partial = (partial + chunk).split(b"\n")
+                self._lines.extend(DebugStringInfo(line.decode("utf-8", "replace")) for line in lines)
+                if lines:
+                    self._wake()
+        finally:
+            if partial:
+                self._lines.append(DebugStringInfo(partial.decode("utf-8", "replace")))
+            os.close(self._fd)
+            self._done.set()
+
+    @property
+    def finished(self) -> bool:
+        return self._done.is_set() and not self._lines
+
+    def take(self, final: bool) -> list[DebugStringInfo]:
+        """The lines read so far; with `final`, first wait (briefly) for end of file,
+        which comes once the target and every child holding its stderr are gone."""
+        if final:
+            self._done.wait(timeout=2.0)
+        out: list[DebugStringInfo] = []
+        while self._lines:
+            out.append(self._lines.popleft())
+        return out
+
+    def join(self, timeout: float) -> None:
+        self._done.wait(timeout)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except OSError:
+            return   # our own stderr is gone; the debug strings still go to the engine
+
+
+class Launcher:
+    """fork + SIGSTOP + PTRACE_SEIZE + exec, so the target is traced before its first
+    instruction and SEIZE semantics (PTRACE_INTERRUPT, clean detach) hold throughout."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self._wake = wake
+        self._errpipes: dict[int, int] = {}
+        self._pumps: list[StderrPump] = []
+        self._saved_affinity: set[int] | None = None
+
+    def start(self, options: SpawnOptions) -> tuple[int, StderrPump | None]:
+        argv = list(options.argv)
+        if not argv:
+            raise TargetError("cannot start '': empty command")
+        env = dict(os.environ) if options.env is None else dict(options.env)
+        path = _resolve(argv[0], env.get("PATH", os.defpath), options.cwd)
+        stdin_fd = None
+        if options.stdin_path is not None:
+            try:
+                stdin_fd = os.open(options.stdin_path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                raise TargetError(f"cannot open stdin '{options.stdin_path}': {e.strerror}") from None
+        if options.pin_cpu:
+            self._pin()
+        # Unpinned, the child gets the mask we had before any pinning of ours.
+        affinity = None if options.pin_cpu else self._saved_affinity
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC) if options.capture_stderr else (None, None)
+        pid = os.fork()
+        if pid == 0:
+            _child(path, argv, env, options.cwd, stdin_fd, out_w, err_w, affinity)
+        for fd in (err_w, out_w, stdin_fd):
+            if fd is not None:
+                os.close(fd)
+        self._errpipes[pid] = err_r
+        pump = StderrPump(out_r, self._wake) if out_r is not None else None
+        if pump is not None:
+            self._pumps.append(pump)
+        return pid, pump
+
+    def seize_until_exec(self, pid: int, options: int, argv0: str = "") -> None:
+        """Attach to the child stopped before exec and run it to its PTRACE_EVENT_EXEC stop."""
+        err_r = self._errpipes.pop(pid)
+        try:
+            _, status = os.waitpid(pid, os.WUNTRACED)
+            if not os.WIFSTOPPED(status):
+                raise _failure(err_r, status, argv0)
+            _ffi.ptrace(_ffi.PTRACE_SEIZE, pid, None, options)
+            # SEIZE of a stopped child reports its group-stop; SIGCONT then brings a
+            # signal-delivery-stop. Both are ours: continue without a signal.
+            os.kill(pid, signal.SIGCONT)
+            while True:
+                _, status = os.waitpid(pid, _ffi.WALL)
+                if not os.WIFSTOPPED(status):
+                    raise _failure(err_r, status, argv0)
+                if status >> 16 == _ffi.PTRACE_EVENT_EXEC:
+                    return
+                _ffi.ptrace(_ffi.PTRACE_CONT, pid, None, 0)
+        except BaseException:
+            _kill_and_reap(pid)
+            raise
+        finally:
+            os.close(err_r)
+
+    def has_pumps(self) -> bool:
+        self._pumps = [p for p in self._pumps if not p.finished]
+        return bool(self._pumps)
+
+    def _pin(self) -> None:
+        # HOUSE rule 12: a stop/resume round trip is ~8x cheaper when tracer and
+        # target share a CPU (no idle CPU to wake); the child inherits the mask.
+        if self._saved_affinity is None:
+            self._saved_affinity = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {_ffi.sched_getcpu()})
+
+    def close(self) -> None:
+        for fd in self._errpipes.values():
+            os.close(fd)
+        self._errpipes.clear()
+        if self._saved_affinity is not None:
+            os.sched_setaffinity(0, self._saved_affinity)
+            self._saved_affinity = None
+
+
+def _resolve(program: str, search_path: str, cwd: str | None) -> str:
+    """The file execve will run, or TargetError worded like a shell's."""
+    if "/" in program:
+        full = os.path.join(cwd, program) if cwd and not os.path.isabs(program) else program
+        if not os.path.exists(full):
+            raise TargetError(f"cannot start '{program}': No such file or directory")
+        if os.path.isdir(full) or not os.access(full, os.X_OK):
+            raise TargetError(f"cannot start '{program}': Permission denied")
+        return program
+    found = shutil.which(program, path=search_path)
+    if found is None:
+        raise TargetError(f"cannot start '{program}': No such file or directory")
+    return found
+
+
+def _child(path: str, argv: list[str], env: dict[str, str], cwd: str | None,
+           stdin_fd: int | None, stderr_fd: int | None, err_w: int, affinity: set[int] | None) -> None:
+    """In the forked child: set up fds, stop for the tracer, exec. Never returns."""
+    stage = _STAGE_CHDIR
+    try:
+        # Python ignores SIGPIPE and SIGXFSZ; exec keeps ignored signals ignored.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+        if stdin_fd is not None:
+            os.dup2(stdin_fd, 0)
+        if stderr_fd is not None:
+            os.dup2(stderr_fd, 2)
+        if affinity:
+            os.sched_setaffinity(0, affinity)
+        if cwd:
+            os.chdir(cwd)
+        stage = _STAGE_EXEC
+        os.kill(os.getpid(), signal.SIGSTOP)
+        os.execve(path, argv, env)
+    except OSError as e:
+        os.write(err_w, bytes([stage]) + (e.errno or 0).to_bytes(4, "little"))
+    finally:
+        os._exit(127)
+
+
+def _failure(err_r: int, status: int, argv0: str) -> TargetError:
+    data = os.read(err_r, 5)
+    if len(data) == 5:
+        err = int.from_bytes(data[1:], "little")
+        what = "cannot enter its directory: " if data[0] == _STAGE_CHDIR else ""
+        return TargetError(f"cannot start '{argv0}': {what}{os.strerror(err)}")
+    return TargetError(f"cannot start '{argv0}': it ended before exec (status {status:#x})")
+
+
+def _kill_and_reap(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, _ffi.WALL)
+    except OSError:
+        pass

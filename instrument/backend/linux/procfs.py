@@ -1,0 +1,114 @@
+"""Readers of /proc/PID: memory maps, thread list, auxv, exe, signal dispositions."""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+from dataclasses import dataclass
+
+AT_PHDR = 3
+AT_BASE = 7
+AT_ENTRY = 9
+
+# Default actions that do not end the process (signal(7)): ignore, stop, continue.
+_HARMLESS_DEFAULT = frozenset({
+    signal.SIGCHLD, signal.SIGURG, signal.SIGWINCH, signal.SIGCONT,
+    signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU,
+})
+# Raised by the CPU: the kernel (force_sig_fault) resets an ignored or blocked
+# disposition to SIG_DFL for these, so SigIgn does not save the process.
+_SYNCHRONOUS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP})
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """One line of /proc/PID/maps."""
+
+    start: int
+    end: int
+    perms: str
+    offset: int
+    path: str
+
+
+def maps(pid: int) -> list[Mapping]:
+    result: list[Mapping] = []
+    with open(f"/proc/{pid}/maps", "rb") as f:
+        for raw in f:
+            parts = raw.decode("utf-8", "replace").rstrip("\n").split(None, 5)
+            lo, hi = parts[0].split("-")
+            path = parts[5] if len(parts) > 5 else ""
+            result.append(Mapping(int(lo, 16), int(hi, 16), parts[1], int(parts[2], 16), path))
+    return result
+
+
+def mapping_at(pid: int, address: int) -> Mapping | None:
+    for m in maps(pid):
+        if m.start <= address < m.end:
+            return m
+    return None
+
+
+def tasks(pid: int) -> list[int]:
+    """The thread ids of pid, from /proc/PID/task ([] when the process is gone)."""
+    try:
+        return sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+    except FileNotFoundError:
+        return []
+
+
+def auxv(pid: int) -> dict[int, int]:
+    """The ELF auxiliary vector the kernel gave the process at exec (AT_* -> value)."""
+    with open(f"/proc/{pid}/auxv", "rb") as f:
+        data = f.read()
+    result: dict[int, int] = {}
+    for key, value in struct.iter_unpack("<QQ", data[: len(data) // 16 * 16]):
+        if key == 0:
+            break
+        result[key] = value
+    return result
+
+
+def exe(pid: int) -> str:
+    return os.readlink(f"/proc/{pid}/exe")
+
+
+def status(pid: int, tid: int | None = None) -> dict[str, str]:
+    """/proc/PID/status (or the thread's own, which has its own SigBlk) as key -> text."""
+    path = f"/proc/{pid}/task/{tid}/status" if tid else f"/proc/{pid}/status"
+    result: dict[str, str] = {}
+    with open(path) as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            result[key] = value.strip()
+    return result
+
+
+def _has(mask_hex: str, signo: int) -> bool:
+    return bool(int(mask_hex, 16) >> (signo - 1) & 1)
+
+
+def signal_is_fatal(pid: int, tid: int, signo: int) -> bool:
+    """Whether delivering signo to tid ends the process: no handler installed and a
+    terminate/core default action (what makes an exception "last chance")."""
+    if signo in _HARMLESS_DEFAULT:
+        return False
+    try:
+        st = status(pid, tid)
+    except OSError:
+        return True
+    caught = _has(st.get("SigCgt", "0"), signo)
+    blocked = _has(st.get("SigBlk", "0"), signo)
+    if signo in _SYNCHRONOUS:
+        return not caught or blocked
+    if caught or _has(st.get("SigIgn", "0"), signo):
+        return False
+    return True
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        return status(pid).get("State", "Z")[0] not in "ZX"
+    except OSError:
+        return False

@@ -1,0 +1,175 @@
+"""Per-process and per-thread bookkeeping of the Linux backend, and the signal -> exception table."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+from typing import TYPE_CHECKING, Callable, Iterator, MutableMapping
+
+from ...errors import DebuggerError
+from ...events import ExceptionCode, ExceptionInfo
+from . import _ffi, debugregs
+from .rendezvous import Rendezvous
+
+if TYPE_CHECKING:
+    from .launch import StderrPump
+
+# One table: the exception code a CPU-raised signal becomes (SPEC section 2).
+_EXCEPTION_BY_SIGNAL: dict[int, int] = {
+    signal.SIGSEGV: ExceptionCode.ACCESS_VIOLATION,
+    signal.SIGBUS: ExceptionCode.ACCESS_VIOLATION,
+    signal.SIGILL: ExceptionCode.ILLEGAL_INSTRUCTION,
+    signal.SIGFPE: ExceptionCode.INT_DIVIDE_BY_ZERO,
+}
+# SIGFPE's si_code says which arithmetic fault it was. Underflow and inexact
+# results have no ExceptionCode member yet, so they report FLT_INVALID_OPERATION.
+_FPE_CODES: dict[int, int] = {
+    _ffi.FPE_INTDIV: ExceptionCode.INT_DIVIDE_BY_ZERO,
+    _ffi.FPE_INTOVF: ExceptionCode.INT_OVERFLOW,
+    _ffi.FPE_FLTDIV: ExceptionCode.FLT_DIVIDE_BY_ZERO,
+    _ffi.FPE_FLTOVF: ExceptionCode.FLT_OVERFLOW,
+    _ffi.FPE_FLTUND: ExceptionCode.FLT_INVALID_OPERATION,
+    _ffi.FPE_FLTRES: ExceptionCode.FLT_INVALID_OPERATION,
+    _ffi.FPE_FLTINV: ExceptionCode.FLT_INVALID_OPERATION,
+}
+
+
+def signal_name(signo: int) -> str:
+    try:
+        return signal.Signals(signo).name
+    except ValueError:
+        rtmin = int(signal.SIGRTMIN)
+        return f"SIGRTMIN+{signo - rtmin}" if signo > rtmin else f"SIG{signo}"
+
+
+def exception_for_signal(signo: int, si_code: int, si_addr: int, rip: int, first_chance: bool,
+                         hw_slots: tuple[int, ...] = ()) -> ExceptionInfo:
+    """The EXCEPTION_DEBUG_EVENT payload of one signal-delivery-stop."""
+    name = signal_name(signo)
+    if si_code <= 0:
+        # kill()/tkill()/sigqueue(): a message from another program, not a fault.
+        return ExceptionInfo(ExceptionCode.SIGNAL, rip, first_chance, signal=name, si_code=si_code,
+                             from_user=True)
+    if signo == signal.SIGTRAP:
+        if si_code in (_ffi.SI_KERNEL, _ffi.TRAP_BRKPT):
+            # int3 traps after the instruction: the breakpoint is one byte back.
+            return ExceptionInfo(ExceptionCode.BREAKPOINT, rip - 1, True, signal=name, si_code=si_code)
+        return ExceptionInfo(ExceptionCode.SINGLE_STEP, rip, True, signal=name, si_code=si_code,
+                             hw_slots=hw_slots)
+    code = _EXCEPTION_BY_SIGNAL.get(signo, ExceptionCode.SIGNAL)
+    if signo == signal.SIGFPE:
+        code = _FPE_CODES.get(si_code, code)
+    fault = si_addr if signo in (signal.SIGSEGV, signal.SIGBUS) else None
+    return ExceptionInfo(code, rip, first_chance, fault, None, name, si_code)
+
+
+class RegisterView(MutableMapping[str, int]):
+    """A stopped thread's registers by name, over the thread's one reused GETREGS buffer."""
+
+    def __init__(self, thread: Thread, load: Callable[[Thread], _ffi.UserRegs]) -> None:
+        self._thread = thread
+        self._load = load
+
+    def __getitem__(self, name: str) -> int:
+        if name not in _NAMES:
+            raise KeyError(name)
+        return getattr(self._load(self._thread), name)  # type: ignore[no-any-return]
+
+    def __setitem__(self, name: str, value: int) -> None:
+        if name not in _NAMES:
+            raise KeyError(name)
+        regs = self._load(self._thread)
+        setattr(regs, name, value & 0xFFFF_FFFF_FFFF_FFFF)
+        self._thread.regs_dirty = True
+
+    def __delitem__(self, name: str) -> None:
+        raise DebuggerError(f"cannot delete register {name}")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_ffi.REGISTER_NAMES)
+
+    def __len__(self) -> int:
+        return len(_ffi.REGISTER_NAMES)
+
+
+_NAMES = frozenset(_ffi.REGISTER_NAMES)
+
+
+class Thread:
+    """One traced thread: stop state, the signal to pass on, its register buffer."""
+
+    def __init__(self, tid: int, pid: int, load: Callable[[Thread], _ffi.UserRegs]) -> None:
+        self.tid = tid
+        self.pid = pid
+        self.stopped = False       # in a ptrace-stop
+        self.held = False          # stopped for an event the engine owns
+        self.signal = 0            # delivered by resume(pass_exception=True)
+        self.regs = _ffi.UserRegs()
+        self.regs_valid = False
+        self.regs_dirty = False
+        self.siginfo = _ffi.SigInfo()
+        self.view = RegisterView(self, load)
+
+
+class Process:
+    """One traced process: its threads, modules, debug registers and memory file."""
+
+    def __init__(self, pid: int, spawned: bool, follow_forks: bool) -> None:
+        self.pid = pid
+        self.spawned = spawned
+        self.follow_forks = follow_forks
+        self.threads: dict[int, Thread] = {}
+        self.rdv = Rendezvous(pid)
+        self.hw = debugregs.HardwareSlots()
+        self.image_path = ""
+        self.image_base: int | None = None
+        self.parent_pid: int | None = None
+        self.pump: StderrPump | None = None
+        self.frozen: list[Thread] = []     # threads stopped while an exception is handled
+        self._mem: int | None = None
+
+    def _mem_fd(self) -> int:
+        if self._mem is None:
+            try:
+                self._mem = os.open(f"/proc/{self.pid}/mem", os.O_RDWR | os.O_CLOEXEC)
+            except OSError as e:
+                raise DebuggerError(f"cannot open the memory of process {self.pid}: {e.strerror}") from None
+        return self._mem
+
+    def reopen_memory(self) -> None:
+        """After exec the old /proc/PID/mem file still refers to the old address space."""
+        self.close()
+
+    def read(self, address: int, size: int) -> bytes:
+        if size <= 0:
+            return b""
+        buf = ctypes.create_string_buffer(size)
+        try:
+            if _ffi.vm_read(self.pid, address, buf) == size:
+                return buf.raw
+        except _ffi.SyscallError:
+            pass
+        # process_vm_readv refuses pages the target cannot read itself (PROT_NONE,
+        # guard pages); /proc/PID/mem reads them like a debugger must.
+        try:
+            data = os.pread(self._mem_fd(), size, address)
+        except (OSError, OverflowError):
+            data = b""
+        if len(data) != size:
+            raise DebuggerError(f"cannot read {size} bytes at {address:#x} in process {self.pid}")
+        return data
+
+    def write(self, address: int, data: bytes) -> None:
+        # /proc/PID/mem writes with FOLL_FORCE, so read-only text pages take int3s.
+        try:
+            written = os.pwrite(self._mem_fd(), data, address)
+        except (OSError, OverflowError):
+            written = -1
+        if written != len(data):
+            raise DebuggerError(f"cannot write {len(data)} bytes at {address:#x} in process {self.pid}")
+
+    def close(self) -> None:
+        if self._mem is not None:
+            os.close(self._mem)
+            self._mem = None

@@ -1,0 +1,491 @@
+"""LinuxBackend: the Backend protocol over ptrace (PTRACE_SEIZE), for x86-64.
+
+Threads and stops. Every traced thread is either running or in a ptrace-stop.
+A stop is *held* while the engine owns an event for it (queued or reported);
+`resume` continues a held thread only once no queued event names it, so a
+burst (CREATE_PROCESS + LOAD_DLL, or several LOAD_DLLs) keeps it stopped
+until the engine has seen all of it. Other stops (clone/exec parents,
+PTRACE_INTERRUPT traps, group-stops, our own rendezvous int3) are internal:
+they are handled here and the thread continues without the engine noticing.
+
+All-stop stepping. `single_step` (and debug-register updates) first stops
+every other running thread of the process with PTRACE_INTERRUPT and waits
+for each stop, queueing any real event a thread reports instead, then steps,
+then continues only the threads it interrupted. So no thread can run past a
+breakpoint the engine removed to step over it. An interrupt that races with
+another stop stays pending in the kernel (JOBCTL_TRAP_STOP) and shows up as a
+stray PTRACE_EVENT_STOP later; those are internal and simply continued.
+
+Group-stops (SIGSTOP/SIGTSTP delivered to the target) are continued at
+once: a debugged process does not stay job-control stopped.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import os
+import signal
+import time
+from typing import MutableMapping
+
+from ...errors import DebuggerError, TargetError, TargetLost
+from ...events import (
+    CreateProcessInfo, CreateThreadInfo, DebugEvent, EventCode, ExceptionCode, ExceptionInfo,
+    ExitProcessInfo, ExitThreadInfo, LoadDllInfo, RipInfo, UnloadDllInfo,
+)
+from ..base import Capabilities, Module, SpawnOptions
+from . import _ffi, debugregs, procfs
+from .launch import Expired, Launcher, WaitAlarm
+from .rendezvous import Rendezvous, main_image_base
+from .state import Process, Thread, exception_for_signal, signal_name
+from .stops import Events, Status, StopControl
+
+_SYSCALL_TRAP = signal.SIGTRAP | 0x80
+# Forks are traced even when not followed: a fork child inherits our int3 on
+# _dl_debug_state and would die of SIGTRAP at its first dlopen, so each child
+# gets that byte back and is detached before it runs (see _on_fork).
+_BASE_OPTIONS = (_ffi.PTRACE_O_TRACESYSGOOD | _ffi.PTRACE_O_TRACECLONE | _ffi.PTRACE_O_TRACEEXEC
+                 | _ffi.PTRACE_O_TRACEFORK | _ffi.PTRACE_O_TRACEVFORK)
+_ESRCH = 3
+
+
+class LinuxBackend(StopControl):
+    """ptrace backend: spawn or attach, report events, step, read and write the target."""
+
+    capabilities = Capabilities(
+        os="linux", arch="x86_64", abi="sysv", hardware_breakpoints=4,
+        memory_breakpoints=False, follow_forks=True, attach=True,
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._early: dict[int, int] = {}              # new tid -> its initial stop, seen before CLONE
+        self._alarm = WaitAlarm()
+        self._launcher = Launcher(self._alarm.wake)
+        self._closed = False
+        self.patched_bytes: Callable[[int], Mapping[int, bytes]] | None = None
+
+    # -- sessions ------------------------------------------------------------
+    def spawn(self, options: SpawnOptions) -> int:
+        pid, pump = self._launcher.start(options)
+        flags = _BASE_OPTIONS | _ffi.PTRACE_O_EXITKILL
+        try:
+            self._launcher.seize_until_exec(pid, flags, options.argv[0])
+        except TargetError:
+            pump and pump.join(1.0)
+            raise
+        proc = self._add_process(pid, spawned=True, follow_forks=options.follow_forks)
+        proc.pump = pump
+        self._queue.extend(self._on_exec(proc, self._threads[pid]))
+        return pid
+
+    def attach(self, pid: int) -> int:
+        if pid <= 0 or not procfs.is_alive(pid):
+            raise TargetError(f"cannot attach to process {pid}: no such process")
+        if pid in self._procs:
+            raise TargetError(f"cannot attach to process {pid}: already traced by this session")
+        proc = self._add_process(pid, spawned=False, follow_forks=False)
+        try:
+            self._seize_all(proc)
+        except TargetError:
+            self._forget(proc)
+            raise
+        self._queue.extend(self._attach_events(proc))
+        # Signals that arrived while we interrupted the threads: reported after
+        # the attach burst, and they keep their threads stopped until handled.
+        while self._deferred:
+            self._queue.extend(self._handle(*self._deferred.popleft()))
+        return pid
+
+    def detach(self, pid: int) -> None:
+        proc = self._procs.get(pid)
+        if proc is None:
+            return
+        with self._all_stopped(proc):
+            proc.rdv.disarm(lambda a, d: self._write(proc, a, d))
+            self._rewind_undelivered_breakpoints(proc)
+            for th in list(proc.threads.values()):
+                self._detach_thread(proc, th)
+        self._drop_queued(pid)
+        self._forget(proc)
+
+    def _rewind_undelivered_breakpoints(self, proc: Process) -> None:
+        """A thread that ran into an int3 the engine has since taken out (its event still
+        in our queue: the session ended first) would resume one byte into the restored
+        instruction. Put its pc back on the instruction, as gdb does for a "moribund"
+        breakpoint; an int3 that is still there (the program's own) is left alone."""
+        for ev in self._queue:
+            info = ev.info
+            if (ev.pid != proc.pid or not isinstance(info, ExceptionInfo)
+                    or info.code != ExceptionCode.BREAKPOINT or info.from_user):
+                continue
+            try:
+                if self.read_memory(proc.pid, info.address, 1) != b"\xcc":
+                    self.registers(ev.tid)["rip"] = info.address
+            except DebuggerError:
+                continue
+
+    def _detach_thread(self, proc: Process, th: Thread) -> None:
+        # Deliver a pending real signal on the way out; never an int3's SIGTRAP,
+        # which would kill a process nobody traces any more.
+        sig = th.signal if th.signal not in (0, signal.SIGTRAP) else 0
+        try:
+            if proc.hw.active:
+                debugregs.write(th.tid, debugregs.DR7, 0)
+            self._flush(th)
+            _ffi.ptrace(_ffi.PTRACE_DETACH, th.tid, None, sig)
+        except _ffi.SyscallError as e:
+            if e.errno != _ESRCH:
+                raise
+
+    def kill(self, pid: int) -> None:
+        proc = self._procs.get(pid)
+        if proc is None:
+            return
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self._reap(proc)
+        self._drop_queued(pid)
+        self._forget(proc)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        errors: list[BaseException] = []
+        for proc in list(self._procs.values()):
+            try:
+                if proc.spawned:
+                    self.kill(proc.pid)
+                else:
+                    self.detach(proc.pid)
+            except Exception as e:  # keep closing the others; report the first
+                errors.append(e)
+                self._forget(proc)
+        self._launcher.close()
+        self._alarm.close()
+        if errors:
+            raise DebuggerError(f"closing the debug session: {errors[0]}")
+
+    # -- the event loop ------------------------------------------------------
+    def wait_event(self, timeout: float | None = None) -> DebugEvent | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if not self._queue:
+                self._collect_debug_strings()
+            if self._queue:
+                ev = self._queue.popleft()
+                if ev.code == EventCode.EXCEPTION_DEBUG_EVENT:
+                    self._freeze(ev)
+                return ev
+            status = self._next_status(deadline)
+            if status is None:
+                return None
+            self._queue.extend(self._handle(*status))
+            self._continue_internal(status[0])
+
+    def _next_status(self, deadline: float | None) -> Status | None:
+        if self._deferred:
+            return self._deferred.popleft()
+        if not self._procs:
+            raise DebuggerError("no traced process to wait for")
+        try:
+            return self._alarm.waitpid(deadline, self._launcher.has_pumps())
+        except Expired:
+            return None if deadline is not None and time.monotonic() >= deadline else (0, -1)
+        except ChildProcessError:
+            # Our tracees vanished without an exit status (reaped or detached by someone else).
+            for proc in list(self._procs.values()):
+                self._queue.append(DebugEvent(EventCode.RIP_EVENT, proc.pid, proc.pid,
+                                              RipInfo("the traced process vanished (ECHILD)")))
+                self._forget(proc)
+            return (0, -1)
+
+    def resume(self, tid: int, *, pass_exception: bool = False) -> None:
+        th = self._threads.get(tid)
+        if th is None or not th.held or any(e.tid == tid for e in self._queue):
+            return
+        self._cont(th, th.signal if pass_exception else 0)
+        proc = self._procs.get(th.pid)
+        if proc is not None and proc.frozen:
+            self._thaw(proc)
+
+    def single_step(self, tid: int) -> DebugEvent:
+        th = self._stopped_thread(tid)
+        proc = self._procs[th.pid]
+        with self._all_stopped(proc, keep=tid):
+            while True:
+                self._flush(th)
+                th.stopped = th.held = False
+                th.regs_valid = False
+                try:
+                    _ffi.ptrace(_ffi.PTRACE_SINGLESTEP, tid, None, 0)
+                    status = self._waitpid_tid(tid)
+                except _ffi.SyscallError as e:
+                    raise self._lost(proc, e) from None
+                events = self._handle(tid, status)
+                if th.held or th.tid not in self._threads:
+                    return self._step_result(th, events)
+                self._queue.extend(events)   # an internal stop (clone, stray interrupt): step again
+
+    def _step_result(self, th: Thread, events: Events) -> DebugEvent:
+        for i, ev in enumerate(events):
+            if ev.tid == th.tid and ev.code in (EventCode.EXCEPTION_DEBUG_EVENT,
+                                                EventCode.EXIT_THREAD_DEBUG_EVENT,
+                                                EventCode.EXIT_PROCESS_DEBUG_EVENT):
+                self._queue.extend(events[:i] + events[i + 1:])
+                return ev
+        if th.tid not in self._threads:
+            self._queue.extend(events[1:])
+            return events[0] if events else DebugEvent(
+                EventCode.RIP_EVENT, th.pid, th.tid, RipInfo(f"thread {th.tid} vanished while stepping"))
+        self._queue.extend(events)
+        rip = self._regs(th).rip
+        return DebugEvent(EventCode.EXCEPTION_DEBUG_EVENT, th.pid, th.tid,
+                          ExceptionInfo(ExceptionCode.SINGLE_STEP, rip, signal="SIGTRAP"))
+
+    # -- state of a stopped thread -------------------------------------------
+    def registers(self, tid: int) -> MutableMapping[str, int]:
+        th = self._stopped_thread(tid)
+        self._regs(th)
+        return th.view
+
+    def read_memory(self, pid: int, address: int, size: int) -> bytes:
+        proc = self._proc(pid)
+        return proc.rdv.mask(address, proc.read(address, size))
+
+    def write_memory(self, pid: int, address: int, data: bytes) -> None:
+        self._write(self._proc(pid), address, data)
+
+    def threads(self, pid: int) -> list[int]:
+        return sorted(self._proc(pid).threads)
+
+    def modules(self, pid: int) -> list[Module]:
+        proc = self._proc(pid)
+        main = [Module(proc.image_path, proc.image_base or 0)]
+        return main + [Module(path, base) for base, path in proc.rdv.known.items()]
+
+    # -- hardware breakpoints --------------------------------------------------
+    def set_hardware_breakpoint(self, pid: int, slot: int, address: int, access: str, size: int) -> None:
+        proc = self._proc(pid)
+        proc.hw.set(slot, address, access, size)
+        self._apply_hw(proc)
+
+    def clear_hardware_breakpoint(self, pid: int, slot: int) -> None:
+        proc = self._proc(pid)
+        proc.hw.clear(slot)
+        self._apply_hw(proc)
+
+    def _apply_hw(self, proc: Process) -> None:
+        with self._all_stopped(proc):
+            for tid in proc.threads:
+                proc.hw.apply(tid)
+
+    # -- decoding: one function per waitpid status ------------------------------
+    def _handle(self, tid: int, status: int) -> Events:
+        """Decode one waitpid status into the events it produces. A thread left
+        stopped and not `held` is in an internal stop: the caller continues it."""
+        if tid == 0:
+            return []          # a wake-up, not a status
+        th = self._threads.get(tid)
+        if th is None:
+            if os.WIFSTOPPED(status):
+                self._early[tid] = status  # a new thread's first stop, ahead of its CLONE event
+            return []
+        proc = self._procs[th.pid]
+        if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+            return self._on_exit(proc, th, status)
+        th.stopped, th.regs_valid, th.signal = True, False, 0
+        sig, event = os.WSTOPSIG(status), status >> 16
+        try:
+            if event == _ffi.PTRACE_EVENT_STOP or sig == _SYSCALL_TRAP:
+                return []
+            if event in (_ffi.PTRACE_EVENT_CLONE, _ffi.PTRACE_EVENT_FORK, _ffi.PTRACE_EVENT_VFORK):
+                return self._on_new_task(proc, th, event)
+            if event == _ffi.PTRACE_EVENT_EXEC:
+                return self._on_exec(proc, th)
+            return self._on_signal(proc, th, sig)
+        except (_ffi.SyscallError, TargetLost) as e:
+            if isinstance(e, TargetLost) or e.errno == _ESRCH:
+                th.stopped = False  # killed while stopped (SIGKILL): its exit status follows
+                return []
+            raise
+
+    def _on_signal(self, proc: Process, th: Thread, sig: int) -> Events:
+        info = _ffi.get_siginfo(th.tid, th.siginfo)
+        regs = self._regs(th)
+        if sig == signal.SIGTRAP and info.si_code in (_ffi.SI_KERNEL, _ffi.TRAP_BRKPT) \
+                and regs.rip - 1 == proc.rdv.brk and proc.rdv.saved is not None:
+            return self._on_rendezvous(proc, th)
+        # Traps the CPU raised for us (int3, step, DR hits) are the debugger's, never fatal.
+        ours = sig == signal.SIGTRAP and info.si_code > 0
+        fatal = not ours and procfs.signal_is_fatal(proc.pid, th.tid, sig)
+        hw_slots = debugregs.take_dr6(th.tid) if sig == signal.SIGTRAP \
+            and info.si_code == _ffi.TRAP_HWBKPT else ()
+        exc = exception_for_signal(sig, info.si_code, info.si_addr, regs.rip, not fatal, hw_slots)
+        if exc.code == ExceptionCode.SINGLE_STEP and hw_slots:
+            data = [proc.hw.addresses[s] for s in hw_slots if proc.hw.is_watch(s)]
+            if data:
+                exc = ExceptionInfo(exc.code, exc.address, True, data[0], None, exc.signal,
+                                    exc.si_code, hw_slots)
+        th.signal, th.held = sig, True
+        return [DebugEvent(EventCode.EXCEPTION_DEBUG_EVENT, proc.pid, th.tid, exc)]
+
+    def _on_rendezvous(self, proc: Process, th: Thread) -> Events:
+        # _dl_debug_state is an empty function (a lone `ret`): emulate the ret
+        # instead of stepping over our int3, which saves a full stop per change.
+        regs = self._regs(th)
+        regs.rip = int.from_bytes(proc.read(regs.rsp, 8), "little")
+        regs.rsp += 8
+        th.regs_dirty = True
+        loaded, unloaded = proc.rdv.sync(proc.read)
+        events = [DebugEvent(EventCode.UNLOAD_DLL_DEBUG_EVENT, proc.pid, th.tid, UnloadDllInfo(base, path))
+                  for path, base in unloaded]
+        events += [DebugEvent(EventCode.LOAD_DLL_DEBUG_EVENT, proc.pid, th.tid, LoadDllInfo(path, base))
+                   for path, base in loaded]
+        th.held = bool(events)
+        return events
+
+    def _on_exec(self, proc: Process, th: Thread) -> Events:
+        if th.tid != proc.pid:
+            # A non-leader thread called execve: it now carries the leader's tid
+            # and every other thread is gone without an exit report of its own.
+            th = self._threads[proc.pid]
+        for other in [t for t in proc.threads if t != proc.pid]:
+            self._threads.pop(other, None)
+            proc.threads.pop(other, None)
+        th.stopped, th.held, th.regs_valid = True, True, False
+        proc.reopen_memory()
+        aux = procfs.auxv(proc.pid)
+        proc.image_path = procfs.exe(proc.pid)
+        proc.image_base = main_image_base(proc.pid, proc.image_path, aux)
+        proc.rdv = Rendezvous.locate(proc.pid, aux)
+        events = [DebugEvent(EventCode.CREATE_PROCESS_DEBUG_EVENT, proc.pid, th.tid,
+                             CreateProcessInfo(proc.image_path, proc.image_base, proc.parent_pid))]
+        if proc.rdv.loader_path is not None:
+            proc.rdv.known[proc.rdv.loader_base] = proc.rdv.loader_path
+            events.append(DebugEvent(EventCode.LOAD_DLL_DEBUG_EVENT, proc.pid, th.tid,
+                                     LoadDllInfo(proc.rdv.loader_path, proc.rdv.loader_base)))
+        proc.rdv.arm(proc.read, lambda a, d: self._write(proc, a, d))
+        if proc.hw.active:
+            proc.hw = debugregs.HardwareSlots()   # exec clears the debug registers
+        return events
+
+    def _on_new_task(self, proc: Process, parent: Thread, event: int) -> Events:
+        """A clone/fork/vfork stop of `parent` (internal: it continues); the new task is
+        waited to its first stop, so it is held before it runs a single instruction."""
+        new_tid = _ffi.get_event_msg(parent.tid)
+        status = self._early.pop(new_tid, None)
+        if status is None:
+            status = self._waitpid_tid(new_tid)
+        if not os.WIFSTOPPED(status):
+            return []           # died before its first instruction
+        if event == _ffi.PTRACE_EVENT_CLONE:
+            th = self._add_thread(proc, new_tid)
+            th.stopped = th.held = True
+            if proc.hw.active:
+                proc.hw.apply(new_tid)   # clone does not copy debug registers
+            return [DebugEvent(EventCode.CREATE_THREAD_DEBUG_EVENT, proc.pid, new_tid, CreateThreadInfo())]
+        return self._on_fork(proc, new_tid, event == _ffi.PTRACE_EVENT_VFORK)
+
+    def _on_fork(self, parent: Process, pid: int, vfork: bool) -> Events:
+        if not parent.follow_forks:
+            # Traced only so that our rendezvous int3 can be taken out of a fork
+            # child before it runs; a vfork child shares the parent's memory, so
+            # its bytes must stay as they are.
+            try:
+                if not vfork:
+                    patches = dict(self.patched_bytes(parent.pid)) if self.patched_bytes else {}
+                    if parent.rdv.brk is not None and parent.rdv.saved is not None:
+                        patches[parent.rdv.brk] = parent.rdv.saved
+                    with open(f"/proc/{pid}/mem", "r+b", buffering=0) as mem:
+                        for address, original in patches.items():
+                            mem.seek(address)
+                            mem.write(original)
+                _ffi.ptrace(_ffi.PTRACE_DETACH, pid, None, 0)
+            except (OSError, _ffi.SyscallError):
+                pass
+            return []
+        child = self._add_process(pid, spawned=parent.spawned, follow_forks=True)
+        child.parent_pid = parent.pid
+        child.image_path, child.image_base = parent.image_path, parent.image_base
+        child.rdv = Rendezvous(pid, parent.rdv.loader_path, parent.rdv.loader_base, parent.rdv.brk,
+                               parent.rdv.r_debug, parent.rdv.saved, dict(parent.rdv.known))
+        child.hw = debugregs.HardwareSlots(list(parent.hw.addresses), parent.hw.dr7)
+        th = child.threads[pid]
+        th.stopped = th.held = True
+        if child.hw.active:
+            child.hw.apply(pid)
+        events = [DebugEvent(EventCode.CREATE_PROCESS_DEBUG_EVENT, pid, pid,
+                             CreateProcessInfo(child.image_path, child.image_base, parent.pid))]
+        events += [DebugEvent(EventCode.LOAD_DLL_DEBUG_EVENT, pid, pid, LoadDllInfo(path, base))
+                   for base, path in child.rdv.known.items()]
+        return events
+
+    def _on_exit(self, proc: Process, th: Thread, status: int) -> Events:
+        self._threads.pop(th.tid, None)
+        proc.threads.pop(th.tid, None)
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+        if th.tid != proc.pid:
+            return [DebugEvent(EventCode.EXIT_THREAD_DEBUG_EVENT, proc.pid, th.tid, ExitThreadInfo(code))]
+        # The leader's status comes last: the kernel delays it until every other
+        # thread has been reaped. Drain stderr first so its lines come before the exit.
+        events = self._drain_debug_strings(proc, final=True)
+        sig = signal_name(os.WTERMSIG(status)) if os.WIFSIGNALED(status) else None
+        events.append(DebugEvent(EventCode.EXIT_PROCESS_DEBUG_EVENT, proc.pid, th.tid,
+                                 ExitProcessInfo(code, sig)))
+        self._forget(proc)
+        return events
+
+    # -- attach -------------------------------------------------------------
+    def _seize_all(self, proc: Process) -> None:
+        seized: set[int] = set()
+        while True:
+            fresh = [t for t in procfs.tasks(proc.pid) if t not in seized]
+            if not fresh:
+                break
+            for tid in fresh:
+                try:
+                    _ffi.ptrace(_ffi.PTRACE_SEIZE, tid, None, _BASE_OPTIONS)
+                    _ffi.ptrace(_ffi.PTRACE_INTERRUPT, tid, None, None)
+                except _ffi.SyscallError as e:
+                    if tid == proc.pid or e.errno != _ESRCH:
+                        raise TargetError(f"cannot attach to process {proc.pid}: {e.strerror}") from None
+                    continue  # the thread exited meanwhile
+                seized.add(tid)
+        for tid in sorted(seized):
+            th = self._add_thread(proc, tid) if tid not in proc.threads else proc.threads[tid]
+            status = self._waitpid_tid(tid)
+            if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                self._threads.pop(tid, None)
+                proc.threads.pop(tid, None)
+                continue
+            th.stopped = True
+            if status >> 16 != _ffi.PTRACE_EVENT_STOP:
+                self._deferred.append((tid, status))
+        if proc.pid not in proc.threads:
+            raise TargetError(f"cannot attach to process {proc.pid}: it exited")
+
+    def _attach_events(self, proc: Process) -> Events:
+        aux = procfs.auxv(proc.pid)
+        proc.image_path = procfs.exe(proc.pid)
+        proc.image_base = main_image_base(proc.pid, proc.image_path, aux)
+        proc.rdv = Rendezvous.locate(proc.pid, aux)
+        loaded, _ = proc.rdv.sync(proc.read)
+        if proc.rdv.loader_path and proc.rdv.loader_base not in proc.rdv.known:
+            proc.rdv.known[proc.rdv.loader_base] = proc.rdv.loader_path
+            loaded.insert(0, (proc.rdv.loader_path, proc.rdv.loader_base))
+        proc.rdv.arm(proc.read, lambda a, d: self._write(proc, a, d))
+        pid = proc.pid
+        for th in proc.threads.values():
+            th.held = True
+        events = [DebugEvent(EventCode.CREATE_PROCESS_DEBUG_EVENT, pid, pid,
+                             CreateProcessInfo(proc.image_path, proc.image_base))]
+        events += [DebugEvent(EventCode.LOAD_DLL_DEBUG_EVENT, pid, pid, LoadDllInfo(path, base))
+                   for path, base in loaded]
+        events += [DebugEvent(EventCode.CREATE_THREAD_DEBUG_EVENT, pid, tid, CreateThreadInfo())
+                   for tid in sorted(proc.threads) if tid != pid]
+        return events
