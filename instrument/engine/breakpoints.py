@@ -13,6 +13,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..errors import DebuggerError
+
 INT3 = b"\xcc"
 
 
@@ -53,12 +55,14 @@ class SoftSite:
     original: bytes = b""
     inserted: bool = False
     users: set[str] = field(default_factory=set)     # breakpoint ids, "return"
+    code: bytes = b""      # the original instruction bytes from `address` on (for emulation)
 
     def insert(self, read: Callable[[int, int], bytes], write: Callable[[int, bytes], None]) -> None:
         if self.inserted:
             return
         if not self.original:
-            self.original = read(self.address, 1)
+            self.code = _read_code(read, self.address)
+            self.original = self.code[:1]
         write(self.address, INT3)
         self.inserted = True
 
@@ -66,6 +70,18 @@ class SoftSite:
         if self.inserted:
             write(self.address, self.original)
             self.inserted = False
+
+
+MAX_INSTRUCTION = 15
+
+
+def _read_code(read: Callable[[int, int], bytes], address: int) -> bytes:
+    """Up to one whole instruction's bytes, stopping at the page end (the next page may be unmapped)."""
+    size = min(MAX_INSTRUCTION, 4096 - (address & 4095))
+    try:
+        return read(address, size)
+    except DebuggerError:
+        return read(address, 1)     # no emulation for this one; single-stepping needs only the byte
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from ..errors import DebuggerError, EvaluationError
 from ..events import DebugEvent, EventCode, ExceptionCode, ExceptionInfo
 from .breakpoints import BreakpointState, PendingReturn, SoftSite
 from .context import StopContext, StopEnv
+from .emulate import emulate
 from .records import event_fields
 
 if TYPE_CHECKING:
@@ -68,7 +69,12 @@ class HitHandling:
         return self.order.index(user) if user in self.breakpoints else -1
 
     def step_over(self: Session, process: ProcessState, tid: int, site: SoftSite) -> bool:
-        """Run the original instruction under the int3, then put the int3 back."""
+        """Run the original instruction under the int3, then put the int3 back.
+
+        Prologue instructions are emulated (engine/emulate.py): no second stop,
+        and the int3 never leaves memory. Everything else is single-stepped."""
+        if site.code and emulate(site.code, self.backend.registers(tid), process.read, process.raw_write):
+            return False
         site.remove(process.raw_write)
         try:
             stepped = self.backend.single_step(tid)

@@ -38,12 +38,25 @@ class ProcessState:
     alive: bool = True
 
     def read(self, address: int, size: int) -> bytes:
-        return self.backend.read_memory(self.pid, address, size)
+        """Target memory as the program sees it: the original bytes under our int3s."""
+        data = self.backend.read_memory(self.pid, address, size)
+        for site in self.sites.values():
+            if site.inserted and address <= site.address < address + size:
+                off = site.address - address
+                data = data[:off] + site.original + data[off + 1:]
+        return data
 
     def write(self, address: int, data: bytes) -> None:
         """Write target memory, keeping our int3 bytes in place over a patch."""
+        end = address + len(data)
         for site in self.sites.values():
-            if site.inserted and address <= site.address < address + len(data):
+            if site.address + len(site.code) > address and site.address < end:
+                # Keep the saved instruction bytes in step with what the program now holds.
+                code = bytearray(site.code)
+                for i in range(max(address, site.address), min(end, site.address + len(code))):
+                    code[i - site.address] = data[i - address]
+                site.code = bytes(code)
+            if site.inserted and address <= site.address < end:
                 off = site.address - address
                 site.original = data[off:off + 1]
                 data = data[:off] + b"\xcc" + data[off + 1:]

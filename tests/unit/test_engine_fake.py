@@ -14,7 +14,7 @@ from instrument.events import DebugEvent, EventCode, ExceptionCode, ExceptionInf
 from instrument.recipe.load import load_recipe
 
 HIT, LEAF, RET_SITE = 0x1000, 0x2000, 0x1500
-ORIGINAL = 0x55   # push rbp
+ORIGINAL = 0xE8   # call rel32: not emulated, so every hit is single-stepped
 
 
 class FakeModules:
@@ -82,6 +82,22 @@ def test_every_hit_is_recorded_and_stepped_over():
     assert records[-1]["event"] == "summary" and records[-1]["breakpoints"] == {"h": 5}
     # A spawned target ends killed or exited; the int3 is in memory only while armed.
     assert backend.closed
+
+
+def test_prologue_instructions_are_emulated_not_stepped():
+    text = HEADER + "breakpoints:\n  - id: h\n    at: hit\n"
+    recipe = load_recipe(text, file="t.yaml")
+    plan = compile_plan(recipe, command=["fake"])
+    memory = {HIT + i: b for i, b in enumerate(b"\x55\x48\x89\xe5")}      # push rbp; mov rbp, rsp
+    memory.update({0x6ff8 + i: 0 for i in range(8)})
+    backend = FakeBackend([reach(HIT, rbp=0x1234), reach(HIT, rbp=0x5678)], memory=memory)
+    records: list[dict[str, Any]] = []
+    run(plan, emit=records.append, backend=backend, module_map_factory=FakeModules)
+    assert records[-1]["breakpoints"] == {"h": 2}
+    assert not [e for e in backend.log if e[0] == "step"]
+    # The push happened: rsp moved down one slot and rbp is on the stack.
+    assert backend.regs[100]["rsp"] == 0x6ff8 and backend.regs[100]["rip"] == HIT + 1
+    assert bytes(backend.memory[0x6ff8 + i] for i in range(8)) == (0x5678).to_bytes(8, "little")
 
 
 def test_condition_and_limit_select_exact_hits():
