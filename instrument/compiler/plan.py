@@ -94,7 +94,7 @@ def compile_plan(recipe: Recipe, *, overrides: dict[str, str] | None = None,
     Raises RecipeErrors with every error found, each with its file:line:col."""
     from ..recipe.checks import apply_params
 
-    params = apply_params(recipe, overrides or {})
+    params = apply_params(recipe, overrides or {}, require_all=need_target)
     errors: list[RecipeError] = []
     target = _target_plan(recipe, params, command, pid, timeout, errors)
     if need_target and target.argv is None and target.attach is None:
@@ -104,9 +104,12 @@ def compile_plan(recipe: Recipe, *, overrides: dict[str, str] | None = None,
     from .resolve import StaticSymbols
     symbols = StaticSymbols.for_program(target.argv[0] if target.argv else None, target.cwd)
     breakpoints = []
+    # validate/explain run without --set for required params: a breakpoint whose
+    # address is such a param can only be checked once it is given.
+    unset = frozenset(p.name for p in recipe.params if p.required and p.name not in (overrides or {}))
     for bp in recipe.breakpoints:
         try:
-            breakpoints.append(_compile_breakpoint(bp, ctx, symbols))
+            breakpoints.append(_compile_breakpoint(bp, ctx, symbols, unset))
         except RecipeError as e:
             errors.append(e)
     table, crash = _compile_handlers(recipe, ctx, errors)
@@ -128,10 +131,28 @@ def _compile_actions(actions: Iterable[Action], ctx: CompileContext, errors: lis
     return tuple(compiled)
 
 
-def _compile_breakpoint(bp: Any, ctx: CompileContext, symbols: Any) -> BreakpointPlan:
+def _compile_breakpoint(bp: Any, ctx: CompileContext, symbols: Any, unset: frozenset[str] = frozenset()) -> BreakpointPlan:
     at_path = tuple(bp.path) + ("at",)
-    at = ctx.expr(bp.at, at_path)
-    module, static_address = symbols.classify(at, ctx.params, ctx.where(at_path), text=str(bp.at))
+    at_text = bp.at
+    if isinstance(at_text, str) and any("{" + name + "}" in at_text for name in unset):
+        from ..expr import Expr
+        at = Expr(at_text, frozenset(), lambda env: 0, False)   # placeholder: never armed
+        return _breakpoint_plan(bp, ctx, at, None, None)
+    if isinstance(at_text, str) and "{" in at_text:
+        # `at: "{function}"`: a param names the place (a symbol, an address); the
+        # result is still parsed by the expression language, never evaluated as code.
+        from ..recipe.checks import substitute
+        try:
+            at_text = substitute(at_text, ctx.params)
+        except RecipeError as e:
+            raise RecipeError(e.message, ctx.where(at_path)) from None
+    at = ctx.expr(at_text, at_path)
+    module, static_address = symbols.classify(at, ctx.params, ctx.where(at_path), text=str(at_text))
+    return _breakpoint_plan(bp, ctx, at, module, static_address)
+
+
+def _breakpoint_plan(bp: Any, ctx: CompileContext, at: Any, module: str | None,
+                     static_address: int | None) -> BreakpointPlan:
     errors: list[RecipeError] = []
     when = ctx.expr(bp.when, tuple(bp.path) + ("when",)) if bp.when is not None else None
     actions = _compile_actions(bp.actions, ctx, errors)

@@ -339,8 +339,14 @@ def convert_param(param: Param, text: str) -> Any:
     return text
 
 
-def apply_params(recipe: Recipe, overrides: Mapping[str, str]) -> dict[str, Any]:
-    """Typed param values: the defaults, overridden by --set NAME=VALUE; raises RecipeErrors."""
+PLACEHOLDERS = {"int": 0, "float": 0.0, "str": "", "bool": False}
+
+
+def apply_params(recipe: Recipe, overrides: Mapping[str, str], *, require_all: bool = True) -> dict[str, Any]:
+    """Typed param values: the defaults, overridden by --set NAME=VALUE; raises RecipeErrors.
+
+    require_all=False (validate, explain: nothing runs) gives a required param
+    left unset its type's zero value instead of an error."""
     params = {p.name: p for p in recipe.params}
     errors: list[RecipeError] = []
     values: dict[str, Any] = {p.name: _typed_default(p) for p in recipe.params if not p.required}
@@ -356,7 +362,9 @@ def apply_params(recipe: Recipe, overrides: Mapping[str, str]) -> dict[str, Any]
             accepted = " (true/false, yes/no, 1/0)" if param.type == "bool" else ""
             errors.append(RecipeError(f"--set {name}={text}: param '{name}' is {_a(param.type)}{accepted}"))
     for param in recipe.params:
-        if param.name not in values and param.name not in overrides:
+        if param.name not in values and param.name not in overrides and not require_all:
+            values[param.name] = PLACEHOLDERS[param.type]
+        elif param.name not in values and param.name not in overrides:
             errors.append(RecipeError(f"param '{param.name}' has no default: pass --set {param.name}=VALUE",
                                       recipe.where(param.path, key=True)))
     if errors:
