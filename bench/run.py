@@ -40,11 +40,11 @@ def symbol_address(binary: Path, name: str) -> int:
     raise SystemExit(f"{name} not found in {binary}")
 
 
-def timed(cmd: list[str], pin: bool = True, **kw) -> float:
+def timed(cmd: list[str], pin: bool = True, check_status: bool = True, **kw) -> float:
     if pin:
         cmd = ["taskset", "-c", "0", *cmd]
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+    subprocess.run(cmd, check=check_status, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
     return time.perf_counter() - start
 
 
@@ -89,10 +89,28 @@ def bench_cli(tmp: Path) -> None:
         print(f"  instrument {label:<26} {best * 1000:7.1f} ms (best of 5)")
 
 
+def bench_crash(tmp: Path, runs: int = 10) -> None:
+    """Time to a full crash record (frames, registers, disassembly, analysis) vs gdb's bt."""
+    prog = tmp / "crash_deep"
+    subprocess.run(["gcc", "-g", "-O2", "-fomit-frame-pointer", "-o", prog,
+                    ROOT / "tests" / "targets" / "crash_deep.c"], check=True)
+    recipe = tmp / "crash.yaml"
+    recipe.write_text("version: 1\nname: crash\ndescription: crash record only\n")
+    inst = min(timed([*instrument_exe(), "run", str(recipe), "--format", "jsonl", "-o", str(tmp / "c.jsonl"),
+                      "--", str(prog)], pin=False, check_status=False) for _ in range(runs))
+    print(f"crash record (best of {runs}):")
+    print(f"  instrument run      {inst * 1000:7.1f} ms per crash")
+    if shutil.which("gdb"):
+        gdb = min(timed(["gdb", "-batch", "-nx", "-ex", "run", "-ex", "bt", str(prog)], pin=False)
+                  for _ in range(runs))
+        print(f"  gdb -batch run+bt   {gdb * 1000:7.1f} ms per crash")
+        print(f"  ratio gdb / instrument: {gdb / inst:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hits", type=int, default=20000)
-    ap.add_argument("--only", default="cli,soft")
+    ap.add_argument("--only", default="cli,soft,crash")
     args = ap.parse_args()
     only = set(args.only.split(","))
     with tempfile.TemporaryDirectory() as t:
@@ -103,6 +121,8 @@ def main() -> None:
             bench_cli(tmp)
         if "soft" in only:
             bench_soft(bins, args.hits, tmp)
+        if "crash" in only:
+            bench_crash(tmp)
 
 
 if __name__ == "__main__":

@@ -134,7 +134,8 @@ def _check_breakpoint_options(recipe: Recipe, data: Mapping[str, Any]) -> list[R
 
 # -- params and target strings --------------------------------------------
 
-def _type_of(value: Any) -> str:
+def type_of_value(value: Any) -> str:
+    """The param type a YAML scalar has: bool, int, float or str."""
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):
@@ -145,7 +146,7 @@ def _type_of(value: Any) -> str:
 
 
 def _default_fits(param: Param) -> bool:
-    actual = _type_of(param.default)
+    actual = type_of_value(param.default)
     return actual == param.type or (param.type == "float" and actual == "int")
 
 
@@ -160,7 +161,7 @@ def _check_params(recipe: Recipe) -> list[RecipeError]:
             hint = f" (quote it: \"{param.default}\")" if param.type == "str" else ""
             errors.append(RecipeError(
                 f"param '{param.name}' is {_a(param.type)}, but its default is "
-                f"{_type_of(param.default)} {param.default!r}{hint}", recipe.where(param.path + ("default",))))
+                f"{type_of_value(param.default)} {param.default!r}{hint}", recipe.where(param.path + ("default",))))
     return errors
 
 
@@ -380,6 +381,6 @@ def _typed_default(param: Param) -> Any:
 
 __all__ = [
     "ARG_NAMES", "RESERVED_PARAM_NAMES", "HARDWARE_SLOTS", "TemplateError", "all_actions",
-    "apply_params", "check_recipe", "convert_param", "format_param", "is_reserved_param_name",
+    "apply_params", "check_recipe", "type_of_value", "convert_param", "format_param", "is_reserved_param_name",
     "output_name_problem", "resolve_output_path", "substitute", "template_fields",
 ]

@@ -8,7 +8,7 @@ from pathlib import Path as FsPath
 from typing import Any, Mapping
 
 from ..errors import RecipeError, RecipeErrors
-from .checks import check_recipe
+from .checks import check_recipe, type_of_value
 from .model import Action, Breakpoint, Param, Path, Recipe, Target
 from .schema import validate_source
 from .source import Source, parse_source
@@ -80,24 +80,14 @@ def build_recipe(source: Source) -> Recipe:
     )
 
 
-def _infer_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    return "str"
-
-
 def _param(name: str, raw: Any) -> Param:
     path = ("params", name)
     if not isinstance(raw, Mapping):
-        return Param(name, _infer_type(raw), raw, False, None, path)
+        return Param(name, type_of_value(raw), raw, False, None, path)
     has_default = "default" in raw
     default = raw.get("default")
-    declared = raw.get("type") or _infer_type(default)
-    if declared == "float" and _infer_type(default) == "int":
+    declared = raw.get("type") or type_of_value(default)
+    if declared == "float" and type_of_value(default) == "int":
         default = float(default)
     return Param(name, declared, default, not has_default, raw.get("description"), path)
 

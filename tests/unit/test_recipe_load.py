@@ -16,38 +16,7 @@ from instrument.recipe.source import parse_source
 
 RECIPES = Path(__file__).resolve().parents[2] / "instrument" / "recipes"
 
-SPEC_EXAMPLE = """\
-# yaml-language-server: $schema=../schemas/recipe.schema.json
-version: 1
-name: trace-hits
-description: Log each call of hit() and its first argument.
-params:                      # overridable with --set NAME=VALUE
-  n: 1000
-target:
-  run: ["./target_loop", "{n}"]   # argv; or `attach: PID`
-  env: {LC_ALL: C}
-  stdin: null                # a file path, or null
-  timeout: 30                # seconds; the session ends and the target is killed
-  follow_forks: false
-breakpoints:
-  - id: on-hit
-    at: hit                  # address expression, see below
-    type: soft               # soft | hardware | memory
-    when: "arg0 % 2 == 0"    # optional condition
-    limit: 100               # optional: disable after this many hits
-    actions:
-      - log: "hit {hits}: arg0={arg0:#x}"
-      - log: {registers: [rip, rdi, rsi]}
-    on_return:               # optional: runs when this call returns
-      - log: "returned {retval:#x}"
-events:                      # handlers by event name
-  load_dll:
-    - log: "loaded {module} at {base:#x}"
-crash:                       # a fatal exception (last chance)
-  - log: {registers: all}
-  - backtrace: {depth: 32}
-  - disassemble: {count: 8}
-"""
+SPEC_EXAMPLE = (Path(__file__).parent / "data" / "spec_example.yaml").read_text()  # SPEC section 3, verbatim
 
 H = "version: 1\nname: t\ndescription: d\n"
 
