@@ -10,7 +10,7 @@ from ..events import DebugEvent, EventCode, ExceptionCode, ExceptionInfo
 from .breakpoints import BreakpointState, PendingReturn, SoftSite
 from .context import StopContext, StopEnv
 from .emulate import emulate
-from .records import event_fields
+from .records import event_fields, record_fields
 
 if TYPE_CHECKING:
     from .loop import ProcessState, Session
@@ -97,7 +97,7 @@ class HitHandling:
         if not state.active:
             return None
         plan = state.plan
-        fields: dict[str, Any] = {"address": address}
+        fields: dict[str, Any] = {"address": address, **extra}   # what expressions see: values
         if plan.when is not None:
             env = StopEnv(self, process, event.tid, regs, fields, state.hits)
             try:
@@ -110,7 +110,7 @@ class HitHandling:
         state.count_hit()
         rec = self.record("breakpoint", int(EventCode.EXCEPTION_DEBUG_EVENT), event.pid, event.tid,
                           id=state.id, type=plan.type, hits=state.hits, address=hex(address),
-                          symbol=process.modules.symbol_text(address), **extra)
+                          symbol=process.modules.symbol_text(address), **record_fields(extra))
         if plan.on_return is not None:
             self.push_return(process, event.tid, state, regs)
         ctx = self.run_actions(plan.actions, process, event.tid, regs, rec, fields, state.hits)
@@ -178,7 +178,7 @@ class HitHandling:
                 watched = process.armed.get(bp_id)
                 address = self.resolve(process, state) if watched else info.address
                 self.hit_breakpoint(process, event, state, regs, address if address is not None else info.address,
-                                    pc=hex(info.address), access=state.plan.access)
+                                    pc=info.address, access=state.plan.access)
 
     def on_guard_hit(self: Session, process: ProcessState, event: DebugEvent) -> None:
         info: ExceptionInfo = event.info  # type: ignore[assignment]
@@ -187,7 +187,7 @@ class HitHandling:
         for start, (bp_id, size) in list(process.guards.items()):
             if start <= fault < start + size:
                 self.hit_breakpoint(process, event, self.breakpoints[bp_id], regs, fault,
-                                    pc=hex(info.address), access=info.access.value if info.access else None)
+                                    pc=info.address, access=info.access.value if info.access else None)
 
     # -- crashes ----------------------------------------------------------------------
     def on_crash(self: Session, process: ProcessState, event: DebugEvent,

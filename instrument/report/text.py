@@ -41,10 +41,15 @@ def format_record(r: dict[str, Any]) -> str:
         head += f" (code {r.get('code')})" if r.get("code") is not None else ""
         if extras and not r.get("message"):    # a recipe's own message says what it wanted shown
             head += " " + " ".join(extras)
-    head += f" pid={r.get('pid')} tid={r.get('tid')}" if event not in ("summary",) else ""
+    if event != "summary":
+        who = f"pid={r.get('pid')}" + (f" tid={r.get('tid')}" if r.get("tid") != r.get("pid") else "")
+        head += f" [{who}]"
+    message = str(r["message"]).splitlines() if r.get("message") else []
+    if len(message) == 1:              # one line of log: keep the record on one line
+        head += f": {message[0]}"
+        message = []
     lines = [head]
-    if r.get("message"):
-        lines += ["    " + line for line in str(r["message"]).splitlines()]
+    lines += ["    " + line for line in message]
     if r.get("registers"):
         regs = list(r["registers"].items())
         for i in range(0, len(regs), 4):
