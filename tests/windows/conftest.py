@@ -9,4 +9,4 @@ import sys
 if sys.platform == "win32":
     collect_ignore = ["test_wine_driver.py"]
 else:
-    collect_ignore = ["test_live_backend.py"]
+    collect_ignore = ["test_live_backend.py", "test_live_run.py"]
