@@ -123,24 +123,35 @@ def run(recipe: str, command: tuple[str, ...], pid: int | None, sets: tuple[str,
 @main.command()
 @click.argument("recipes", nargs=-1, required=True)
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Check with these param values.")
+@click.option("--target", "target", type=click.Path(exists=True, dir_okay=False), metavar="BINARY",
+              help="Also resolve every breakpoint against this program, without running it.")
 @handle_errors
-def validate(recipes: tuple[str, ...], sets: tuple[str, ...]) -> None:
+def validate(recipes: tuple[str, ...], sets: tuple[str, ...], target: str | None) -> None:
     """Check recipes: YAML, schema, params, expressions, symbols.
 
     Prints `file:line:col: error: ...` for each problem and exits 2 if any.
+    With --target, lists where each breakpoint lands in BINARY: its link-time
+    address, or the library it is deferred to.
 
     \b
     Example:
       instrument validate recipes/*.yaml
+      instrument validate heap-trace --target ./app
     """
     from .compiler.plan import compile_plan
     from .recipe.load import load_recipe
 
     failed = False
     overrides = parse_sets(sets)
+    command = (str(Path(target).absolute()),) if target else None
     for name in recipes:
         try:
-            compile_plan(load_recipe(find_recipe(name)), overrides=overrides)
+            plan = compile_plan(load_recipe(find_recipe(name)), overrides=overrides, command=command)
+            if command:
+                from .compiler.resolve import resolve_plan_statically
+                from .report.resolution import format_resolution
+                click.echo(format_resolution(name, resolve_plan_statically(plan)), nl=False)
+                continue
         except RecipeErrors as e:
             failed = True
             for err in e.errors:
@@ -174,13 +185,26 @@ def explain(recipe: str, command: tuple[str, ...], sets: tuple[str, ...]) -> Non
 
 
 @main.command()
-@click.argument("which", type=click.Choice(["recipe"]), default="recipe")
+@click.argument("which", type=click.Choice(["recipe", "report"]), default="recipe")
+@click.option("--markdown", is_flag=True,
+              help="Print the recipe reference generated from the schema (docs/recipe-reference.md).")
 @handle_errors
-def schema(which: str) -> None:
-    """Print a JSON Schema (the recipe schema: point your editor's YAML language server at it)."""
+def schema(which: str, markdown: bool) -> None:
+    """Print a JSON Schema: `recipe` (point your editor's YAML language server at it)
+    or `report` (what `instrument triage --format json` writes)."""
     import json
 
+    if markdown and which != "recipe":
+        raise UsageError("--markdown documents the recipe schema only: instrument schema recipe --markdown")
+    if which == "report":
+        from .report.json import report_schema
+        click.echo(json.dumps(report_schema(), indent=2))
+        return
     from .recipe.schema import schema_json
+    if markdown:
+        from .recipe.reference import markdown_reference
+        click.echo(markdown_reference(schema_json()), nl=False)
+        return
     click.echo(json.dumps(schema_json(), indent=2))
 
 
@@ -192,6 +216,78 @@ def list_recipes() -> None:
     from .report.library import format_library
 
     click.echo(format_library(shipped_recipes()), nl=False)
+
+
+EPILOG_TRIAGE = """\b
+Examples:
+  instrument triage --inputs crashes/ -o report.json -- ./parser @@
+  instrument triage --inputs corpus/ --shard 1/4 -o shard1.json -- ./parser
+  instrument triage --inputs crashes/ --format sarif --fail-on PROBABLY_EXPLOITABLE -- ./app --file @@
+\b
+'@@' in the command is replaced by each input's path; without it the input
+goes on stdin. Exit status: 0 no crash at or above --fail-on; 1 crashes found;
+2 usage or recipe error; 3 the target could not be started."""
+TRIAGE_CLASSES = ("EXPLOITABLE", "PROBABLY_EXPLOITABLE", "PROBABLY_NOT_EXPLOITABLE", "NOT_EXPLOITABLE", "UNKNOWN")
+
+
+@main.command(epilog=EPILOG_TRIAGE)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
+@click.option("--recipe", help="A recipe to extend the crash records (default: the shipped crash-triage).")
+@click.option("--inputs", type=click.Path(exists=True, file_okay=False), help="Run once per file in this folder (recursively).")
+@click.option("--jobs", type=click.IntRange(min=0), default=0, help="Parallel workers (default: the number of cores).")
+@click.option("--timeout", type=float, help="Seconds per run before a hang is killed and recorded as a timeout (default 10).")
+@click.option("--shard", metavar="K/N", help="Only the K-th of N deterministic slices of the sorted inputs.")
+@click.option("--format", "fmt", type=click.Choice(["json", "sarif", "markdown"]), default="json", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the report here instead of stdout.")
+@click.option("--fail-on", type=click.Choice(TRIAGE_CLASSES), default="UNKNOWN", show_default=True,
+              help="Exit 1 when a crash of this class or a more severe one is found.")
+@click.option("--rules", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A rules file that adds or overrides classification rules (repeatable).")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Override a recipe param (repeatable).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--no-pin", is_flag=True, help="Do not pin each worker and its targets to one CPU.")
+@handle_errors
+def triage(command: tuple[str, ...], recipe: str | None, inputs: str | None, jobs: int, timeout: float | None,
+           shard: str | None, fmt: str, output: str | None, fail_on: str, rules: tuple[str, ...],
+           sets: tuple[str, ...], quiet: bool, no_pin: bool) -> None:
+    """Run COMMAND over inputs; catch, classify and deduplicate crashes; write a report."""
+    import os
+
+    from .report.triage import ProgressBar, write_report
+    from .triage.report_model import exit_status
+    from .triage.runner import TriageConfig, parse_shard
+    from .triage.runner import triage as run_triage
+
+    config = TriageConfig(command=command, recipe=find_recipe(recipe) if recipe else None, inputs=inputs,
+                          jobs=jobs or len(os.sched_getaffinity(0)), timeout=timeout,
+                          shard=parse_shard(shard) if shard else None, rules=rules, pin_cpu=not no_pin,
+                          overrides=parse_sets(sets))
+    report = run_triage(config, progress=ProgressBar(quiet=quiet))
+    write_report(report, fmt, output)
+    sys.exit(exit_status(report, fail_on))
+
+
+@main.command()
+@click.argument("reports", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the merged report here instead of stdout.")
+@click.option("--format", "fmt", type=click.Choice(["json", "sarif", "markdown"]), default="json", show_default=True)
+@click.option("--fail-on", type=click.Choice(TRIAGE_CLASSES), default="UNKNOWN", show_default=True,
+              help="Exit 1 when the merged report has a crash of this class or a more severe one.")
+@handle_errors
+def merge(reports: tuple[str, ...], output: str | None, fmt: str, fail_on: str) -> None:
+    """Combine triage shard reports (JSON) into the report one job would have written.
+
+    \b
+    Example:
+      instrument merge shard-*.json -o report.json
+    """
+    from .report.json import load_report
+    from .report.triage import write_report
+    from .triage.report_model import exit_status, merge_reports
+
+    merged = merge_reports([load_report(path) for path in reports])
+    write_report(merged, fmt, output)
+    sys.exit(exit_status(merged, fail_on))
 
 
 if __name__ == "__main__":

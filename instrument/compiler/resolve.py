@@ -44,8 +44,8 @@ def _is_elf(path: str) -> bool:
 class _LinkTimeEnv:
     """Evaluates an address expression with symbols at their link-time addresses."""
 
-    def __init__(self, image: Any, program_names: tuple[str, ...], params: dict[str, Any]) -> None:
-        self.image, self.program_names, self.params = image, program_names, params
+    def __init__(self, resolver: Any, params: dict[str, Any]) -> None:
+        self.resolver, self.params = resolver, params
 
     def register(self, name: str) -> int:
         raise EvaluationError(f"register '{name}' has no value before the program runs")
@@ -56,25 +56,18 @@ class _LinkTimeEnv:
     def lookup(self, name: str) -> Any:
         if name in self.params:
             return self.params[name]
-        if ":" in name and self.image is not None:
-            file, line = name.rsplit(":", 1)
-            addr = self.image.line_address(file, int(line))
-            if addr is not None:
-                return addr
-        if "!" in name:
-            name = name.split("!", 1)[1]
-        elif name in self.program_names:
-            return 0                       # module-relative: `prog+0x1139`
-        addr = self.image.symbol_address(name) if self.image is not None else None
-        if addr is None:
+        address = self.resolver.resolve(name) if self.resolver is not None else None
+        if address is None:
             raise EvaluationError(f"'{name}' has no link-time address")
-        return addr
+        return address
 
 
 @dataclass
 class StaticSymbols:
+    """The compiler's view of the program on disk (symbols.modules.StaticResolver), or of none."""
+
     program: str | None          # path of an ELF we can read, or None
-    image: Any = None
+    resolver: Any = None
 
     @classmethod
     def for_program(cls, argv0: str | None, cwd: str | None) -> StaticSymbols:
@@ -83,54 +76,38 @@ class StaticSymbols:
         path = argv0 if os.path.isabs(argv0) or not cwd else os.path.join(cwd, argv0)
         if not _is_elf(path):
             return cls(None)
-        from ..symbols.elf import open_image
-        return cls(path, open_image(path))
-
-    @property
-    def program_names(self) -> tuple[str, ...]:
-        if self.program is None:
-            return ()
-        base = os.path.basename(self.program)
-        return (base, base.split(".")[0])
+        from ..symbols.modules import StaticResolver
+        return cls(path, StaticResolver(path))
 
     def classify(self, at: Any, params: dict[str, Any], location: Location, text: str) -> tuple[str | None, int | None]:
-        """(module to wait for or None, link-time address or None) for an `at:` expression."""
+        """(module to wait for or None, link-time address or None) for an `at:` expression;
+        raises SymbolError, pointing at the name, for what the program does not have."""
         names = [n for n in sorted(at.names) if n not in params]
+        if self.resolver is None:
+            return (None, None) if names else (None, _evaluate(at, None, params))
         module: str | None = None
         for name in names:
-            if ":" in name:                       # a source line, `loop.c:42`
-                self._require_line(name, location)
-            elif "!" in name:
-                mod, sym = name.split("!", 1)
-                if mod in self.program_names:
-                    self._require(sym, name, location, text)
+            if self.resolver.is_deferred(name):
+                module = self.resolver.module_of(name)
+            elif self.resolver.resolve(name) is None:
+                bare = name.split("!", 1)[-1]
+                if bare in _imports(self.program):
+                    module = module or ANY_LIBRARY
+                elif ":" in name:
+                    raise SymbolError(f"no code for {name} in {self.program} (is it built with -g?)", location)
                 else:
-                    module = mod
-            elif self.image is not None and name not in self.program_names:
-                if self.image.symbol_address(name) is None:
-                    if name in _imports(self.program):
-                        module = module or ANY_LIBRARY
-                    else:
-                        raise SymbolError(f"unknown symbol '{name}' in {self.program}",
-                                          location.shifted(max(text.find(name), 0)))
-        if module is not None or self.image is None and names:
+                    raise SymbolError(f"unknown symbol '{bare}' in {self.program}",
+                                      location.shifted(max(text.find(name), 0)))
+        if module is not None:
             return module, None
-        try:
-            return None, int(at.evaluate(_LinkTimeEnv(self.image, self.program_names, params)))
-        except EvaluationError:
-            return None, None
+        return None, _evaluate(at, self.resolver, params)
 
-    def _require_line(self, name: str, location: Location) -> None:
-        if self.image is None:
-            return
-        file, line = name.rsplit(":", 1)
-        if self.image.line_address(file, int(line)) is None:
-            raise SymbolError(f"no code for {name} in {self.program} (is it built with -g?)", location)
 
-    def _require(self, sym: str, name: str, location: Location, text: str) -> None:
-        if self.image is not None and self.image.symbol_address(sym) is None:
-            raise SymbolError(f"unknown symbol '{sym}' in {self.program}",
-                              location.shifted(max(text.find(name), 0)))
+def _evaluate(at: Any, resolver: Any, params: dict[str, Any]) -> int | None:
+    try:
+        return int(at.evaluate(_LinkTimeEnv(resolver, params)))
+    except (EvaluationError, ValueError, TypeError):
+        return None
 
 
 # -- `instrument validate --target`: every breakpoint of a plan against a program on disk --------

@@ -72,4 +72,6 @@ class Inspector:
                 for i in around(self._reader(process), pc)]
         except DebuggerError:
             rec["disassembly"] = []
+        from ..triage.classify import annotate
+        annotate(rec)          # SPEC 5: every crash record is classified and hashed
         return rec

@@ -36,6 +36,9 @@ def format_record(r: dict[str, Any]) -> str:
         head += f" {r.get('exception')} ({r.get('signal')}) at {r.get('symbol') or r.get('address')}"
         if r.get("fault_address"):
             head += f" {r.get('access') or 'access'} of {r['fault_address']}"
+        c = r.get("classification")
+        if c:
+            head += f" — {c['class']} ({c['rule']})"
     else:
         extras = [f"{k}={v}" for k, v in r.items() if k not in _SKIP and v is not None and not isinstance(v, (dict, list))]
         head += f" (code {r.get('code')})" if r.get("code") is not None else ""

@@ -1,0 +1,47 @@
+"""The triage report as JSON (SPEC section 6): writing, reading back (for merge) and its schema."""
+
+from __future__ import annotations
+
+import functools
+import json
+from importlib import resources
+from typing import Any, Mapping, TextIO
+
+from ..errors import UsageError
+
+
+@functools.lru_cache(maxsize=1)
+def _schema_text() -> str:
+    return (resources.files("instrument") / "schemas" / "report.schema.json").read_text(encoding="utf-8")
+
+
+def report_schema() -> dict[str, Any]:
+    """The report JSON Schema (a fresh copy: callers may modify it)."""
+    return json.loads(_schema_text())
+
+
+def format_json(report: Mapping[str, Any]) -> str:
+    """The report as stable, diff-friendly JSON text (two-space indent, trailing newline)."""
+    return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_json(report: Mapping[str, Any], stream: TextIO) -> None:
+    stream.write(format_json(report))
+
+
+def load_report(path: str) -> dict[str, Any]:
+    """A report written by `instrument triage --format json`, checked against the schema."""
+    import jsonschema
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read ({e.strerror or e})") from e
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{path}: not JSON ({e})") from e
+    error = jsonschema.exceptions.best_match(jsonschema.Draft7Validator(report_schema()).iter_errors(data))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top)"
+        raise UsageError(f"{path}: not a triage report: {where}: {error.message}")
+    return data

@@ -1,0 +1,60 @@
+"""Triage output for people and CI: the report in the chosen format, and the progress bar."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Mapping, TextIO
+
+FORMATS = ("json", "sarif", "markdown")
+BAR_WIDTH = 30
+
+
+def format_report(report: Mapping[str, Any], fmt: str) -> str:
+    """The triage report as text in `fmt` (json, sarif or markdown)."""
+    if fmt == "sarif":
+        from .sarif import format_sarif
+        return format_sarif(report)
+    if fmt == "markdown":
+        from .markdown import format_markdown
+        return format_markdown(report)
+    from .json import format_json
+    return format_json(report)
+
+
+def write_report(report: Mapping[str, Any], fmt: str, output: str | None) -> None:
+    """Write the report to `output` (a path) or stdout."""
+    text = format_report(report, fmt)
+    if output:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+class ProgressBar:
+    """`[#####.....] 12/40  crashes 5  timeouts 1  3.2 s` redrawn in place on a terminal;
+    silent when the stream is not a TTY (CI logs) or when quiet."""
+
+    def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = not quiet and self.stream.isatty()
+        self.start = time.monotonic()
+        self.crashes = self.timeouts = 0
+        self._last_draw = 0.0
+
+    def __call__(self, done: int, total: int, outcome: Mapping[str, Any]) -> None:
+        self.crashes += outcome.get("status") == "crash"
+        self.timeouts += outcome.get("status") == "timeout"
+        now = time.monotonic()
+        # Redraw at most 20 times a second: a fast corpus must not be slowed by the bar.
+        if not self.enabled or (now - self._last_draw < 0.05 and done < total):
+            return
+        self._last_draw = now
+        filled = BAR_WIDTH * done // max(total, 1)
+        self.stream.write(f"\r[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total}  "
+                          f"crashes {self.crashes}  timeouts {self.timeouts}  {now - self.start:.1f} s")
+        if done >= total:
+            self.stream.write("\n")
+        self.stream.flush()

@@ -1,0 +1,51 @@
+//! cflags: -g -O0 -fno-stack-protector
+// One crash per triage rule the crash_*.c programs do not cover, chosen by argv[1].
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef void (*fn)(void);
+static const uintptr_t wild = 0xdeadbeef000UL;
+volatile unsigned long smash_length = 64;
+
+__attribute__((noinline)) void stack_exec(void) {
+    unsigned char code[16];
+    memset(code, 0xc3, sizeof code);          /* ret; the stack is not executable */
+    ((fn)(void *)code)();
+}
+__attribute__((noinline)) void call_mem(uintptr_t table) {
+    __asm__ volatile("call *0x10(%0)" : : "r"(table) : "memory");
+}
+__attribute__((noinline)) void jmp_mem(uintptr_t table) {
+    __asm__ volatile("jmp *0x10(%0)" : : "r"(table) : "memory");
+}
+__attribute__((noinline)) void call_pc(uintptr_t target) { ((fn)target)(); }
+__attribute__((noinline)) long corrupt_then_read(long *volatile p) {
+    char buf[8];
+    memset(buf, 'B', smash_length);                     /* over saved rbp and the return address */
+    return *p;                                 /* crash before returning: NULL read */
+}
+__attribute__((noinline)) void bad_insn(void) { __asm__ volatile(".byte 0x06"); }  /* push es: invalid in 64-bit */
+__attribute__((noinline)) void breakpoint(void) { __asm__ volatile("int3"); }
+__attribute__((noinline)) void block_move(void) {
+    static char dst[256];
+    __asm__ volatile("rep movsb" : : "D"(dst), "S"((void *)0x40), "c"(128UL) : "memory");
+}
+
+int main(int argc, char **argv) {
+    const char *m = argc > 1 ? argv[1] : "";
+    if (!strcmp(m, "stack-exec")) stack_exec();
+    else if (!strcmp(m, "call-wild")) call_mem(wild);
+    else if (!strcmp(m, "jmp-wild")) jmp_mem(wild);
+    else if (!strcmp(m, "pc-null")) call_pc(0x10);
+    else if (!strcmp(m, "call-null")) call_mem(0);
+    else if (!strcmp(m, "jmp-null")) jmp_mem(0);
+    else if (!strcmp(m, "stack-corrupt")) corrupt_then_read(0);
+    else if (!strcmp(m, "bad-insn")) bad_insn();
+    else if (!strcmp(m, "int3")) breakpoint();
+    else if (!strcmp(m, "rep-movs")) block_move();
+    else if (!strcmp(m, "sigterm")) raise(SIGTERM);
+    else if (!strcmp(m, "segv-raise")) raise(SIGSEGV);
+    else if (!strcmp(m, "sigsys")) raise(SIGSYS);
+    return 0;
+}
