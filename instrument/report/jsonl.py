@@ -8,7 +8,10 @@ from typing import Any
 from . import Flushing
 
 
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
 class JsonlReporter(Flushing):
     def emit(self, record: dict[str, Any]) -> None:
-        self.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self.write(_encode(record) + "\n")
 

@@ -133,11 +133,15 @@ _REQUEST_NAMES = {
 }
 
 
+_PEEKS = frozenset({1, 2, 3})   # PTRACE_PEEKTEXT, PEEKDATA, PEEKUSER
+
+
 def ptrace(request: int, tid: int, addr: int | None = None, data: int | object | None = None) -> int:
     """ptrace(2); raises SyscallError. `data` is an int or a ctypes object passed by pointer."""
     if data is not None and not isinstance(data, int):
         data = ctypes.addressof(data)  # type: ignore[arg-type]
-    ctypes.set_errno(0)
+    if request in _PEEKS:
+        ctypes.set_errno(0)        # only PEEK* can return -1 on success
     result: int = _ptrace(request, tid, addr, data)
     if result == -1:
         # PEEK* return the word itself, so -1 is an error only with errno set.
