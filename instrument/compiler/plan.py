@@ -79,6 +79,7 @@ class Plan:
     breakpoints: tuple[BreakpointPlan, ...]
     table: HandlerTable
     crash: Handler | None
+    rules: tuple[Any, ...] = ()              # the recipe's crash classification rules (triage.classify.Rule)
 
     @property
     def deferred(self) -> tuple[BreakpointPlan, ...]:
@@ -113,12 +114,13 @@ def compile_plan(recipe: Recipe, *, overrides: dict[str, str] | None = None,
         except RecipeError as e:
             errors.append(e)
     table, crash = _compile_handlers(recipe, ctx, errors)
+    rules = _compile_rules(recipe, errors)
     if capabilities is not None:
         _check_capabilities(recipe, capabilities, errors)
     if errors:
         errors.sort(key=lambda e: (e.location.line if e.location else 0, e.location.col if e.location else 0))
         raise RecipeErrors(errors)
-    return Plan(recipe, params, target, tuple(breakpoints), table, crash)
+    return Plan(recipe, params, target, tuple(breakpoints), table, crash, rules)
 
 
 def _compile_actions(actions: Iterable[Action], ctx: CompileContext, errors: list[RecipeError]) -> tuple[CompiledAction, ...]:
@@ -182,6 +184,17 @@ def _compile_handlers(recipe: Recipe, ctx: CompileContext, errors: list[RecipeEr
             errors.append(RecipeError(f"unknown event '{key}'", recipe.where(("events", key), key=True)))
     crash = Handler("crash", _compile_actions(recipe.crash, ctx, errors)) if recipe.crash else None
     return HandlerTable(by_exception, by_event, catch_all), crash
+
+
+def _compile_rules(recipe: Recipe, errors: list[RecipeError]) -> tuple[Any, ...]:
+    if not recipe.rules:
+        return ()
+    from ..triage.classify import parse_rules
+    try:
+        return tuple(parse_rules({"version": 1, "rules": list(recipe.rules)}, "rules"))
+    except UsageError as e:
+        errors.append(RecipeError(str(e), recipe.where(("rules",))))
+        return ()
 
 
 def _target_plan(recipe: Recipe, params: dict[str, Any], command: Sequence[str] | None,

@@ -12,8 +12,9 @@ if TYPE_CHECKING:
 
 
 class Inspector:
-    def __init__(self, backend: Any) -> None:
+    def __init__(self, backend: Any, rules: tuple[Any, ...] = ()) -> None:
         self.backend = backend
+        self.recipe_rules = rules           # a recipe's own classification rules
 
     def _reader(self, process: ProcessState):
         return lambda address, size: process.read(address, size)
@@ -72,6 +73,6 @@ class Inspector:
                 for i in around(self._reader(process), pc)]
         except DebuggerError:
             rec["disassembly"] = []
-        from ..triage.classify import annotate
-        annotate(rec)          # SPEC 5: every crash record is classified and hashed
+        from ..triage.classify import annotate, load_rules
+        annotate(rec, load_rules(first=self.recipe_rules) if self.recipe_rules else None)   # SPEC 5
         return rec

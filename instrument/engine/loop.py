@@ -101,7 +101,7 @@ class Session(HitHandling):
         self.all_events = all_events
         self.out_dir = Path(out_dir)
         self.abi = backend.capabilities.abi
-        self.inspector = inspector or Inspector(backend)
+        self.inspector = inspector or Inspector(backend, getattr(plan, "rules", ()))
         self.new_module_map = module_map_factory or ModuleMap
         self.breakpoints = {bp.id: BreakpointState(bp, enabled=bp.enabled) for bp in plan.breakpoints}
         self.order = [bp.id for bp in plan.breakpoints]

@@ -72,6 +72,7 @@ def build_recipe(source: Source) -> Recipe:
         events={name: _actions(items, ("events", name)) for name, items in events.items()},
         events_paths={name: ("events", name) for name in events},
         crash=_actions(data.get("crash") or (), ("crash",)),
+        rules=tuple(data.get("rules") or ()),
         file=source.file,
         text=source.text,
         sha256=hashlib.sha256(source.text.encode("utf-8")).hexdigest(),

@@ -98,6 +98,7 @@ class Recipe:
     events: Mapping[str, tuple[Action, ...]] = field(default_factory=dict)
     events_paths: Mapping[str, Path] = field(default_factory=dict)
     crash: tuple[Action, ...] = ()
+    rules: tuple[Mapping[str, Any], ...] = ()   # crash classification rules, as plain data
     file: str = "<recipe>"         # what errors call the file
     text: str = ""                 # the exact text, for provenance
     sha256: str = ""

@@ -67,12 +67,17 @@ class Rule:
 
 
 def _parse(text: str, source: str) -> list[Rule]:
-    import jsonschema
-
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise UsageError(f"{source}: not valid YAML: {e}") from e
+    return parse_rules(data, source)
+
+
+def parse_rules(data: Any, source: str) -> list[Rule]:
+    """Rules from plain data ({"version": 1, "rules": [...]}); raises UsageError naming `source`."""
+    import jsonschema
+
     errors = sorted(jsonschema.Draft7Validator(RULES_SCHEMA).iter_errors(data), key=lambda e: list(e.path))
     if errors:
         where = "/".join(str(p) for p in errors[0].path) or "(top)"
@@ -98,17 +103,21 @@ def default_rules() -> tuple[Rule, ...]:
     return tuple(_parse(text, "rules.yaml"))
 
 
-def load_rules(extra: Iterable[str] = ()) -> tuple[Rule, ...]:
-    """The shipped rules extended by each `--rules FILE`: a rule with a known id replaces
-    that rule in place; a new rule goes before all shipped ones (a user's rule is more specific)."""
+def load_rules(extra: Iterable[str] = (), first: Iterable[Rule] = ()) -> tuple[Rule, ...]:
+    """The shipped rules extended by `first` (a recipe's `rules:`), then by each `--rules FILE`:
+    a rule with a known id replaces that rule in place; a new rule goes before all shipped
+    ones (a user's rule is more specific)."""
     rules = list(default_rules())
+    layers: list[list[Rule]] = [list(first)]
     for path in extra:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as e:
             raise UsageError(f"--rules {path}: cannot read ({e.strerror or e})") from e
+        layers.append(_parse(text, path))
+    for layer in layers:
         added = []
-        for rule in _parse(text, path):
+        for rule in layer:
             index = next((i for i, r in enumerate(rules) if r.id == rule.id), None)
             if index is None:
                 added.append(rule)

@@ -96,10 +96,10 @@ class Worker:
 
         self.config = config
         self.quiet_stderr = quiet_stderr
-        self.rules = load_rules(config.rules)
         recipe = load_recipe(recipe_path(config.recipe))
         plan = compile_plan(recipe, overrides=config.overrides, command=config.command,
                             timeout=config.timeout, need_target=True)
+        self.rules = load_rules(config.rules, first=plan.rules)
         # Triage follows the whole process tree (SPEC 6), and needs the target's
         # stderr as records to read sanitizer reports from.
         env = sanitizer_env(plan.target.env if plan.target.env is not None else os.environ)

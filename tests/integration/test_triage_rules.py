@@ -79,3 +79,33 @@ def test_sanitizer_report_is_attached(targets):
     # The frames that identify the bug start at the program, not in the sanitizer runtime.
     from instrument.triage.signature import frame_key, significant_frames
     assert frame_key(significant_frames(crash["frames"])[0]) == "triage_asan!overflow_write"
+
+
+def test_a_recipe_can_add_its_own_rule(targets, tmp_path):
+    """SPEC 6: a recipe (not only --rules FILE) may extend the classification rules."""
+    import json
+
+    from tests.conftest import run_cli
+
+    recipe = tmp_path / "rules.yaml"
+    recipe.write_text("version: 1\nname: own-rule\ndescription: d\nrules:\n"
+                      "  - id: GaveUp\n    class: NOT_EXPLOITABLE\n    description: the program's own abort\n"
+                      "    when: {signal: [SIGABRT], in_frames: [give_up]}\n")
+    out = tmp_path / "out.jsonl"
+    run_cli("run", str(recipe), "--format", "jsonl", "-o", str(out), "--", targets["crash_abort"])
+    crash = next(json.loads(line) for line in out.read_text().splitlines() if '"crash"' in line)
+    assert crash["classification"]["rule"] == "GaveUp" and crash["classification"]["class"] == "NOT_EXPLOITABLE"
+    report = tmp_path / "report.json"
+    proc = run_cli("triage", "--recipe", str(recipe), "-o", str(report), "--", targets["crash_abort"])
+    assert proc.returncode == 1, proc.stderr
+    assert json.loads(report.read_text())["buckets"][0]["rule"] == "GaveUp"
+
+
+def test_a_bad_rule_in_a_recipe_is_a_recipe_error(tmp_path):
+    from tests.conftest import run_cli
+
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("version: 1\nname: bad-rule\ndescription: d\nrules:\n"
+                      "  - id: Odd\n    class: NOT_EXPLOITABLE\n    when: {no_such_condition: 1}\n")
+    proc = run_cli("validate", str(recipe))
+    assert proc.returncode == 2 and f"{recipe}:5:" in proc.stderr and "no_such_condition" in proc.stderr
