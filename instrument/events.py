@@ -139,6 +139,7 @@ class DebugStringInfo:
 @dataclass(frozen=True)
 class RipInfo:
     error: str
+    signal: str | None = None         # the signal that took the target, where known (SIGKILL)
 
 
 EventInfo = Union[

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from .. import interrupts
 from ..backend.base import Backend, Module
-from ..errors import DebuggerError, EvaluationError, InstrumentError
+from ..errors import DebuggerError, EvaluationError, InstrumentError, TargetLost
 from ..events import CreateProcessInfo, DebugEvent, EventCode, ExceptionInfo, ExitProcessInfo, LoadDllInfo
 from .breakpoints import BreakpointState, PendingReturn, SoftSite
 from .context import StopContext, StopEnv
@@ -200,6 +200,8 @@ class Session(HitHandling):
             pass_exception = False
             try:
                 pass_exception = self.dispatch(event)
+            except TargetLost:
+                pass      # killed while we handled it: its exit (or RIP) event follows
             finally:
                 if event.pid in self.processes or isinstance(event.info, ExceptionInfo):
                     self._resume(event, pass_exception)
@@ -288,6 +290,7 @@ class Session(HitHandling):
             self.exit_code, self.exit_signal = info.exit_code, info.signal
         elif event.pid == self.main_pid:
             self.ended_how = "lost"
+            self.exit_signal = getattr(info, "signal", None)
 
     def run_event_handlers(self, event: DebugEvent, *, extra: dict[str, Any] | None = None,
                            regs: Any = None) -> None:

@@ -49,4 +49,6 @@ def event_fields(event: DebugEvent) -> dict[str, Any]:
         fields["text"] = info.text
     elif isinstance(info, RipInfo):
         fields["error"] = info.error
+        if info.signal:
+            fields["signal"] = info.signal
     return fields

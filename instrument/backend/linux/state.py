@@ -7,12 +7,13 @@ import os
 import signal
 from typing import TYPE_CHECKING, Callable, Iterator, MutableMapping
 
-from ...errors import DebuggerError
+from ...errors import DebuggerError, TargetLost
 from ...events import ExceptionCode, ExceptionInfo
-from . import _ffi, debugregs
+from . import _ffi, debugregs, procfs
 from .rendezvous import Rendezvous
 
 if TYPE_CHECKING:
+    from .guard import GuardBook, GuardFault
     from .launch import StderrPump
 
 # One table: the exception code a CPU-raised signal becomes (SPEC section 2).
@@ -71,17 +72,19 @@ class RegisterView(MutableMapping[str, int]):
         self._thread = thread
         self._load = load
 
+    # Hot path: actions and conditions read registers several times per hit.
     def __getitem__(self, name: str) -> int:
         if name not in _NAMES:
             raise KeyError(name)
-        return getattr(self._load(self._thread), name)  # type: ignore[no-any-return]
+        th = self._thread
+        return getattr(th.regs if th.regs_valid else self._load(th), name)  # type: ignore[no-any-return]
 
     def __setitem__(self, name: str, value: int) -> None:
         if name not in _NAMES:
             raise KeyError(name)
-        regs = self._load(self._thread)
-        setattr(regs, name, value & 0xFFFF_FFFF_FFFF_FFFF)
-        self._thread.regs_dirty = True
+        th = self._thread
+        setattr(th.regs if th.regs_valid else self._load(th), name, value & 0xFFFF_FFFF_FFFF_FFFF)
+        th.regs_dirty = True
 
     def __delitem__(self, name: str) -> None:
         raise DebuggerError(f"cannot delete register {name}")
@@ -110,6 +113,7 @@ class Thread:
         self.regs_dirty = False
         self.siginfo = _ffi.SigInfo()
         self.view = RegisterView(self, load)
+        self.guard: GuardFault | None = None   # stopped on a guarded page (guard.py)
 
 
 class Process:
@@ -127,6 +131,7 @@ class Process:
         self.parent_pid: int | None = None
         self.pump: StderrPump | None = None
         self.frozen: list[Thread] = []     # threads stopped while an exception is handled
+        self.guards: GuardBook | None = None    # memory breakpoints (guard.py), made on first use
         self._mem: int | None = None
 
     def _mem_fd(self) -> int:
@@ -157,7 +162,7 @@ class Process:
         except (OSError, OverflowError):
             data = b""
         if len(data) != size:
-            raise DebuggerError(f"cannot read {size} bytes at {address:#x} in process {self.pid}")
+            raise self._failed(f"cannot read {size} bytes at {address:#x}")
         return data
 
     def write(self, address: int, data: bytes) -> None:
@@ -167,7 +172,13 @@ class Process:
         except (OSError, OverflowError):
             written = -1
         if written != len(data):
-            raise DebuggerError(f"cannot write {len(data)} bytes at {address:#x} in process {self.pid}")
+            raise self._failed(f"cannot write {len(data)} bytes at {address:#x}")
+
+    def _failed(self, what: str) -> DebuggerError:
+        # A process killed from outside (a zombie now) fails every access: say it is lost.
+        gone = not procfs.is_alive(self.pid)
+        return (TargetLost if gone else DebuggerError)(f"{what} in process {self.pid}"
+                                                       + (": it has exited" if gone else ""))
 
     def close(self) -> None:
         if self._mem is not None:

@@ -57,7 +57,11 @@ class StopControl:
 
     def _stopped_thread(self, tid: int) -> Thread:
         th = self._threads.get(tid)
-        if th is None or not th.stopped:
+        if th is None:
+            # Its exit status came in while an event of it still waited in the queue
+            # (SIGKILL from outside): the engine's exit event for it follows.
+            raise TargetLost(f"thread {tid} has exited")
+        if not th.stopped:
             raise DebuggerError(f"thread {tid} is not stopped")
         return th
 
@@ -103,10 +107,18 @@ class StopControl:
         return e
 
     def _waitpid_tid(self, tid: int) -> int:
+        """The next status of `tid`. Waits for any child and keeps the others' statuses
+        for later: waitpid(leader) alone would hang once the process is SIGKILLed, as
+        the kernel holds the leader's exit back until every other thread is reaped."""
+        for i, (got, status) in enumerate(self._deferred):
+            if got == tid:
+                del self._deferred[i]
+                return status
         while True:
-            got, status = os.waitpid(tid, _ffi.WALL)
+            got, status = os.waitpid(-1, _ffi.WALL)
             if got == tid:
                 return status
+            self._deferred.append((got, status))
 
     def _interrupt_running(self, proc: Process, keep: int | None = None) -> list[Thread]:
         """Stop every running thread of proc but `keep`; return those now in an internal

@@ -38,8 +38,9 @@ from ..base import Capabilities, Module, SpawnOptions
 from . import _ffi, debugregs, procfs
 from .launch import Expired, Launcher, WaitAlarm
 from .rendezvous import Rendezvous, main_image_base
+from .guard import GuardControl
 from .state import Process, Thread, exception_for_signal, signal_name
-from .stops import Events, Status, StopControl
+from .stops import Events, Status
 
 _SYSCALL_TRAP = signal.SIGTRAP | 0x80
 # Forks are traced even when not followed: a fork child inherits our int3 on
@@ -50,12 +51,12 @@ _BASE_OPTIONS = (_ffi.PTRACE_O_TRACESYSGOOD | _ffi.PTRACE_O_TRACECLONE | _ffi.PT
 _ESRCH = 3
 
 
-class LinuxBackend(StopControl):
+class LinuxBackend(GuardControl):
     """ptrace backend: spawn or attach, report events, step, read and write the target."""
 
     capabilities = Capabilities(
         os="linux", arch="x86_64", abi="sysv", hardware_breakpoints=4,
-        memory_breakpoints=False, follow_forks=True, attach=True,
+        memory_breakpoints=True, follow_forks=True, attach=True,
     )
 
     def __init__(self) -> None:
@@ -103,6 +104,7 @@ class LinuxBackend(StopControl):
         if proc is None:
             return
         with self._all_stopped(proc):
+            self._release_guards(proc)
             proc.rdv.disarm(lambda a, d: self._write(proc, a, d))
             self._rewind_undelivered_breakpoints(proc)
             for th in list(proc.threads.values()):
@@ -180,6 +182,11 @@ class LinuxBackend(StopControl):
                 ev = self._queue.popleft()
                 if ev.code == EventCode.EXCEPTION_DEBUG_EVENT:
                     self._freeze(ev)
+                    if ev.tid not in self._threads:   # its thread died since (SIGKILL)
+                        proc = self._procs.get(ev.pid)
+                        if proc is not None and proc.frozen:
+                            self._thaw(proc)
+                        continue
                 return ev
             status = self._next_status(deadline)
             if status is None:
@@ -227,6 +234,11 @@ class LinuxBackend(StopControl):
                 except _ffi.SyscallError as e:
                     raise self._lost(proc, e) from None
                 events = self._handle(tid, status)
+                if th.guard is not None and th.tid in self._threads:
+                    # The instruction touched a guarded page: complete it with the page
+                    # open now, so the step makes progress (any GUARD_PAGE hit is returned).
+                    events += self._step_past_guard(proc, th)
+                    th.held = True
                 if th.held or th.tid not in self._threads:
                     return self._step_result(th, events)
                 self._queue.extend(events)   # an internal stop (clone, stray interrupt): step again
@@ -317,6 +329,9 @@ class LinuxBackend(StopControl):
     def _on_signal(self, proc: Process, th: Thread, sig: int) -> Events:
         info = _ffi.get_siginfo(th.tid, th.siginfo)
         regs = self._regs(th)
+        guarded = self._on_guard_fault(proc, th, info.si_code, info.si_addr) if sig == signal.SIGSEGV else None
+        if guarded is not None:
+            return guarded
         if sig == signal.SIGTRAP and info.si_code in (_ffi.SI_KERNEL, _ffi.TRAP_BRKPT) \
                 and regs.rip - 1 == proc.rdv.brk and proc.rdv.saved is not None:
             return self._on_rendezvous(proc, th)
@@ -358,6 +373,7 @@ class LinuxBackend(StopControl):
             self._threads.pop(other, None)
             proc.threads.pop(other, None)
         th.stopped, th.held, th.regs_valid = True, True, False
+        th.guard, proc.guards = None, None      # a new address space: no guarded pages
         proc.reopen_memory()
         aux = procfs.auxv(proc.pid)
         proc.image_path = procfs.exe(proc.pid)
@@ -405,8 +421,9 @@ class LinuxBackend(StopControl):
                         for address, original in patches.items():
                             mem.seek(address)
                             mem.write(original)
+                self._fork_guards(parent, pid, follow=False, vfork=vfork)
                 _ffi.ptrace(_ffi.PTRACE_DETACH, pid, None, 0)
-            except (OSError, _ffi.SyscallError):
+            except (OSError, DebuggerError):
                 pass
             return []
         child = self._add_process(pid, spawned=parent.spawned, follow_forks=True)
@@ -415,6 +432,7 @@ class LinuxBackend(StopControl):
         child.rdv = Rendezvous(pid, parent.rdv.loader_path, parent.rdv.loader_base, parent.rdv.brk,
                                parent.rdv.r_debug, parent.rdv.saved, dict(parent.rdv.known))
         child.hw = debugregs.HardwareSlots(list(parent.hw.addresses), parent.hw.dr7)
+        child.guards = self._fork_guards(parent, pid, follow=True, vfork=vfork)
         th = child.threads[pid]
         th.stopped = th.held = True
         if child.hw.active:
@@ -435,8 +453,14 @@ class LinuxBackend(StopControl):
         # thread has been reaped. Drain stderr first so its lines come before the exit.
         events = self._drain_debug_strings(proc, final=True)
         sig = signal_name(os.WTERMSIG(status)) if os.WIFSIGNALED(status) else None
-        events.append(DebugEvent(EventCode.EXIT_PROCESS_DEBUG_EVENT, proc.pid, th.tid,
-                                 ExitProcessInfo(code, sig)))
+        if sig == "SIGKILL":
+            # Our own kill() reaps without coming here, and SIGKILL cannot be
+            # caught: the target was taken from under us (RIP_EVENT, SPEC 2).
+            events.append(DebugEvent(EventCode.RIP_EVENT, proc.pid, th.tid,
+                                     RipInfo("the target was killed by SIGKILL from outside", sig)))
+        else:
+            events.append(DebugEvent(EventCode.EXIT_PROCESS_DEBUG_EVENT, proc.pid, th.tid,
+                                     ExitProcessInfo(code, sig)))
         self._forget(proc)
         return events
 
