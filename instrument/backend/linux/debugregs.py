@@ -8,6 +8,8 @@ including each thread created later, before that thread runs.
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field
 
 from ...errors import DebuggerError
@@ -52,10 +54,25 @@ def write(tid: int, register: int, value: int) -> None:
     _ffi.ptrace(_ffi.PTRACE_POKEUSER, tid, _offset(register), value)
 
 
+def _kernel_resets_dr6() -> bool:
+    """Since Linux 5.10 each user-mode #DB starts ptrace's virtual DR6 afresh
+    (arch/x86/kernel/traps.c, exc_debug_user), so we need not clear it per hit."""
+    try:
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (5, 10)
+
+
+_DR6_RESET_BY_KERNEL = _kernel_resets_dr6()
+
+
 def take_dr6(tid: int) -> tuple[int, ...]:
-    """The slots DR6 says fired, clearing DR6 afterwards (the CPU never clears it)."""
+    """The slots DR6 says fired; on older kernels DR6 is cleared afterwards
+    (the CPU never clears it, and stale bits would name the wrong slot next time)."""
     dr6 = read(tid, DR6)
-    write(tid, DR6, 0)
+    if not _DR6_RESET_BY_KERNEL:
+        write(tid, DR6, 0)
     return tuple(slot for slot in range(SLOTS) if dr6 >> slot & 1)
 
 
