@@ -11,7 +11,6 @@ section; nothing here asserts a time (HOUSE.md rule 11).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -60,7 +59,7 @@ def bench_soft(bins: dict[str, Path], hits: int, tmp: Path) -> None:
         "version: 1\nname: bench\ndescription: soft breakpoint with a register log\n"
         "breakpoints:\n  - id: hit\n    at: hit\n    actions:\n      - log: {registers: [rdi]}\n")
     gdb_script = tmp / "bench.gdb"
-    gdb_script.write_text(f"break hit\ncommands\nsilent\ninfo registers rdi\ncontinue\nend\nrun\n")
+    gdb_script.write_text("break hit\ncommands\nsilent\ninfo registers rdi\ncontinue\nend\nrun\n")
     commands = {
         "c-ptrace": lambda n: timed([str(bins["ref"]), hex(addr), str(bins["loop"]), str(n)]),
         "instrument": lambda n: timed([*instrument_exe(), "run", str(recipe), "--format", "jsonl",

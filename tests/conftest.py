@@ -85,3 +85,19 @@ def run_cli(*args: str, input: str | None = None, timeout: float = 60, cwd: str 
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def run_recipe_jsonl(tmp_path: Path, text: str, *command: str, extra: tuple[str, ...] = (),
+                     timeout: float = 120) -> tuple[subprocess.CompletedProcess[str], list[dict]]:
+    """Write `text` as a recipe, `instrument run` it on `command` with jsonl output;
+    return the process and its records (parsed)."""
+    import json
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(text)
+    out = tmp_path / "out.jsonl"
+    proc = run_cli("run", str(recipe), "--format", "jsonl", "-o", str(out), *extra, "--", *command,
+                   timeout=timeout)
+    records = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    return proc, records
+

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, MutableMapping
 
-from .. import registers as regdefs
 from ..errors import DebuggerError, EvaluationError
 from ..events import DebugEvent, EventCode, ExceptionCode, ExceptionInfo
 from .breakpoints import BreakpointState, PendingReturn, SoftSite

@@ -12,7 +12,6 @@ import os
 import struct
 import threading
 from bisect import bisect_right
-from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -22,6 +21,7 @@ from elftools.elf.elffile import ELFFile
 
 from ..errors import TargetError
 from .demangle import demangle_many, is_mangled, without_parameters
+from .filecache import FileCache
 
 
 class ImageError(TargetError):
@@ -430,9 +430,7 @@ def _plt_candidates(sections: list[Any], dynsym_names: list[str], endian: str) -
 
 
 # -- the cache -------------------------------------------------------------------
-_CACHE_SIZE = 256
-_cache: OrderedDict[tuple[str, int, int], ElfImage] = OrderedDict()
-_cache_lock = threading.Lock()
+_images: FileCache[ElfImage] = FileCache(ElfImage)
 
 
 def open_image(path: str) -> ElfImage:
@@ -440,20 +438,4 @@ def open_image(path: str) -> ElfImage:
 
     A triage run opens the same binary for each of thousands of inputs; the key
     makes a rebuilt binary a new image. Raises ImageError."""
-    try:
-        real = os.path.realpath(path)
-        st = os.stat(real)
-    except OSError as e:
-        raise ImageError(f"{path}: cannot read ({e.strerror or e})") from e
-    key = (real, st.st_mtime_ns, st.st_size)
-    with _cache_lock:
-        image = _cache.get(key)
-        if image is not None:
-            _cache.move_to_end(key)
-            return image
-    image = ElfImage(real)
-    with _cache_lock:
-        image = _cache.setdefault(key, image)
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    return image
+    return _images.get(path, ImageError)

@@ -12,11 +12,9 @@ without exports or COFF symbols symbolizes as `module+offset`.
 
 from __future__ import annotations
 
-import os
 import struct
 import threading
 from bisect import bisect_right
-from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -24,6 +22,7 @@ from pathlib import Path
 from ..errors import SymbolError
 from .elf import ImageError
 from .pe import parse_pe
+from .filecache import FileCache
 
 _PE32_PLUS = 0x20B
 _DEBUG_DIRECTORY = 6
@@ -251,28 +250,10 @@ class PeImage:
 
 
 # -- the cache -------------------------------------------------------------------
-_CACHE_SIZE = 256
-_cache: OrderedDict[tuple[str, int, int], PeImage] = OrderedDict()
-_cache_lock = threading.Lock()
+_images: FileCache[PeImage] = FileCache(PeImage)
 
 
 def open_pe_image(path: str) -> PeImage:
     """The PeImage of `path`, shared while the file is unchanged (realpath, mtime, size),
     as elf.open_image does for ELF files. Raises ImageError."""
-    try:
-        real = os.path.realpath(path)
-        st = os.stat(real)
-    except OSError as e:
-        raise ImageError(f"{path}: cannot read ({e.strerror or e})") from e
-    key = (real, st.st_mtime_ns, st.st_size)
-    with _cache_lock:
-        image = _cache.get(key)
-        if image is not None:
-            _cache.move_to_end(key)
-            return image
-    image = PeImage(real)
-    with _cache_lock:
-        image = _cache.setdefault(key, image)
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    return image
+    return _images.get(path, ImageError)

@@ -7,7 +7,6 @@ lookup) so it runs the same under any backend and in unit tests.
 from __future__ import annotations
 
 import io
-import os
 import struct
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -21,7 +20,8 @@ from elftools.dwarf.dwarf_expr import DWARFExprParser
 from elftools.dwarf.structs import DWARFStructs
 from elftools.elf.elffile import ELFFile
 
-from ..errors import InstrumentError
+from ..errors import InstrumentError, TargetError
+from .filecache import FileCache
 
 ReadMemory = Callable[[int, int], bytes]
 FindModule = Callable[[int], "tuple[str, int] | None"]
@@ -185,25 +185,24 @@ def _parsed_source(cfi: CallFrameInfo) -> _FdeSource:
     return source
 
 
-_MODULE_CACHE: dict[tuple[str, int], ModuleCFI | None] = {}
+def _parse_cfi(real: str) -> ModuleCFI | None:
+    try:
+        return ModuleCFI(real)
+    except Exception:  # noqa: BLE001
+        # pyelftools raises a zoo (ELFError, DWARFError, construct errors,
+        # asserts) on odd files; an unparsable module just has no CFI.
+        return None
+
+
+_cfi_cache: FileCache[ModuleCFI | None] = FileCache(_parse_cfi)
 
 
 def module_cfi(path: str) -> ModuleCFI | None:
-    """The CFI of an ELF file, parsed once per (realpath, mtime); None if unreadable."""
-    real = os.path.realpath(path)
+    """The CFI of an ELF file, parsed once per file version; None if unreadable."""
     try:
-        mtime = os.stat(real).st_mtime_ns
-    except OSError:
+        return _cfi_cache.get(path)
+    except TargetError:
         return None
-    key = (real, mtime)
-    if key not in _MODULE_CACHE:
-        try:
-            _MODULE_CACHE[key] = ModuleCFI(real)
-        except Exception:  # noqa: BLE001
-            # pyelftools raises a zoo (ELFError, DWARFError, construct errors,
-            # asserts) on odd files; an unparsable module just has no CFI.
-            _MODULE_CACHE[key] = None
-    return _MODULE_CACHE[key]
 
 
 # -- Rule evaluation --

@@ -18,7 +18,7 @@ from instrument.backend.base import SpawnOptions
 from instrument.backend.linux.tracee import LinuxBackend
 from instrument.events import EventCode, ExceptionCode
 from instrument.symbols.elf import open_image
-from tests.conftest import run_cli
+from tests.conftest import run_recipe_jsonl
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the ptrace backend runs on Linux")
 
@@ -39,12 +39,7 @@ ARM_AT_READY = """breakpoints:
 
 
 def run(tmp_path: Path, body: str, *command: str, timeout: float = 60) -> tuple[subprocess.CompletedProcess[str], list[dict]]:
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(HEADER + body)
-    out = tmp_path / "out.jsonl"
-    proc = run_cli("run", str(recipe), "--format", "jsonl", "-o", str(out), "--", *command, timeout=timeout)
-    recs = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
-    return proc, recs
+    return run_recipe_jsonl(tmp_path, HEADER + body, *command, timeout=timeout)
 
 
 def hits_by_site(binary: str, recs: list[dict], bp: str = "win") -> Counter[tuple[str, str]]:

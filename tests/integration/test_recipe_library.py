@@ -127,7 +127,6 @@ def test_file_opens_logs_paths_and_results(targets, tmp_path):
 
 
 def test_watch_global_logs_every_write_with_its_value(targets, tmp_path):
-    address = open_image(targets["lib_watch"]).symbol_address("score")
     proc, recs = run_recipe(tmp_path, "watch-global", targets["lib_watch"], sets=("variable=score",))
     assert proc.returncode == 0, proc.stderr
     hits = of(recs, "breakpoint", "write")

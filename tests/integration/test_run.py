@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_recipe_jsonl
 
 HEADER = "version: 1\nname: t\ndescription: test recipe\n"
 
@@ -28,10 +28,7 @@ def records(out: Path) -> list[dict]:
 
 
 def run_jsonl(tmp_path: Path, body: str, *command: str, extra: tuple[str, ...] = (), timeout: float = 120):
-    out = tmp_path / "out.jsonl"
-    proc = run_cli("run", recipe(tmp_path, body), "--format", "jsonl", "-o", str(out), *extra, "--", *command,
-                   timeout=timeout)
-    return proc, (records(out) if out.exists() else [])
+    return run_recipe_jsonl(tmp_path, HEADER + body, *command, extra=extra, timeout=timeout)
 
 
 def test_loop_hits_every_call_in_order(targets, tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_recipe_jsonl
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the ptrace backend runs on Linux")
 
@@ -22,12 +22,7 @@ HEADER = "version: 1\nname: t\ndescription: issue 6 test recipe\n"
 
 
 def run(tmp_path: Path, body: str, *command: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess[str], list[dict]]:
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(HEADER + body)
-    out = tmp_path / "out.jsonl"
-    proc = run_cli("run", str(recipe), "--format", "jsonl", "-o", str(out), "--", *command, timeout=timeout)
-    recs = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
-    return proc, recs
+    return run_recipe_jsonl(tmp_path, HEADER + body, *command, timeout=timeout)
 
 
 def hits(recs: list[dict], bp: str) -> list[dict]:

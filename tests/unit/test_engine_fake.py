@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 
 from instrument.backend.base import Module
 from instrument.backend.fake import FakeBackend
