@@ -191,7 +191,14 @@ def explain(recipe: str, command: tuple[str, ...], sets: tuple[str, ...]) -> Non
 @handle_errors
 def schema(which: str, markdown: bool) -> None:
     """Print a JSON Schema: `recipe` (point your editor's YAML language server at it)
-    or `report` (what `instrument triage --format json` writes)."""
+    or `report` (what `instrument triage --format json` writes).
+
+    \b
+    Examples:
+      instrument schema recipe > recipe.schema.json
+      # then, first line of a recipe:  # yaml-language-server: $schema=recipe.schema.json
+      instrument schema recipe --markdown > docs/recipe-reference.md
+    """
     import json
 
     if markdown and which != "recipe":
@@ -211,7 +218,13 @@ def schema(which: str, markdown: bool) -> None:
 @main.command("recipes")
 @handle_errors
 def list_recipes() -> None:
-    """List the recipes shipped with instrument, with their params."""
+    """List the recipes shipped with instrument, with their params.
+
+    \b
+    Example:
+      instrument recipes
+      instrument run heap-trace -- ./app        # run one by name
+    """
     from .recipe.library import shipped_recipes
     from .report.library import format_library
 
