@@ -144,6 +144,10 @@ class StderrPump:
     def finished(self) -> bool:
         return self._done.is_set() and not self._lines
 
+    def pending(self) -> bool:
+        """Lines are waiting (cheap: asked before every wait for the next event)."""
+        return bool(self._lines)
+
     def take(self, final: bool) -> list[DebugStringInfo]:
         """The lines read so far; with `final`, first wait (briefly) for end of file,
         which comes once the target and every child holding its stderr are gone."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import ctypes
 import os
 import signal
@@ -36,7 +38,9 @@ _FPE_CODES: dict[int, int] = {
 }
 
 
+@functools.lru_cache(maxsize=None)
 def signal_name(signo: int) -> str:
+    """"SIGSEGV" for 11; cached: every trap asks (enum lookups are slow on the hot path)."""
     try:
         return signal.Signals(signo).name
     except ValueError:

@@ -195,7 +195,8 @@ class StopControl:
 
     def _collect_debug_strings(self) -> None:
         for proc in self._procs.values():
-            self._queue.extend(self._drain_debug_strings(proc, final=False))
+            if proc.pump is not None and proc.pump.pending():
+                self._queue.extend(self._drain_debug_strings(proc, final=False))
 
     def _drain_debug_strings(self, proc: Process, *, final: bool) -> Events:
         if proc.pump is None:
