@@ -254,7 +254,7 @@ class Session(HitHandling):
         take over the parent's soft sites as they are instead of inserting again.
         Pending returns belong to the parent's threads, so their int3s go."""
         for address, site in parent.sites.items():
-            copy = SoftSite(address, site.original, site.inserted, set(site.users) - {RETURN_USER})
+            copy = SoftSite(address, site.original, site.inserted, set(site.users) - {RETURN_USER}, site.code)
             if copy.users:
                 child.sites[address] = copy
             elif copy.inserted:
