@@ -117,6 +117,11 @@ def run(recipe: str, command: tuple[str, ...], pid: int | None, sets: tuple[str,
     with open_reporter(fmt, output) as reporter:
         result = run_session(plan, emit=reporter.emit, backend=backend, all_events=all_events,
                              out_dir=out_dir, pin_cpu=not no_pin)
+    # Records may be going to a file: say on stderr what went wrong with the recipe itself.
+    for message in result.summary.get("errors", []):
+        click.echo(f"instrument: warning: {message}", err=True)
+    if result.summary.get("not_armed"):
+        click.echo("instrument: warning: never armed: " + ", ".join(result.summary["not_armed"]), err=True)
     sys.exit(result.exit_status)
 
 
@@ -266,10 +271,13 @@ def triage(command: tuple[str, ...], recipe: str | None, inputs: str | None, job
     """Run COMMAND over inputs; catch, classify and deduplicate crashes; write a report."""
     import os
 
+    from .report import check_output
     from .report.triage import ProgressBar, write_report
     from .triage.report_model import exit_status
     from .triage.runner import TriageConfig, parse_shard
     from .triage.runner import triage as run_triage
+
+    check_output(output)           # before the inputs run, not after
 
     config = TriageConfig(command=command, recipe=find_recipe(recipe) if recipe else None, inputs=inputs,
                           jobs=jobs or len(os.sched_getaffinity(0)), timeout=timeout,

@@ -10,6 +10,15 @@ from ..errors import ExpressionError, Location, RecipeError
 from ..recipe.model import Action, Path as DocPath, Recipe
 
 
+# What expressions may name besides registers, args, params and symbols: the fields
+# of the event or hit being handled (instrument/engine/records.py, hits.py).
+EVENT_FIELDS = frozenset({
+    "event", "code", "pid", "tid", "time", "address", "pc", "access", "module", "base",
+    "image_path", "start_address", "exit_code", "signal", "text", "error", "exception",
+    "exception_code", "fault_address", "first_chance", "symbol", "instruction", "check",
+})
+
+
 class ActionContext(Protocol):
     """The engine's view of one stop, handed to every action of a handler."""
 
@@ -47,18 +56,20 @@ class CompileContext:
     recipe: Recipe
     params: dict[str, Any]
     breakpoint_ids: frozenset[str]
+    symbols: Any = None          # compiler.resolve.StaticSymbols of the program, when known
 
     def where(self, path: DocPath) -> Location:
         return self.recipe.where(path)
 
-    def expr(self, value: Any, path: DocPath) -> Any:
+    def expr(self, value: Any, path: DocPath, *, check_names: bool = True) -> Any:
         """Parse an expression, pointing a syntax error at its column in the file."""
         from .. import expr as expr_mod
         try:
             parsed = expr_mod.parse(value)
         except ExpressionError as e:
             raise ExpressionError(e.message, e.column, self.where(path).shifted(e.column)) from None
-        self.check_names(parsed.names, value, path)
+        if check_names:
+            self.check_names(parsed.names, value, path)
         return parsed
 
     def format(self, text: str, path: DocPath) -> Any:
@@ -67,12 +78,24 @@ class CompileContext:
             parsed = expr_mod.parse_format(text)
         except ExpressionError as e:
             raise ExpressionError(e.message, e.column, self.where(path).shifted(e.column)) from None
+        self.check_names(parsed.names, text, path)
         return parsed
 
     def check_names(self, names: frozenset[str], text: Any, path: DocPath) -> None:
-        """Names in run-time expressions are params, event fields or symbols; nothing to check
-        statically beyond that (symbols resolve in the running process)."""
-        return None
+        """Names in run-time expressions are params, event fields or symbols. With the
+        program on disk, a name that is none of them (a typo: `arg` for `arg0`) is an
+        error here rather than a condition that fails on every hit."""
+        if self.symbols is None or self.symbols.resolver is None:
+            return
+        for name in sorted(names):
+            if name in self.params or name in EVENT_FIELDS or "!" in name or ":" in name:
+                continue
+            if self.symbols.knows(name):
+                continue
+            column = str(text).find(name)
+            raise ExpressionError(
+                f"unknown name '{name}': not a param, an event field or a symbol of {self.symbols.program}",
+                max(column, 0), self.where(path).shifted(max(column, 0)))
 
 
 def error(message: str, ctx: CompileContext, path: DocPath) -> RecipeError:

@@ -101,9 +101,9 @@ def compile_plan(recipe: Recipe, *, overrides: dict[str, str] | None = None,
     if need_target and target.argv is None and target.attach is None:
         raise UsageError("no target: give the recipe a `target: run:` or `attach:`, "
                          "or a command after `--`, or --pid")
-    ctx = CompileContext(recipe, params, frozenset(b.id for b in recipe.breakpoints))
     from .resolve import StaticSymbols
     symbols = StaticSymbols.for_program(target.argv[0] if target.argv else None, target.cwd)
+    ctx = CompileContext(recipe, params, frozenset(b.id for b in recipe.breakpoints), symbols)
     breakpoints = []
     # validate/explain run without --set for required params: a breakpoint whose
     # address is such a param can only be checked once it is given.
@@ -113,10 +113,14 @@ def compile_plan(recipe: Recipe, *, overrides: dict[str, str] | None = None,
             breakpoints.append(_compile_breakpoint(bp, ctx, symbols, unset))
         except RecipeError as e:
             errors.append(e)
+        except RecipeErrors as e:
+            errors.extend(e.errors)
     table, crash = _compile_handlers(recipe, ctx, errors)
     rules = _compile_rules(recipe, errors)
     if capabilities is not None:
         _check_capabilities(recipe, capabilities, errors)
+        if target.argv and need_target:
+            _check_program_arch(target.argv[0], target.cwd, capabilities)
     if errors:
         errors.sort(key=lambda e: (e.location.line if e.location else 0, e.location.col if e.location else 0))
         raise RecipeErrors(errors)
@@ -148,7 +152,7 @@ def _compile_breakpoint(bp: Any, ctx: CompileContext, symbols: Any, unset: froze
             at_text = substitute(at_text, ctx.params)
         except RecipeError as e:
             raise RecipeError(e.message, ctx.where(at_path)) from None
-    at = ctx.expr(at_text, at_path)
+    at = ctx.expr(at_text, at_path, check_names=False)   # classify() names what is missing
     module, static_address = symbols.classify(at, ctx.params, ctx.where(at_path), text=str(at_text))
     return _breakpoint_plan(bp, ctx, at, module, static_address)
 
@@ -156,7 +160,12 @@ def _compile_breakpoint(bp: Any, ctx: CompileContext, symbols: Any, unset: froze
 def _breakpoint_plan(bp: Any, ctx: CompileContext, at: Any, module: str | None,
                      static_address: int | None) -> BreakpointPlan:
     errors: list[RecipeError] = []
-    when = ctx.expr(bp.when, tuple(bp.path) + ("when",)) if bp.when is not None else None
+    when = None
+    if bp.when is not None:
+        try:
+            when = ctx.expr(bp.when, tuple(bp.path) + ("when",))
+        except RecipeError as e:
+            errors.append(e)
     actions = _compile_actions(bp.actions, ctx, errors)
     on_return = _compile_actions(bp.on_return, ctx, errors) if bp.on_return is not None else None
     if errors:
@@ -236,6 +245,29 @@ def _which(program: str, cwd: str | None) -> str | None:
     if "/" in program:
         return program
     return shutil.which(program)
+
+
+_ELF_MACHINES = {3: "x86", 62: "x86_64", 40: "arm", 183: "aarch64"}
+
+
+def _check_program_arch(program: str, cwd: str | None, caps: Any) -> None:
+    """Refuse an ELF built for another architecture before starting it (a 32-bit
+    program would run, but every register and address we report would be wrong)."""
+    import struct
+
+    path = program if os.path.isabs(program) or not cwd else os.path.join(cwd, program)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return                              # the backend reports what cannot be started
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return
+    machine = struct.unpack_from("<H", head, 18)[0]
+    arch = "x86" if head[4] == 1 and machine == 3 else _ELF_MACHINES.get(machine, f"machine {machine}")
+    if arch != caps.arch:
+        from ..errors import TargetError
+        raise TargetError(f"{program} is built for {arch}; this backend debugs {caps.arch} programs only")
 
 
 def _check_capabilities(recipe: Recipe, caps: Any, errors: list[RecipeError]) -> None:

@@ -79,6 +79,13 @@ class StaticSymbols:
         from ..symbols.modules import StaticResolver
         return cls(path, StaticResolver(path))
 
+    def knows(self, name: str) -> bool:
+        """Does the program define or import `name` (so it has an address at run time)?"""
+        if self.resolver is None:
+            return True
+        return (self.resolver.resolve(name) is not None or self.resolver.is_deferred(name)
+                or name in _imports(self.program))
+
     def classify(self, at: Any, params: dict[str, Any], location: Location, text: str) -> tuple[str | None, int | None]:
         """(module to wait for or None, link-time address or None) for an `at:` expression;
         raises SymbolError, pointing at the name, for what the program does not have."""

@@ -31,6 +31,7 @@ class BreakpointState:
     hits: int = 0
     enabled: bool = True
     spent: bool = False
+    ever_armed: bool = False     # reported in the summary when never: a module that never loaded
 
     @property
     def id(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping
 
 from .. import registers as regdefs
-from ..errors import DebuggerError
+from ..errors import DebuggerError, EvaluationError
 
 if TYPE_CHECKING:
     from .loop import ProcessState
@@ -24,6 +24,32 @@ class Inspector:
             module = process.modules.find(pc)
             return None if module is None else (module.path, module.base)
         return find
+
+    def soft_site_problem(self, process: ProcessState, address: int) -> str | None:
+        """Why an int3 must not go at `address`, or None: it would overwrite data (a
+        variable named by mistake), or land inside an instruction (`sym+off` with a
+        wrong offset), either of which corrupts the target silently."""
+        module = process.modules.find(address)
+        image = process.modules.image_of(module) if module is not None else None
+        if image is not None and hasattr(image, "is_code") and not image.is_code(address - module.base):
+            return (f"{process.modules.symbol_text(address)} is not code: a software breakpoint "
+                    "would overwrite data; watch a variable with `type: hardware` (access: write) "
+                    "or `type: memory`")
+        described = process.modules.describe(address, lines=False)
+        symbol = described.get("symbol") or ""
+        offset = int(symbol.rsplit("+0x", 1)[1], 16) if "+0x" in symbol else 0
+        if 0 < offset <= 4096:
+            from ..analysis.disasm import disassemble
+
+            start = address - offset
+            for insn in disassemble(self._reader(process), start, offset + 1):
+                if insn["address"] == address:
+                    return None
+                if insn["address"] < address < insn["address"] + insn["size"]:
+                    where = process.modules.symbol_text(insn["address"])
+                    return (f"{process.modules.symbol_text(address)} is inside the instruction "
+                            f"`{insn['text']}` at {where}: an int3 there would corrupt it")
+        return None
 
     def backtrace(self, process: ProcessState, regs: Mapping[str, int], depth: int) -> list[dict[str, Any]]:
         from ..symbols.unwind import unwind
@@ -45,8 +71,11 @@ class Inspector:
     def disassemble(self, process: ProcessState, address: int, count: int) -> list[dict[str, Any]]:
         from ..analysis.disasm import disassemble
 
-        return [{"address": hex(i["address"]), "text": i["text"]}
-                for i in disassemble(self._reader(process), address, count)]
+        found = [{"address": hex(i["address"]), "text": i["text"]}
+                 for i in disassemble(self._reader(process), address, count)]
+        if not found:
+            raise EvaluationError(f"no instructions could be read at {address:#x}")
+        return found
 
     def crash_record(self, process: ProcessState, info: Any, regs: Mapping[str, int] | None) -> dict[str, Any]:
         from ..analysis.disasm import around

@@ -36,6 +36,7 @@ class ProcessState:
     returns: dict[int, list[PendingReturn]] = field(default_factory=dict)
     image_path: str = ""
     alive: bool = True
+    unarmable: set[str] = field(default_factory=set)    # bp ids whose address cannot take them
 
     def read(self, address: int, size: int) -> bytes:
         """Target memory as the program sees it: the original bytes under our int3s."""
@@ -150,24 +151,35 @@ class Session(HitHandling):
             return None
 
     def arm(self, process: ProcessState, state: BreakpointState) -> None:
-        if state.id in process.armed or not state.active:
+        if state.id in process.armed or not state.active or state.id in process.unarmable:
             return
         address = self.resolve(process, state)
         if address is None:
             return
         plan = state.plan
-        if plan.type == "soft":
-            process.add_user(address, state.id)
-            process.armed[state.id] = [address]
-        elif plan.type == "hardware":
-            slot = next(s for s in range(self.backend.capabilities.hardware_breakpoints) if s not in process.hw_slots)
-            self.backend.set_hardware_breakpoint(process.pid, slot, address, plan.access, plan.size)
-            process.hw_slots[slot] = state.id
-            process.armed[state.id] = [slot]
-        else:
-            self.backend.set_memory_breakpoint(process.pid, address, plan.size, plan.access)
-            process.guards[address] = (state.id, plan.size)
-            process.armed[state.id] = [address]
+        try:
+            if plan.type == "soft":
+                problem = self.inspector.soft_site_problem(process, address)
+                if problem is not None:
+                    raise DebuggerError(problem)
+                process.add_user(address, state.id)
+                process.armed[state.id] = [address]
+            elif plan.type == "hardware":
+                slot = next(s for s in range(self.backend.capabilities.hardware_breakpoints)
+                            if s not in process.hw_slots)
+                self.backend.set_hardware_breakpoint(process.pid, slot, address, plan.access, plan.size)
+                process.hw_slots[slot] = state.id
+                process.armed[state.id] = [slot]
+            else:
+                self.backend.set_memory_breakpoint(process.pid, address, plan.size, plan.access)
+                process.guards[address] = (state.id, plan.size)
+                process.armed[state.id] = [address]
+            state.ever_armed = True
+        except (DebuggerError, EvaluationError) as e:
+            # One bad address must not end the session nor be retried at every load.
+            process.unarmable.add(state.id)
+            where = f"{self.plan.recipe.file}:{plan.line}"
+            self._warn_once(f"breakpoint {state.id} ({where}) not armed at {address:#x}: {e}")
 
     def disarm(self, process: ProcessState, state: BreakpointState) -> None:
         where = process.armed.pop(state.id, None)

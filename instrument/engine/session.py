@@ -106,6 +106,10 @@ def _summary(session: Session, plan: Any) -> dict[str, Any]:
         "tool": {"name": "instrument", "version": __version__},
         "target": _target_info(plan),
     })
+    never = [bp_id for bp_id in session.order
+             if not session.breakpoints[bp_id].ever_armed and session.breakpoints[bp_id].plan.enabled]
+    if never:
+        rec["not_armed"] = never      # e.g. its module never loaded, or its address was refused
     if session.errors:
         rec["errors"] = list(session.errors)
     return rec

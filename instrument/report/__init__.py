@@ -29,13 +29,29 @@ class Flushing:
         self.stream.flush()
 
 
+def open_output(path: str, mode: str = "w", buffering: int = -1) -> Any:
+    """Open an output file the user named with -o; a one-line UsageError when we cannot."""
+    from ..errors import UsageError
+
+    try:
+        return open(path, mode, encoding="utf-8", buffering=buffering)
+    except OSError as e:
+        raise UsageError(f"cannot write -o {path}: {e.strerror or e}") from None
+
+
+def check_output(path: str | None) -> None:
+    """Fail now, before any work, when -o names a file we will not be able to write."""
+    if path:
+        open_output(path, "a").close()
+
+
 @contextlib.contextmanager
 def open_reporter(fmt: str, output: str | None) -> Iterator[Any]:
     """A reporter writing `fmt` records to `output` (a path) or stdout; flushed on every exit."""
     from .jsonl import JsonlReporter
     from .text import TextReporter
 
-    stream = open(output, "w", encoding="utf-8", buffering=1 << 16) if output else sys.stdout
+    stream = open_output(output, "w", buffering=1 << 16) if output else sys.stdout
     reporter = JsonlReporter(stream) if fmt == "jsonl" else TextReporter(stream)
     try:
         yield reporter

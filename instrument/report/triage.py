@@ -26,7 +26,8 @@ def write_report(report: Mapping[str, Any], fmt: str, output: str | None) -> Non
     """Write the report to `output` (a path) or stdout."""
     text = format_report(report, fmt)
     if output:
-        with open(output, "w", encoding="utf-8") as f:
+        from . import open_output
+        with open_output(output) as f:
             f.write(text)
     else:
         sys.stdout.write(text)

@@ -245,6 +245,11 @@ class ElfImage:
                 self.machine: str = elf.header["e_machine"]
                 self.extent: tuple[int, int] = _extent(elf)
                 self.build_id: str | None = _build_id(elf)
+                self.elfclass: int = elf.elfclass
+                # Link-time ranges of code (PF_X segments): where an int3 may go.
+                self.code_ranges: tuple[tuple[int, int], ...] = tuple(
+                    (seg["p_vaddr"], seg["p_vaddr"] + seg["p_memsz"]) for seg in elf.iter_segments()
+                    if seg["p_type"] == "PT_LOAD" and seg["p_flags"] & 1)
         except ELFError as e:
             raise ImageError(f"{path}: not an ELF file ({e})") from e
         except OSError as e:
@@ -252,6 +257,10 @@ class ElfImage:
 
     def __repr__(self) -> str:
         return f"ElfImage({self.path!r}, pie={self.is_pie}, extent={self.extent[0]:#x}-{self.extent[1]:#x})"
+
+    def is_code(self, address: int) -> bool:
+        """Is this link-time address in an executable segment?"""
+        return any(lo <= address < hi for lo, hi in self.code_ranges)
 
     # -- symbols -------------------------------------------------------------
     @cached_property

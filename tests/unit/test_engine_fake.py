@@ -38,8 +38,11 @@ class FakeModules:
     def find(self, address: int) -> None:
         return None
 
-    def describe(self, address: int) -> dict[str, Any]:
+    def describe(self, address: int, **options: Any) -> dict[str, Any]:
         return {"module": "fake", "offset": address, "symbol": None}
+
+    def image_of(self, module: Module) -> None:
+        return None
 
     def symbol_text(self, address: int) -> str:
         for name, addr in self.symbols.items():
