@@ -79,7 +79,8 @@ class _Token:
 _SPACE = re.compile(r"[ \t\r\n]+")
 _NUMBER = re.compile(r"[0-9][0-9A-Za-z_]*")
 _QUALIFIED = re.compile(r"[A-Za-z_][A-Za-z0-9_.+\-]*!(?!=)")
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.@$]*")
+# `::` joins C++ scopes (`ns::Klass::method`); a lone `:` is never part of a name.
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.@$]*(?:::[A-Za-z_~][A-Za-z0-9_.@$]*)*")
 _OPERATORS = ("<<", ">>", "<=", ">=", "==", "!=", "+", "-", "*", "/", "%",
               "&", "|", "^", "~", "(", ")", "[", "]", ",", "<", ">")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\", '"': '"', "'": "'"}

@@ -88,7 +88,7 @@ class CompileContext:
         if self.symbols is None or self.symbols.resolver is None:
             return
         for name in sorted(names):
-            if name in self.params or name in EVENT_FIELDS or "!" in name or ":" in name:
+            if name in self.params or name in EVENT_FIELDS or "!" in name or name.count(":") == 1:
                 continue
             if self.symbols.knows(name):
                 continue

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import EvaluationError, Location, SymbolError
+from ..expr import SOURCE_LINE
 
 ANY_LIBRARY = "*"   # `module` of a breakpoint on a symbol the program imports from some library
 
@@ -100,7 +101,7 @@ class StaticSymbols:
                 bare = name.split("!", 1)[-1]
                 if bare in _imports(self.program):
                     module = module or ANY_LIBRARY
-                elif ":" in name:
+                elif SOURCE_LINE.match(name):
                     raise SymbolError(f"no code for {name} in {self.program} (is it built with -g?)", location)
                 else:
                     raise SymbolError(f"unknown symbol '{bare}' in {self.program}",

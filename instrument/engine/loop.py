@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from .. import interrupts
 from ..backend.base import Backend, Module
-from ..errors import DebuggerError, EvaluationError, InstrumentError, TargetLost
+from ..errors import DebuggerError, EvaluationError, InstrumentError, RecipeError, TargetLost
 from ..events import CreateProcessInfo, DebugEvent, EventCode, ExceptionInfo, ExitProcessInfo, LoadDllInfo
 from .breakpoints import BreakpointState, PendingReturn, SoftSite
 from .context import StopContext, StopEnv
@@ -331,5 +331,6 @@ class Session(HitHandling):
             try:
                 action.run(ctx)
             except (EvaluationError, DebuggerError, InstrumentError, OSError, ValueError) as e:
-                rec.setdefault("errors", []).append(f"{action.kind}: {e}")
+                message = e.message if isinstance(e, RecipeError) else str(e)
+                rec.setdefault("errors", []).append(f"{action.kind}: {message}")
         return ctx

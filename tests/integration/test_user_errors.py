@@ -69,3 +69,11 @@ def test_disassembling_unreadable_memory_reports_an_error(targets, tmp_path):
                                "      - disassemble: {at: 0, count: 2}\n", targets["loop"])
     hit = next(r for r in recs if r["event"] == "breakpoint")
     assert "disassembly" not in hit and "no instructions could be read at 0x0" in hit["errors"][0]
+
+
+def test_cpp_names_with_scopes_are_breakpoint_addresses(targets, tmp_path):
+    recipe = tmp_path / "cpp.yaml"
+    recipe.write_text(HEADER + "breakpoints:\n  - at: geo::area\n  - at: geo::nosuch\n")
+    proc = run_cli("validate", str(recipe), "--target", targets["sym_cpp"])
+    assert proc.returncode == 2
+    assert "unknown symbol 'geo::nosuch'" in proc.stderr and "geo::area" not in proc.stderr
