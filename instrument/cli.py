@@ -284,6 +284,8 @@ def triage(command: tuple[str, ...], recipe: str | None, inputs: str | None, job
                           shard=parse_shard(shard) if shard else None, rules=rules, pin_cpu=not no_pin,
                           overrides=parse_sets(sets))
     report = run_triage(config, progress=ProgressBar(quiet=quiet))
+    if inputs is not None and not report["counts"]["inputs"]:
+        click.echo(f"instrument: warning: no inputs in {inputs} (README.txt and dot files are skipped)", err=True)
     write_report(report, fmt, output)
     sys.exit(exit_status(report, fail_on))
 
