@@ -41,9 +41,7 @@ def event_fields(event: DebugEvent) -> dict[str, Any]:
         fields["exit_code"] = info.exit_code
         if info.signal:
             fields["signal"] = info.signal
-    elif isinstance(info, LoadDllInfo):
-        fields.update(module=info.path, base=info.base)
-    elif isinstance(info, UnloadDllInfo):
+    elif isinstance(info, (LoadDllInfo, UnloadDllInfo)):
         fields.update(module=info.path, base=info.base)
     elif isinstance(info, DebugStringInfo):
         fields["text"] = info.text
