@@ -13,9 +13,12 @@ to CPU 0 (taskset); instrument pins itself and its target to one CPU by default.
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from run import HERE, ROOT, instrument_exe, symbol_address, timed  # bench/ is sys.path[0]
 
@@ -51,16 +54,34 @@ def bench_hardware(bins: dict[str, Path], hits: int, tmp: Path) -> None:
     addr = symbol_address(bins["loop"], "hit")
     r = recipe(tmp, "hw", "breakpoints:\n  - id: hit\n    at: hit\n    type: hardware\n"
                "    actions:\n      - log: {registers: [rdi]}\n")
-    ref = [str(bins["ref"]), hex(addr), str(bins["loop"])]
-    c_fixed = min(timed([*ref, "0"]) for _ in range(3))
-    c_total = timed([*ref, str(hits)])
-    i_fixed = min(run_instrument(tmp, r, str(bins["loop"]), "0") for _ in range(3))
-    i_total = run_instrument(tmp, r, str(bins["loop"]), str(hits))
-    c, i = per_hit(c_total, c_fixed, hits), per_hit(i_total, i_fixed, hits)
-    print(f"hardware execute breakpoint (DR0), {hits} hits:")
-    print(f"  c-ptrace    {c:7.1f} us/hit ({1e6 / c:8.0f} hits/s)")
-    print(f"  instrument  {i:7.1f} us/hit ({1e6 / i:8.0f} hits/s)")
-    print(f"  per hit: instrument / C loop = {i / c:.2f}x")
+    gdb_script = tmp / "hw.gdb"
+    # gdb sets debug registers only in a live process: start it, then hbreak.
+    gdb_script.write_text("set pagination off\nstarti\nhbreak hit\ncommands\nsilent\ninfo registers rdi\n"
+                          "continue\nend\ncontinue\n")
+    floor = [sys.executable, str(HERE / "hw_floor.py")]
+    target = [hex(addr), str(bins["loop"])]
+    # Every loop runs on one CPU: the C and Python loops under taskset, instrument
+    # pinning itself (its default). The floors are Python loops with no engine at all.
+    commands: dict[str, Callable[[int], float]] = {
+        "c-ptrace": lambda n: timed([str(bins["ref"]), *target, str(n)]),
+        "py-floor": lambda n: timed([*floor, *target, str(n)]),
+        "py-floor+record": lambda n: timed([*floor, "--record", *target, str(n)]),
+        "instrument": lambda n: run_instrument(tmp, r, str(bins["loop"]), str(n)),
+    }
+    if shutil.which("gdb"):
+        commands["gdb"] = lambda n: timed(["gdb", "-batch", "-nx", "-x", str(gdb_script), "--args",
+                                           str(bins["loop"]), str(n)])
+    # Fixed costs (start-up, symbols) come off; each figure is the best of three
+    # runs, as this VM's timings wander by a third between runs.
+    per = {}
+    for name, run in commands.items():
+        fixed = min(run(0) for _ in range(3))
+        per[name] = per_hit(min(run(hits) for _ in range(3)), fixed, hits)
+    print(f"hardware execute breakpoint (DR0), {hits} hits, best of 3:")
+    for name, us in per.items():
+        print(f"  {name:<16} {us:7.1f} us/hit ({1e6 / us:8.0f} hits/s)  {us / per['c-ptrace']:5.2f}x the C loop")
+    print(f"  instrument over the Python floor with records: "
+          f"{per['instrument'] - per['py-floor+record']:+.1f} us/hit")
 
 
 def bench_threads(bins: dict[str, Path], calls: int, tmp: Path) -> None:

@@ -42,7 +42,7 @@ class WaitAlarm:
         self._armed_for: float | None = None
         self._waiting = False
 
-    def waitpid(self, deadline: float | None, interruptible: bool) -> tuple[int, int]:
+    def waitpid(self, deadline: float | None) -> tuple[int, int]:
         # In the main thread every blocking wait is the interruptible one: SIGINT
         # and SIGTERM (instrument.interrupts) may only end the session there.
         in_main = threading.get_ident() == self._main
@@ -52,19 +52,25 @@ class WaitAlarm:
             return self._poll(deadline or 0.0)
         self._install()
         while True:
-            got = os.waitpid(-1, _ffi.WALL | os.WNOHANG)
-            if got[0]:
-                return got
             if deadline is not None:
+                # A status that is there already wins over a deadline just passed.
+                got = os.waitpid(-1, _ffi.WALL | os.WNOHANG)
+                if got[0]:
+                    return got
                 if time.monotonic() >= deadline:
                     raise Expired()
                 self._arm(deadline)
             interrupts.check()
             self._waiting = interrupts.state.waiting = True
             try:
+                # Returns at once when a status is waiting: no WNOHANG probe first,
+                # which would cost a system call on every stop (HOUSE rule 12).
                 os.waitid(os.P_ALL, 0, _WAIT_FLAGS)
             finally:
                 self._waiting = interrupts.state.waiting = False
+            got = os.waitpid(-1, _ffi.WALL | os.WNOHANG)
+            if got[0]:
+                return got
 
     def _poll(self, deadline: float) -> tuple[int, int]:
         pause = 0.0002
@@ -140,10 +146,6 @@ class StderrPump:
             os.close(self._fd)
             self._done.set()
 
-    @property
-    def finished(self) -> bool:
-        return self._done.is_set() and not self._lines
-
     def pending(self) -> bool:
         """Lines are waiting (cheap: asked before every wait for the next event)."""
         return bool(self._lines)
@@ -178,7 +180,6 @@ class Launcher:
     def __init__(self, wake: Callable[[], None]) -> None:
         self._wake = wake
         self._errpipes: dict[int, int] = {}
-        self._pumps: list[StderrPump] = []
         self._saved_affinity: set[int] | None = None
 
     def start(self, options: SpawnOptions) -> tuple[int, StderrPump | None]:
@@ -206,10 +207,7 @@ class Launcher:
             if fd is not None:
                 os.close(fd)
         self._errpipes[pid] = err_r
-        pump = StderrPump(out_r, self._wake) if out_r is not None else None
-        if pump is not None:
-            self._pumps.append(pump)
-        return pid, pump
+        return pid, (StderrPump(out_r, self._wake) if out_r is not None else None)
 
     def seize_until_exec(self, pid: int, options: int, argv0: str = "") -> None:
         """Attach to the child stopped before exec and run it to its PTRACE_EVENT_EXEC stop."""
@@ -234,10 +232,6 @@ class Launcher:
             raise
         finally:
             os.close(err_r)
-
-    def has_pumps(self) -> bool:
-        self._pumps = [p for p in self._pumps if not p.finished]
-        return bool(self._pumps)
 
     def _pin(self) -> None:
         # HOUSE rule 12: a stop/resume round trip is ~8x cheaper when tracer and

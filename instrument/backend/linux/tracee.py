@@ -200,7 +200,7 @@ class LinuxBackend(GuardControl):
         if not self._procs:
             raise DebuggerError("no traced process to wait for")
         try:
-            return self._alarm.waitpid(deadline, self._launcher.has_pumps())
+            return self._alarm.waitpid(deadline)
         except Expired:
             return None if deadline is not None and time.monotonic() >= deadline else (0, -1)
         except ChildProcessError:
@@ -338,7 +338,7 @@ class LinuxBackend(GuardControl):
         # Traps the CPU raised for us (int3, step, DR hits) are the debugger's, never fatal.
         ours = sig == signal.SIGTRAP and info.si_code > 0
         fatal = not ours and procfs.signal_is_fatal(proc.pid, th.tid, sig)
-        hw_slots = debugregs.take_dr6(th.tid) if sig == signal.SIGTRAP \
+        hw_slots = debugregs.take_dr6(th.tid, proc.hw, regs.rip) if sig == signal.SIGTRAP \
             and info.si_code == _ffi.TRAP_HWBKPT else ()
         exc = exception_for_signal(sig, info.si_code, info.si_addr, regs.rip, not fatal, hw_slots)
         if exc.code == ExceptionCode.SINGLE_STEP and hw_slots:
