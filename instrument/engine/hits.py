@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .loop import ProcessState, Session
 
 RETURN_USER = "\0return"      # the SoftSite user that stands for pending on_returns
+_EXCEPTION = int(EventCode.EXCEPTION_DEBUG_EVENT)     # a record's code, on every hit
 MAX_SAVED_ARGS = 6
 
 
@@ -107,9 +108,11 @@ class HitHandling:
             if not taken:
                 return None
         state.count_hit()
-        rec = self.record("breakpoint", int(EventCode.EXCEPTION_DEBUG_EVENT), event.pid, event.tid,
-                          id=state.id, type=plan.type, hits=state.hits, address=hex(address),
-                          symbol=process.modules.symbol_text(address), **record_fields(extra))
+        rec = self.record("breakpoint", _EXCEPTION, event.pid, event.tid,
+                          id=plan.id, type=plan.type, hits=state.hits, address=hex(address),
+                          symbol=process.modules.symbol_text(address))
+        if extra:
+            rec.update(record_fields(extra))
         if plan.on_return is not None:
             self.push_return(process, event.tid, state, regs)
         ctx = self.run_actions(plan.actions, process, event.tid, regs, rec, fields, state.hits)

@@ -87,6 +87,9 @@ class ProcessState:
             del self.sites[address]
 
 
+_EXCEPTION_EVENT = EventCode.EXCEPTION_DEBUG_EVENT
+
+
 class SessionEnd(Exception):
     """Raised inside dispatch to end the loop the way an action or the timeout asked."""
 
@@ -98,7 +101,8 @@ class Session(HitHandling):
         from .inspect import Inspector
         from ..symbols.modules import ModuleMap
 
-        self.plan, self.backend, self._emit = plan, backend, emit
+        self.plan, self.backend = plan, backend
+        self.emit = emit               # every record goes out through here
         self.all_events = all_events
         self.out_dir = Path(out_dir)
         self.abi = backend.capabilities.abi
@@ -121,13 +125,8 @@ class Session(HitHandling):
 
     # -- records --------------------------------------------------------
     def record(self, event: str, code: int | None, pid: int, tid: int, **fields: Any) -> dict[str, Any]:
-        rec: dict[str, Any] = {"event": event, "code": code, "pid": pid, "tid": tid,
-                               "time": round(time.monotonic() - self.start, 6)}
-        rec.update(fields)
-        return rec
-
-    def emit(self, rec: dict[str, Any]) -> None:
-        self._emit(rec)
+        return {"event": event, "code": code, "pid": pid, "tid": tid,
+                "time": round(time.monotonic() - self.start, 6), **fields}
 
     # -- control requested by actions ---------------------------------------
     def request_end(self, how: str) -> None:
@@ -230,18 +229,18 @@ class Session(HitHandling):
 
     def dispatch(self, event: DebugEvent) -> bool:
         """Handle one event; return True to pass an exception on to the target."""
-        info = event.info
-        if event.code == EventCode.CREATE_PROCESS_DEBUG_EVENT:
+        info, code = event.info, event.code
+        if code == _EXCEPTION_EVENT:          # first: breakpoint hits are nearly every event
+            return self.on_exception(event)
+        if code == EventCode.CREATE_PROCESS_DEBUG_EVENT:
             self.on_create_process(event)
-        elif event.code == EventCode.LOAD_DLL_DEBUG_EVENT:
+        elif code == EventCode.LOAD_DLL_DEBUG_EVENT:
             self.on_load_dll(event)
-        elif event.code == EventCode.UNLOAD_DLL_DEBUG_EVENT:
+        elif code == EventCode.UNLOAD_DLL_DEBUG_EVENT:
             process = self.processes.get(event.pid)
             if process is not None:
                 process.modules.remove(info.base)
-        elif event.code == EventCode.EXCEPTION_DEBUG_EVENT:
-            return self.on_exception(event)
-        elif event.code in (EventCode.EXIT_PROCESS_DEBUG_EVENT, EventCode.RIP_EVENT):
+        elif code in (EventCode.EXIT_PROCESS_DEBUG_EVENT, EventCode.RIP_EVENT):
             self.on_exit_process(event)
         self.run_event_handlers(event)
         return False

@@ -48,9 +48,13 @@ def signal_name(signo: int) -> str:
         return f"SIGRTMIN+{signo - rtmin}" if signo > rtmin else f"SIG{signo}"
 
 
+@functools.lru_cache(maxsize=1024)
 def exception_for_signal(signo: int, si_code: int, si_addr: int, rip: int, first_chance: bool,
-                         hw_slots: tuple[int, ...] = ()) -> ExceptionInfo:
-    """The EXCEPTION_DEBUG_EVENT payload of one signal-delivery-stop."""
+                         hw_slots: tuple[int, ...] = (), watched: int | None = None) -> ExceptionInfo:
+    """The EXCEPTION_DEBUG_EVENT payload of one signal-delivery-stop; `watched` is the
+    data address of a hardware watchpoint that fired. A pure function of immutable
+    values, so memoised: a breakpoint hit asks the same question every time, and
+    building the frozen value costs more than the rest of decoding the stop."""
     name = signal_name(signo)
     if si_code <= 0:
         # kill()/tkill()/sigqueue(): a message from another program, not a fault.
@@ -60,7 +64,7 @@ def exception_for_signal(signo: int, si_code: int, si_addr: int, rip: int, first
         if si_code in (_ffi.SI_KERNEL, _ffi.TRAP_BRKPT):
             # int3 traps after the instruction: the breakpoint is one byte back.
             return ExceptionInfo(ExceptionCode.BREAKPOINT, rip - 1, True, signal=name, si_code=si_code)
-        return ExceptionInfo(ExceptionCode.SINGLE_STEP, rip, True, signal=name, si_code=si_code,
+        return ExceptionInfo(ExceptionCode.SINGLE_STEP, rip, True, watched, signal=name, si_code=si_code,
                              hw_slots=hw_slots)
     code = _EXCEPTION_BY_SIGNAL.get(signo, ExceptionCode.SIGNAL)
     if signo == signal.SIGFPE:

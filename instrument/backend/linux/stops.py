@@ -71,7 +71,7 @@ class StopControl:
             if not th.stopped:
                 raise DebuggerError(f"thread {th.tid} is not stopped")
             try:
-                _ffi.ptrace(_ffi.PTRACE_GETREGS, th.tid, None, th.regs)
+                _ffi.get_regs(th.tid, th.regs)
             except _ffi.SyscallError as e:
                 raise self._lost(self._procs.get(th.pid), e) from None
             th.regs_valid, th.regs_dirty = True, False
@@ -85,7 +85,7 @@ class StopControl:
     def _cont(self, th: Thread, sig: int) -> None:
         try:
             self._flush(th)
-            _ffi.ptrace(_ffi.PTRACE_CONT, th.tid, None, sig)
+            _ffi.cont(th.tid, sig)
         except _ffi.SyscallError as e:
             if e.errno != _ESRCH:
                 raise

@@ -43,6 +43,8 @@ from .state import Process, Thread, exception_for_signal, signal_name
 from .stops import Events, Status
 
 _SYSCALL_TRAP = signal.SIGTRAP | 0x80
+_SIGTRAP, _SIGSEGV = int(signal.SIGTRAP), int(signal.SIGSEGV)   # plain ints: compared on every stop
+_INT3_CODES = (_ffi.SI_KERNEL, _ffi.TRAP_BRKPT)
 # Forks are traced even when not followed: a fork child inherits our int3 on
 # _dl_debug_state and would die of SIGTRAP at its first dlopen, so each child
 # gets that byte back and is detached before it runs (see _on_fork).
@@ -213,7 +215,7 @@ class LinuxBackend(GuardControl):
 
     def resume(self, tid: int, *, pass_exception: bool = False) -> None:
         th = self._threads.get(tid)
-        if th is None or not th.held or any(e.tid == tid for e in self._queue):
+        if th is None or not th.held or (self._queue and any(e.tid == tid for e in self._queue)):
             return
         self._cont(th, th.signal if pass_exception else 0)
         proc = self._procs.get(th.pid)
@@ -308,11 +310,13 @@ class LinuxBackend(GuardControl):
                 self._early[tid] = status  # a new thread's first stop, ahead of its CLONE event
             return []
         proc = self._procs[th.pid]
-        if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+        if not os.WIFSTOPPED(status):
             return self._on_exit(proc, th, status)
         th.stopped, th.regs_valid, th.signal = True, False, 0
         sig, event = os.WSTOPSIG(status), status >> 16
         try:
+            if not event and sig != _SYSCALL_TRAP:
+                return self._on_signal(proc, th, sig)      # the common case: a signal (or trap)
             if event == _ffi.PTRACE_EVENT_STOP or sig == _SYSCALL_TRAP:
                 return []
             if event in (_ffi.PTRACE_EVENT_CLONE, _ffi.PTRACE_EVENT_FORK, _ffi.PTRACE_EVENT_VFORK):
@@ -328,24 +332,26 @@ class LinuxBackend(GuardControl):
 
     def _on_signal(self, proc: Process, th: Thread, sig: int) -> Events:
         info = _ffi.get_siginfo(th.tid, th.siginfo)
-        regs = self._regs(th)
-        guarded = self._on_guard_fault(proc, th, info.si_code, info.si_addr) if sig == signal.SIGSEGV else None
-        if guarded is not None:
-            return guarded
-        if sig == signal.SIGTRAP and info.si_code in (_ffi.SI_KERNEL, _ffi.TRAP_BRKPT) \
-                and regs.rip - 1 == proc.rdv.brk and proc.rdv.saved is not None:
-            return self._on_rendezvous(proc, th)
+        si_code, rip = info.si_code, self._regs(th).rip
+        hw_slots: tuple[int, ...] = ()
+        watched = None
+        if sig == _SIGTRAP:
+            if si_code == _ffi.TRAP_HWBKPT:
+                hw_slots = debugregs.take_dr6(th.tid, proc.hw, rip)
+                for slot in hw_slots:
+                    if proc.hw.is_watch(slot):
+                        watched = proc.hw.addresses[slot]
+                        break
+            elif si_code in _INT3_CODES and rip - 1 == proc.rdv.brk and proc.rdv.saved is not None:
+                return self._on_rendezvous(proc, th)
+        elif sig == _SIGSEGV:
+            guarded = self._on_guard_fault(proc, th, si_code, info.si_addr)
+            if guarded is not None:
+                return guarded
         # Traps the CPU raised for us (int3, step, DR hits) are the debugger's, never fatal.
-        ours = sig == signal.SIGTRAP and info.si_code > 0
+        ours = sig == _SIGTRAP and si_code > 0
         fatal = not ours and procfs.signal_is_fatal(proc.pid, th.tid, sig)
-        hw_slots = debugregs.take_dr6(th.tid, proc.hw, regs.rip) if sig == signal.SIGTRAP \
-            and info.si_code == _ffi.TRAP_HWBKPT else ()
-        exc = exception_for_signal(sig, info.si_code, info.si_addr, regs.rip, not fatal, hw_slots)
-        if exc.code == ExceptionCode.SINGLE_STEP and hw_slots:
-            data = [proc.hw.addresses[s] for s in hw_slots if proc.hw.is_watch(s)]
-            if data:
-                exc = ExceptionInfo(exc.code, exc.address, True, data[0], None, exc.signal,
-                                    exc.si_code, hw_slots)
+        exc = exception_for_signal(sig, si_code, info.si_addr, rip, not fatal, hw_slots, watched)
         th.signal, th.held = sig, True
         return [DebugEvent(EventCode.EXCEPTION_DEBUG_EVENT, proc.pid, th.tid, exc)]
 
