@@ -94,7 +94,7 @@ def main(traceback: bool) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write records here instead of stdout.")
 @click.option("--out-dir", default="instrument-out", show_default=True,
               help="Folder for files the recipe's actions write (dump: file:).")
-@click.option("--timeout", type=float, help="End the session after this many seconds (overrides the recipe).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="End the session after this many seconds (overrides the recipe).")
 @click.option("--all-events", is_flag=True, help="Write a record for every debug event, not just handled ones.")
 @click.option("--no-pin", is_flag=True, help="Do not pin tracer and target to one CPU (pinning makes stops ~5x cheaper).")
 @handle_errors
@@ -253,7 +253,7 @@ TRIAGE_CLASSES = ("EXPLOITABLE", "PROBABLY_EXPLOITABLE", "PROBABLY_NOT_EXPLOITAB
 @click.option("--recipe", help="A recipe to extend the crash records (default: the shipped crash-triage).")
 @click.option("--inputs", type=click.Path(exists=True, file_okay=False), help="Run once per file in this folder (recursively).")
 @click.option("--jobs", type=click.IntRange(min=0), default=0, help="Parallel workers (default: the number of cores).")
-@click.option("--timeout", type=float, help="Seconds per run before a hang is killed and recorded as a timeout (default 10).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds per run before a hang is killed and recorded as a timeout (default 10).")
 @click.option("--shard", metavar="K/N", help="Only the K-th of N deterministic slices of the sorted inputs.")
 @click.option("--format", "fmt", type=click.Choice(["json", "sarif", "markdown"]), default="json", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the report here instead of stdout.")

@@ -542,6 +542,10 @@ class Expr:
         """True when the expression reads no register, memory or name."""
         return self._constant
 
+    def constant_value(self) -> Value:
+        """The value of a constant expression (is_constant()); raises EvaluationError."""
+        return self._fn(_NoEnv())
+
 
 @lru_cache(maxsize=4096)
 def _parse_text(text: str) -> Expr:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from ..actions import CompileContext, CompiledAction, compile_action
-from ..errors import RecipeError, RecipeErrors, UsageError
+from ..errors import EvaluationError, Location, RecipeError, RecipeErrors, UsageError
 from ..events import EVENT_CODES_BY_NAME, DebugEvent, EventCode, ExceptionCode, ExceptionInfo
 from ..recipe.model import Action, Recipe
 
@@ -153,8 +153,21 @@ def _compile_breakpoint(bp: Any, ctx: CompileContext, symbols: Any, unset: froze
         except RecipeError as e:
             raise RecipeError(e.message, ctx.where(at_path)) from None
     at = ctx.expr(at_text, at_path, check_names=False)   # classify() names what is missing
+    if at.is_constant():
+        _check_constant_address(at, ctx.where(at_path))
     module, static_address = symbols.classify(at, ctx.params, ctx.where(at_path), text=str(at_text))
     return _breakpoint_plan(bp, ctx, at, module, static_address)
+
+
+def _check_constant_address(at: Any, location: Location) -> None:
+    """An `at:` that reads nothing is known now: one that cannot be an address
+    (`1/0`, a string) is a recipe error, not a breakpoint that never arms."""
+    try:
+        value = at.constant_value()
+    except EvaluationError as e:
+        raise RecipeError(f"breakpoint address '{at.text}': {e}", location) from None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**64:
+        raise RecipeError(f"breakpoint address '{at.text}' is {value!r}, not an address", location)
 
 
 def _breakpoint_plan(bp: Any, ctx: CompileContext, at: Any, module: str | None,

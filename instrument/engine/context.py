@@ -51,6 +51,10 @@ class StopEnv:
             return self.hits
         if name in self.fields:
             return self.fields[name]
+        if name == "pid":          # every stop has these, whatever its fields
+            return self.process.pid
+        if name == "tid":
+            return self.tid
         if name in self.session.plan.params:
             return self.session.plan.params[name]
         try:

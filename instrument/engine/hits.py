@@ -31,6 +31,11 @@ class HitHandling:
             site = process.sites.get(info.address)
             if site is not None:
                 return self.on_soft_hit(process, event, site)
+            if process.retired_trap(info.address):
+                # Run the instruction that is back in place of the int3, as if the
+                # breakpoint had gone a moment sooner (gdb's "moribund" breakpoints).
+                self.backend.registers(event.tid)["rip"] = info.address
+                return False
         elif info.code == ExceptionCode.SINGLE_STEP and info.hw_slots:
             ids = [process.hw_slots[s] for s in info.hw_slots if s in process.hw_slots]
             if ids:

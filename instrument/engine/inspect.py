@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from .. import registers as regdefs
 from ..errors import DebuggerError, EvaluationError
+from ..events import ExceptionCode
 
 if TYPE_CHECKING:
     from .loop import ProcessState
@@ -90,7 +91,8 @@ class Inspector:
                     for k, v in analysis.items()})
         if isinstance(rec.get("exception_code"), int):
             rec["exception_code"] = hex(rec["exception_code"])
-        pc = regs["rip"]
+        # An int3 traps after itself: the instruction at fault is the int3 (info.address).
+        pc = info.address if info.code == ExceptionCode.BREAKPOINT else regs["rip"]
         described = process.modules.describe(pc)
         rec["module"] = described.get("module")
         rec["symbol"] = described.get("symbol")

@@ -37,6 +37,7 @@ class ProcessState:
     image_path: str = ""
     alive: bool = True
     unarmable: set[str] = field(default_factory=set)    # bp ids whose address cannot take them
+    retired: set[int] = field(default_factory=set)      # addresses whose int3 we have taken out
 
     def read(self, address: int, size: int) -> bytes:
         """Target memory as the program sees it: the original bytes under our int3s."""
@@ -84,7 +85,20 @@ class ProcessState:
         if not site.users:
             if self.alive:
                 site.remove(self.raw_write)
+                self.retired.add(address)
             del self.sites[address]
+
+    def retired_trap(self, address: int) -> bool:
+        """Whether an int3 trap at `address` came from an int3 of ours that is gone now:
+        another thread ran into it before we took it out (a spent breakpoint, a return
+        site no thread waits on), and its trap was still queued. Such a trap must not
+        reach the program, whose SIGTRAP would kill it."""
+        if address not in self.retired:
+            return False
+        try:
+            return self.backend.read_memory(self.pid, address, 1) != b"\xcc"
+        except DebuggerError:
+            return False
 
 
 _EXCEPTION_EVENT = EventCode.EXCEPTION_DEBUG_EVENT

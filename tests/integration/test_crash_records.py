@@ -38,6 +38,7 @@ def symbols(crash: dict) -> list[str | None]:
     ("crash_ret_smash", "ACCESS_VIOLATION", "SIGSEGV", "execute", "0x4141414141414141", "smash"),
     ("crash_div_zero", "INT_DIVIDE_BY_ZERO", "SIGFPE", None, None, "divide"),
     ("crash_trap", "ILLEGAL_INSTRUCTION", "SIGILL", None, None, "unreachable_state"),
+    ("crash_int3", "BREAKPOINT", "SIGTRAP", None, None, "trip"),
     ("crash_abort", "SIGNAL", "SIGABRT", None, None, "give_up"),
     ("crash_stack_protector", "STACK_BUFFER_OVERRUN", "SIGABRT", None, None, "smash"),
     ("crash_fortify", "STACK_BUFFER_OVERRUN", "SIGABRT", None, None, "main"),
@@ -56,12 +57,22 @@ def test_crash_record_fields(targets, tmp_path, program, exception, signal, acce
     if program not in ("crash_recursion", "crash_ret_smash"):   # main is 32+ frames down / smashed away
         assert "main" in symbols(crash)
     assert set(crash["registers"]) >= {"rip", "rsp", "rax"}
-    assert crash["registers"]["rip"] == crash["address"] or exception == "ACCESS_VIOLATION" and access == "execute"
+    # int3 traps after itself: the exception names the int3, the registers say where the CPU is.
+    rip = int(crash["registers"]["rip"], 16) - (exception == "BREAKPOINT")
+    assert rip == int(crash["address"], 16) or exception == "ACCESS_VIOLATION" and access == "execute"
     marked = [i for i in crash["disassembly"] if i.get("fault")]
     if crash["address"] not in ("0xdeadbeef",):
         assert len(marked) == 1 and marked[0]["address"] == crash["address"]
     summary = records[-1]
     assert summary["event"] == "summary" and summary["crashed"] and summary["signal"] == signal
+
+
+def test_the_programs_own_int3_with_a_handler_is_passed_to_it(targets, tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(RECIPE)
+    proc = run_cli("run", str(path), "--format", "jsonl", "--", targets["int3_handled"])
+    assert proc.returncode == 0, proc.stderr
+    assert "handled=3" in proc.stdout and '"event":"crash"' not in proc.stdout
 
 
 def test_ret_to_non_canonical_faults_on_the_ret(targets, tmp_path):

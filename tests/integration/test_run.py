@@ -57,6 +57,27 @@ def test_condition_and_limit(targets, tmp_path):
     assert "sum=2450" in proc.stdout
 
 
+def test_pid_and_tid_in_a_breakpoint_log(targets, tmp_path):
+    proc, recs = run_jsonl(tmp_path, "breakpoints:\n  - at: hit\n    actions:\n      - log: 'pid={pid} tid={tid}'\n",
+                           targets["loop"], "2")
+    hits = [r for r in recs if r["event"] == "breakpoint"]
+    assert [h["message"] for h in hits] == [f"pid={h['pid']} tid={h['tid']}" for h in hits] and len(hits) == 2
+    assert "errors" not in hits[0], hits[0]
+
+
+def test_timeout_kills_the_processes_the_target_started(targets, tmp_path):
+    proc = run_cli("run", recipe(tmp_path, ""), "--timeout", "1", "--", targets["fork_sleep"], timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    child = int(proc.stdout.split("child=")[1].split()[0])
+    time.sleep(0.2)
+    try:
+        with open(f"/proc/{child}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        state = "gone"
+    assert state in ("gone", "Z", "X"), f"the untraced child {child} is still running"
+
+
 def test_set_argument_changes_decision(targets, tmp_path):
     proc, _ = run_jsonl(tmp_path, "breakpoints:\n  - at: decide\n    actions:\n      - set: {rdi: 99}\n",
                         targets["loop"], "1", "5")

@@ -43,6 +43,33 @@ def test_eight_threads_160000_hits_none_lost(targets, tmp_path):
     assert recs[-1]["breakpoints"] == {"work": threads * calls} and recs[-1]["exit_code"] == 0
 
 
+def test_a_spent_breakpoint_never_hands_its_trap_to_the_program(targets, tmp_path):
+    # Other threads run into the int3 while the fifth hit takes it out; their traps
+    # are already queued and must be rewound, not passed on (SIGTRAP would kill).
+    for _ in range(3):
+        proc, recs = run(tmp_path, "breakpoints:\n  - id: work\n    at: work\n    limit: 5\n",
+                         targets["threads"], "8", "5000")
+        assert proc.returncode == 0, proc.stderr
+        assert re.search(r"checksum=\d+ ok", proc.stdout), proc.stdout
+        assert len(hits(recs, "work")) == 5
+        assert recs[-1]["ended"] == "exited" and recs[-1]["exit_code"] == 0 and recs[-1]["signal"] is None
+
+
+def test_on_return_in_eight_threads_pairs_every_call(targets, tmp_path):
+    threads, calls = 8, 2000
+    proc, recs = run(tmp_path, "breakpoints:\n  - id: work\n    at: work\n"
+                     "    on_return:\n      - log: \"{arg0} {retval}\"\n",
+                     targets["threads"], str(threads), str(calls), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"checksum=\d+ ok", proc.stdout), proc.stdout
+    returns = [r for r in recs if r["event"] == "return"]
+    assert len(hits(recs, "work")) == len(returns) == threads * calls
+    for r in returns:
+        arg, retval = (int(x) for x in r["message"].split())
+        assert retval == arg * 7 + 3
+    assert recs[-1]["exit_code"] == 0 and recs[-1]["signal"] is None
+
+
 HARDWARE = """breakpoints:
   - id: counter
     at: counter

@@ -35,6 +35,8 @@ def test_validate_accepts_every_shipped_recipe():
     ("version: 1\nname: x\ndescription: d\nbreakpoints:\n  - at: hit\n    actions:\n      - log: {registers: [rxx]}\n", 7, "rxx"),
     ("version: 1\nname: x\ndescription: d\nbreakpoints:\n  - at: hit\n    actions:\n      - set: {foo: 1}\n", 7, "foo"),
     ("version: 1\nname: x\ndescription: d\nbreakpoints:\n  - at: hit\n    actions:\n      - write: {at: rdi, bytes: 'zz'}\n", 7, "hex"),
+    ("version: 1\nname: x\ndescription: d\nbreakpoints:\n  - at: '1/0'\n", 5, "'1/0': division by zero"),
+    ("version: 1\nname: x\ndescription: d\nbreakpoints:\n  - at: \"'abc'\"\n", 5, "is 'abc', not an address"),
 ])
 def test_validate_reports_compile_errors_with_line(tmp_path, body, line, words):
     path = tmp_path / "bad.yaml"
@@ -100,6 +102,16 @@ def test_run_without_target_is_a_usage_error(tmp_path):
     path.write_text("version: 1\nname: x\ndescription: d\n")
     result = CliRunner().invoke(main, ["run", str(path)])
     assert result.exit_code == 2 and "no target" in result.output
+
+
+@pytest.mark.parametrize("command", ["run", "triage"])
+@pytest.mark.parametrize("value", ["-1", "0"])
+def test_a_timeout_must_be_positive(tmp_path, command, value):
+    path = tmp_path / "r.yaml"
+    path.write_text("version: 1\nname: x\ndescription: d\n")
+    args = [command, str(path)] if command == "run" else [command]
+    result = CliRunner().invoke(main, [*args, "--timeout", value, "--", "/bin/true"])
+    assert result.exit_code == 2 and "--timeout" in result.output
 
 
 def test_missing_recipe_file(tmp_path):

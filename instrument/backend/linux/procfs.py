@@ -112,3 +112,27 @@ def is_alive(pid: int) -> bool:
         return status(pid).get("State", "Z")[0] not in "ZX"
     except OSError:
         return False
+
+
+def descendants(pid: int) -> list[int]:
+    """Every living process below `pid` (children, their children, ...), parents first.
+    Read from each /proc/N/stat: this kernel has no /proc/N/task/N/children."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue            # gone meanwhile
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            found.append(child)
+            todo.append(child)
+    return found

@@ -91,7 +91,7 @@ class StopControl:
                 raise
         th.stopped = th.held = False
         th.regs_valid = False
-        th.signal = 0
+        th.signal, th.trap = 0, None
 
     def _continue_internal(self, tid: int) -> None:
         th = self._threads.get(tid)

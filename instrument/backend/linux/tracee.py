@@ -22,12 +22,11 @@ once: a debugged process does not stay job-control stopped.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
-
+import dataclasses
 import os
 import signal
 import time
-from typing import MutableMapping
+from typing import Callable, Mapping, MutableMapping
 
 from ...errors import DebuggerError, TargetError, TargetLost
 from ...events import (
@@ -147,10 +146,14 @@ class LinuxBackend(GuardControl):
         proc = self._procs.get(pid)
         if proc is None:
             return
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        # The processes it started go too (as with timeout(1) or a terminal's Ctrl-C),
+        # untraced fork children included: a --timeout in CI must leave nothing behind.
+        # Found first: once the parent is dead they belong to init.
+        for victim in [pid, *procfs.descendants(pid)]:
+            try:
+                os.kill(victim, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self._reap(proc)
         self._drop_queued(pid)
         self._forget(proc)
@@ -217,10 +220,24 @@ class LinuxBackend(GuardControl):
         th = self._threads.get(tid)
         if th is None or not th.held or (self._queue and any(e.tid == tid for e in self._queue)):
             return
+        if pass_exception and self._second_chance(th):
+            return
         self._cont(th, th.signal if pass_exception else 0)
         proc = self._procs.get(th.pid)
         if proc is not None and proc.frozen:
             self._thaw(proc)
+
+    def _second_chance(self, th: Thread) -> bool:
+        """A CPU trap the engine passes on (the program's own int3, its own single-step)
+        that will kill the program, as SIGTRAP does without a handler: report it again
+        as a last-chance exception first, as Windows does for an exception nobody
+        handled, so the crash is recorded. The thread stays held for that event."""
+        trap, th.trap = th.trap, None
+        if trap is None or not procfs.signal_is_fatal(th.pid, th.tid, th.signal):
+            return False
+        last = dataclasses.replace(trap, first_chance=False)
+        self._queue.appendleft(DebugEvent(EventCode.EXCEPTION_DEBUG_EVENT, th.pid, th.tid, last))
+        return True
 
     def single_step(self, tid: int) -> DebugEvent:
         th = self._stopped_thread(tid)
@@ -353,6 +370,7 @@ class LinuxBackend(GuardControl):
         fatal = not ours and procfs.signal_is_fatal(proc.pid, th.tid, sig)
         exc = exception_for_signal(sig, si_code, info.si_addr, rip, not fatal, hw_slots, watched)
         th.signal, th.held = sig, True
+        th.trap = exc if ours else None
         return [DebugEvent(EventCode.EXCEPTION_DEBUG_EVENT, proc.pid, th.tid, exc)]
 
     def _on_rendezvous(self, proc: Process, th: Thread) -> Events:
