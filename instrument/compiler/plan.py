@@ -173,6 +173,13 @@ def _check_constant_address(at: Any, location: Location) -> None:
 def _breakpoint_plan(bp: Any, ctx: CompileContext, at: Any, module: str | None,
                      static_address: int | None) -> BreakpointPlan:
     errors: list[RecipeError] = []
+    size = bp.effective_size
+    if bp.type == "hardware" and bp.effective_access != "execute" and static_address is not None \
+            and static_address % size:
+        # Known from the program's symbols (a load base is page-aligned, so PIE keeps it).
+        errors.append(RecipeError(
+            f"hardware watch of {size} bytes at {bp.at} ({static_address:#x}) is not aligned: the address "
+            f"must be a multiple of {size}", ctx.where(tuple(bp.path) + ("at",))))
     when = None
     if bp.when is not None:
         try:

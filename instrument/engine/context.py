@@ -35,7 +35,7 @@ class StopEnv:
         try:
             return self.session.backend.read_memory(self.process.pid, address, size)
         except DebuggerError as e:
-            raise EvaluationError(f"cannot read {size} bytes at {address:#x}: {e}") from None
+            raise EvaluationError(_saying(f"cannot read {size} bytes at {address:#x}", e)) from None
 
     def lookup(self, name: str) -> Any:
         if name.startswith("arg") and name[3:].isdigit() and len(name) == 4:
@@ -84,7 +84,7 @@ class StopContext:
         try:
             self.process.write(address, data)
         except DebuggerError as e:
-            raise EvaluationError(f"cannot write {len(data)} bytes at {address:#x}: {e}") from None
+            raise EvaluationError(_saying(f"cannot write {len(data)} bytes at {address:#x}", e)) from None
 
     def write_arg(self, index: int, value: int) -> None:
         regdefs.write_arg(self.session.abi, index, self.regs, value & (2**64 - 1), self.write_memory)
@@ -115,3 +115,10 @@ class StopContext:
     def output_path(self, name: str) -> Path:
         from ..recipe.checks import resolve_output_path
         return resolve_output_path(self.session.out_dir, name)
+
+
+def _saying(what: str, error: DebuggerError) -> str:
+    """`what` with the backend's reason, without saying `what` twice when the reason
+    already starts with it ("cannot read 8 bytes at 0x0 in process 12")."""
+    reason = str(error)
+    return reason if reason.startswith(what) else f"{what}: {reason}"

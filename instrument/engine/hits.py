@@ -128,9 +128,10 @@ class HitHandling:
         return ctx
 
     def _warn_once(self: Session, message: str) -> None:
+        """A problem with the recipe met at run time: once into the summary's `errors`
+        (SPEC 5 has no record of its own for it; the CLI repeats them on stderr)."""
         if message not in self.errors:
             self.errors.append(message)
-            self.emit(self.record("error", None, self.main_pid or 0, 0, message=message))
 
     # -- on_return ------------------------------------------------------------
     def push_return(self: Session, process: ProcessState, tid: int, state: BreakpointState,

@@ -70,7 +70,7 @@ def _check_ids(recipe: Recipe) -> list[RecipeError]:
 
 
 def _check_references(recipe: Recipe) -> list[RecipeError]:
-    ids = [bp.id for bp in recipe.breakpoints]
+    ids = list(dict.fromkeys(bp.id for bp in recipe.breakpoints))   # in order, a duplicate once
     errors = []
     for action in all_actions(recipe):
         if action.kind in ("enable", "disable") and action.args not in ids:

@@ -119,6 +119,17 @@ def test_watchpoint_set_before_threads_start_fires_in_each_later_thread(targets,
     assert 1 <= values[0] and values[-1] == t
 
 
+def test_a_watchpoint_and_a_memory_breakpoint_on_one_variable_both_fire(targets, tmp_path):
+    # The guard page faults first; the write then completes in our single step, and
+    # the kernel reports that step's trap (TRAP_TRACE) with the watch only in DR6.
+    body = ("breakpoints:\n  - {id: hw, at: counter, type: hardware, access: write, size: 8}\n"
+            "  - {id: mem, at: counter, type: memory, access: write, size: 8}\n")
+    proc, recs = run(tmp_path, body, targets["hw_watch"], "40", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "counter=40 late=1 ok" in proc.stdout
+    assert recs[-1]["breakpoints"] == {"hw": 40, "mem": 40}
+
+
 def test_a_fifth_hardware_breakpoint_is_a_recipe_error(targets, tmp_path):
     body = HARDWARE + "  - id: fifth\n    at: main\n    type: hardware\n"
     proc, recs = run(tmp_path, body, targets["hw_watch"], "10", "1")

@@ -66,6 +66,16 @@ def test_unknown_symbol_in_a_known_binary(tmp_path, targets):
     assert f"{path}:8:9: error: unknown symbol 'hti'" in result.output
 
 
+def test_a_watch_the_symbols_show_misaligned_is_a_recipe_error(tmp_path, targets):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"version: 1\nname: x\ndescription: d\ntarget:\n  run: [{targets['loop']}]\n"
+                    "breakpoints:\n  - {at: counter, type: hardware, access: write, size: 8}\n"
+                    "  - {at: message + 4, type: hardware, access: write, size: 8}\n")
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert result.output.count("error:") == 1 and f"{path}:8:" in result.output and "not aligned" in result.output
+
+
 def test_source_line_addresses_resolve_statically(tmp_path, targets):
     path = tmp_path / "lines.yaml"
     path.write_text(f"version: 1\nname: x\ndescription: d\ntarget:\n  run: [{targets['loop']}]\n"

@@ -117,15 +117,20 @@ class HardwareSlots:
     def enabled(self, slot: int) -> bool:
         return bool(self.dr7 >> (slot * 2) & 0b11)
 
+    @property
+    def watches(self) -> bool:
+        """Whether any enabled slot watches data."""
+        return any(self.enabled(s) and self.is_watch(s) for s in range(SLOTS))
+
     def execute_slots_at(self, pc: int) -> tuple[int, ...]:
         """The execute slots on `pc` when they alone can have fired, that is when no
         data watch is set; else () and only DR6 can tell. Asked on every hit: a table."""
         if self._by_pc is None:
             self._by_pc = {}
-            enabled = [s for s in range(SLOTS) if self.enabled(s)]
-            if not any(self.is_watch(s) for s in enabled):
-                for s in enabled:
-                    self._by_pc[self.addresses[s]] = self._by_pc.get(self.addresses[s], ()) + (s,)
+            if not self.watches:
+                for s in range(SLOTS):
+                    if self.enabled(s):
+                        self._by_pc[self.addresses[s]] = self._by_pc.get(self.addresses[s], ()) + (s,)
         return self._by_pc.get(pc, ())
 
     @property

@@ -350,21 +350,14 @@ class LinuxBackend(GuardControl):
     def _on_signal(self, proc: Process, th: Thread, sig: int) -> Events:
         info = _ffi.get_siginfo(th.tid, th.siginfo)
         si_code, rip = info.si_code, self._regs(th).rip
-        hw_slots: tuple[int, ...] = ()
-        watched = None
-        if sig == _SIGTRAP:
-            if si_code == _ffi.TRAP_HWBKPT:
-                hw_slots = debugregs.take_dr6(th.tid, proc.hw, rip)
-                for slot in hw_slots:
-                    if proc.hw.is_watch(slot):
-                        watched = proc.hw.addresses[slot]
-                        break
-            elif si_code in _INT3_CODES and rip - 1 == proc.rdv.brk and proc.rdv.saved is not None:
-                return self._on_rendezvous(proc, th)
-        elif sig == _SIGSEGV:
+        if sig == _SIGTRAP and si_code in _INT3_CODES and rip - 1 == proc.rdv.brk and proc.rdv.saved is not None:
+            return self._on_rendezvous(proc, th)
+        if sig == _SIGSEGV:
             guarded = self._on_guard_fault(proc, th, si_code, info.si_addr)
             if guarded is not None:
                 return guarded
+        hw_slots = self._debug_register_hits(proc, th, sig, si_code, rip)
+        watched = next((proc.hw.addresses[s] for s in hw_slots if proc.hw.is_watch(s)), None) if hw_slots else None
         # Traps the CPU raised for us (int3, step, DR hits) are the debugger's, never fatal.
         ours = sig == _SIGTRAP and si_code > 0
         fatal = not ours and procfs.signal_is_fatal(proc.pid, th.tid, sig)
@@ -372,6 +365,19 @@ class LinuxBackend(GuardControl):
         th.signal, th.held = sig, True
         th.trap = exc if ours else None
         return [DebugEvent(EventCode.EXCEPTION_DEBUG_EVENT, proc.pid, th.tid, exc)]
+
+    @staticmethod
+    def _debug_register_hits(proc: Process, th: Thread, sig: int, si_code: int, rip: int) -> tuple[int, ...]:
+        """The debug-register slots behind a SIGTRAP."""
+        if sig != _SIGTRAP:
+            return ()
+        if si_code == _ffi.TRAP_HWBKPT:
+            return debugregs.take_dr6(th.tid, proc.hw, rip)
+        if si_code == _ffi.TRAP_TRACE and proc.hw.watches:
+            # A single step whose instruction also hit a watchpoint: the kernel reports
+            # the step (TRAP_TRACE wins over TRAP_HWBKPT); DR6 has the watch as well.
+            return tuple(s for s in debugregs.take_dr6(th.tid) if proc.hw.is_watch(s))
+        return ()
 
     def _on_rendezvous(self, proc: Process, th: Thread) -> Events:
         # _dl_debug_state is an empty function (a lone `ret`): emulate the ret
