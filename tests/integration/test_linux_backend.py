@@ -283,6 +283,24 @@ def test_dr7_encoding():
     assert debugregs.cleared(both, 2) == 0b1
 
 
+def test_which_slots_fired_is_known_without_dr6_only_for_execute_slots(monkeypatch):
+    reads = []
+    monkeypatch.setattr(debugregs, "read", lambda tid, register: reads.append(register) or 0b100)
+    slots = debugregs.HardwareSlots()
+    slots.set(0, 0x1000, "execute", 1)
+    slots.set(3, 0x1000, "execute", 1)
+    assert slots.execute_slots_at(0x1000) == (0, 3) and not slots.watches
+    if debugregs._DR6_RESET_BY_KERNEL:
+        assert debugregs.take_dr6(1, slots, 0x1000) == (0, 3) and reads == []
+    assert debugregs.take_dr6(1, slots, 0x2000) == (2,)          # not ours by pc: DR6 says
+    slots.set(2, 0x3000, "write", 8)
+    assert slots.watches and slots.execute_slots_at(0x1000) == ()   # a watch may fire with it
+    assert debugregs.take_dr6(1, slots, 0x1000) == (2,)
+    slots.clear(2)
+    copy = debugregs.HardwareSlots(list(slots.addresses), slots.dr7)    # as a fork child gets it
+    assert copy.execute_slots_at(0x1000) == (0, 3) and not copy.watches
+
+
 def test_hardware_execute_breakpoint(backend, targets, capfd):
     n = 20
     pid, first = spawn(backend, targets["loop"], str(n))

@@ -87,11 +87,18 @@ def take_dr6(tid: int, slots: HardwareSlots | None = None, pc: int = 0) -> tuple
 
 @dataclass
 class HardwareSlots:
-    """The debug-register state one process should have in every thread."""
+    """The debug-register state one process should have in every thread.
+
+    `watches` and the execute-slot table are derived from DR7 and the addresses
+    whenever they change: every hardware hit consults them (HOUSE rule 11)."""
 
     addresses: list[int] = field(default_factory=lambda: [0] * SLOTS)
     dr7: int = 0
-    _by_pc: dict[int, tuple[int, ...]] | None = field(default=None, repr=False, compare=False)
+    watches: bool = field(default=False, init=False, compare=False)   # any enabled data watch
+    _by_pc: dict[int, tuple[int, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._derive()
 
     def set(self, slot: int, address: int, access: str, size: int) -> None:
         if not 0 <= slot < SLOTS:
@@ -103,12 +110,20 @@ class HardwareSlots:
             raise DebuggerError(f"hardware watchpoint at {address:#x} is not aligned to its size {size}")
         self.addresses[slot] = address
         self.dr7 = dr7
-        self._by_pc = None
+        self._derive()
 
     def clear(self, slot: int) -> None:
         self.dr7 = cleared(self.dr7, slot)
         self.addresses[slot] = 0
-        self._by_pc = None
+        self._derive()
+
+    def _derive(self) -> None:
+        enabled = [s for s in range(SLOTS) if self.enabled(s)]
+        self.watches = any(self.is_watch(s) for s in enabled)
+        self._by_pc = {}
+        if not self.watches:
+            for s in enabled:
+                self._by_pc[self.addresses[s]] = self._by_pc.get(self.addresses[s], ()) + (s,)
 
     def is_watch(self, slot: int) -> bool:
         """Whether `slot` watches data (write/readwrite) rather than an instruction."""
@@ -117,20 +132,9 @@ class HardwareSlots:
     def enabled(self, slot: int) -> bool:
         return bool(self.dr7 >> (slot * 2) & 0b11)
 
-    @property
-    def watches(self) -> bool:
-        """Whether any enabled slot watches data."""
-        return any(self.enabled(s) and self.is_watch(s) for s in range(SLOTS))
-
     def execute_slots_at(self, pc: int) -> tuple[int, ...]:
         """The execute slots on `pc` when they alone can have fired, that is when no
-        data watch is set; else () and only DR6 can tell. Asked on every hit: a table."""
-        if self._by_pc is None:
-            self._by_pc = {}
-            if not self.watches:
-                for s in range(SLOTS):
-                    if self.enabled(s):
-                        self._by_pc[self.addresses[s]] = self._by_pc.get(self.addresses[s], ()) + (s,)
+        data watch is set; else () and only DR6 can tell."""
         return self._by_pc.get(pc, ())
 
     @property

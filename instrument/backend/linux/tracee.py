@@ -357,7 +357,9 @@ class LinuxBackend(GuardControl):
             if guarded is not None:
                 return guarded
         hw_slots = self._debug_register_hits(proc, th, sig, si_code, rip)
-        watched = next((proc.hw.addresses[s] for s in hw_slots if proc.hw.is_watch(s)), None) if hw_slots else None
+        watched = None
+        if hw_slots and proc.hw.watches:
+            watched = next((proc.hw.addresses[s] for s in hw_slots if proc.hw.is_watch(s)), None)
         # Traps the CPU raised for us (int3, step, DR hits) are the debugger's, never fatal.
         ours = sig == _SIGTRAP and si_code > 0
         fatal = not ours and procfs.signal_is_fatal(proc.pid, th.tid, sig)
