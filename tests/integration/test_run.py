@@ -143,6 +143,18 @@ def test_stderr_becomes_debug_strings(targets, tmp_path):
     assert recs[-1]["exit_code"] == 3 and proc.returncode == 0
 
 
+def test_a_background_child_holding_stderr_does_not_hold_up_the_end(tmp_path):
+    # sh exits at once; its background child keeps the stderr pipe open for 30 s.
+    script = "echo bye >&2; sleep 30 >/dev/null & echo $!; exit 0"
+    proc, recs = run_jsonl(tmp_path, "events:\n  debug_string:\n    - log: '{text}'\n", "/bin/sh", "-c", script)
+    try:
+        assert [r["text"] for r in recs if r["event"] == "debug_string"] == ["bye"]
+        assert recs[-1]["exit_code"] == 0
+        assert recs[-1]["time"] < 1.5, "waited for the background child's end of file"
+    finally:
+        os.kill(int(proc.stdout.split()[0]), signal.SIGKILL)
+
+
 def test_attach_then_sigterm_leaves_target_running(targets, tmp_path):
     target = subprocess.Popen([targets["sleeper"], "600"], stdout=subprocess.PIPE, text=True)
     try:

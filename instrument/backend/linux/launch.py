@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import select
 import shutil
 import signal
+import struct
+import termios
 import threading
 import time
 from collections import deque
@@ -115,13 +119,24 @@ class WaitAlarm:
 
 class StderrPump:
     """Reads the target's stderr pipe: passes each chunk through to our fd 2 at once,
-    and keeps one DebugStringInfo per line (without its newline) for the event queue."""
+    and keeps one DebugStringInfo per line (without its newline) for the event queue.
+
+    When the target has exited, `take(final=True)` needs what it wrote before it
+    went, not end of file: a background child still holding the pipe would hold
+    that back for good. So the pump thread, asked through a self-pipe, says when
+    nothing is left unread; it decides alone, so no chunk is ever between threads."""
+
+    FINAL_WAIT = 2.0        # at most, for a target whose last writes are still coming in
 
     def __init__(self, fd: int, wake: Callable[[], None]) -> None:
         self._fd = fd
         self._wake = wake
         self._lines: deque[DebugStringInfo] = deque()
         self._done = threading.Event()
+        self._final = False
+        self._drained = threading.Event()
+        self._ask_r, self._ask_w = os.pipe2(os.O_CLOEXEC)
+        self._ask_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"instrument-stderr-{fd}", daemon=True)
         self._thread.start()
 
@@ -129,32 +144,47 @@ class StderrPump:
         partial = b""
         try:
             while True:
-                try:
-                    chunk = os.read(self._fd, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                _write_all(2, chunk)
-                *lines, partial = (partial + chunk).split(b"\n")
-                self._lines.extend(DebugStringInfo(line.decode("utf-8", "replace")) for line in lines)
-                if lines:
-                    self._wake()
+                ready = select.select([self._fd, self._ask_r], [], [])[0]
+                if self._ask_r in ready:
+                    os.read(self._ask_r, 64)
+                if self._fd in ready:
+                    try:
+                        chunk = os.read(self._fd, 65536)
+                    except OSError:
+                        break
+                    if not chunk:
+                        break
+                    _write_all(2, chunk)
+                    *lines, partial = (partial + chunk).split(b"\n")
+                    self._lines.extend(DebugStringInfo(line.decode("utf-8", "replace")) for line in lines)
+                    if lines:
+                        self._wake()
+                if self._final and _unread(self._fd) == 0:
+                    self._drained.set()
         finally:
             if partial:
                 self._lines.append(DebugStringInfo(partial.decode("utf-8", "replace")))
             os.close(self._fd)
-            self._done.set()
+            with self._ask_lock:        # take() must never write to a closed (reused) fd
+                os.close(self._ask_r)
+                os.close(self._ask_w)
+                self._done.set()
 
     def pending(self) -> bool:
         """Lines are waiting (cheap: asked before every wait for the next event)."""
         return bool(self._lines)
 
     def take(self, final: bool) -> list[DebugStringInfo]:
-        """The lines read so far; with `final`, first wait (briefly) for end of file,
-        which comes once the target and every child holding its stderr are gone."""
-        if final:
-            self._done.wait(timeout=2.0)
+        """The lines read so far; with `final` (the target has exited), first every
+        line it wrote: up to end of file, or until nothing is left unread."""
+        if final and not self._done.is_set():
+            self._final = True
+            with self._ask_lock:
+                if not self._done.is_set():
+                    os.write(self._ask_w, b"?")
+            deadline = time.monotonic() + self.FINAL_WAIT
+            while not (self._done.wait(0) or self._drained.wait(0.001)) and time.monotonic() < deadline:
+                pass
         out: list[DebugStringInfo] = []
         while self._lines:
             out.append(self._lines.popleft())
@@ -162,6 +192,14 @@ class StderrPump:
 
     def join(self, timeout: float) -> None:
         self._done.wait(timeout)
+
+
+def _unread(fd: int) -> int:
+    """Bytes waiting in a pipe."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+    except OSError:
+        return 0
 
 
 def _write_all(fd: int, data: bytes) -> None:
