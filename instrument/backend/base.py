@@ -116,6 +116,12 @@ class Backend(Protocol):
     def write_memory(self, pid: int, address: int, data: bytes) -> None:
         """Writes even read-only text pages (breakpoints); flushes caches where needed."""
 
+    def call_function(self, pid: int, address: int, *args: int) -> int:
+        """Run `address(*args)` in a thread of `pid` stopped for an event the engine
+        holds, every other thread standing still; return what it returns (rax).
+        Everything the thread had is restored. Raises DebuggerError when the call
+        faults or the backend cannot call (the engine then does without)."""
+
     def threads(self, pid: int) -> list[int]:
         """The live threads of a traced process."""
 

@@ -104,6 +104,9 @@ class FakeBackend:
         for i, b in enumerate(data):
             self.memory[address + i] = b
 
+    def call_function(self, pid: int, address: int, *args: int) -> int:
+        raise DebuggerError("this backend does not run calls in the target")
+
     def threads(self, pid: int) -> list[int]:
         return sorted(self.regs) or [pid]
 

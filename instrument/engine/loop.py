@@ -38,6 +38,7 @@ class ProcessState:
     alive: bool = True
     unarmable: set[str] = field(default_factory=set)    # bp ids whose address cannot take them
     retired: set[int] = field(default_factory=set)      # addresses whose int3 we have taken out
+    ifunc_targets: dict[int, int] = field(default_factory=dict)   # indirect function -> implementation
 
     def read(self, address: int, size: int) -> bytes:
         """Target memory as the program sees it: the original bytes under our int3s."""
@@ -170,6 +171,8 @@ class Session(HitHandling):
         if address is None:
             return
         plan = state.plan
+        if plan.type == "soft" or plan.access == "execute":
+            address = self.code_address(process, state, address)
         try:
             if plan.type == "soft":
                 problem = self.inspector.soft_site_problem(process, address)
@@ -193,6 +196,27 @@ class Session(HitHandling):
             process.unarmable.add(state.id)
             where = f"{self.plan.recipe.file}:{plan.line}"
             self._warn_once(f"breakpoint {state.id} ({where}) not armed at {address:#x}: {e}")
+
+    def code_address(self, process: ProcessState, state: BreakpointState, address: int) -> int:
+        """Where a code breakpoint on `address` must go. A GNU indirect function (glibc's
+        strcpy, memcpy, strlen) is a resolver that ld.so runs once to pick this CPU's
+        implementation: the calls go there, so does the breakpoint, as in gdb."""
+        if not process.modules.is_ifunc(address):
+            return address
+        target = process.ifunc_targets.get(address)
+        if target is None:
+            try:
+                target = self.backend.call_function(process.pid, address)
+                if process.modules.find(target) is None:
+                    raise DebuggerError(f"it returned {target:#x}, outside every module")
+                process.modules.name_indirect(target, address)
+            except DebuggerError as e:
+                where = f"{self.plan.recipe.file}:{state.plan.line}"
+                self._warn_once(f"breakpoint {state.id} ({where}): {process.modules.symbol_text(address)} is an "
+                                f"indirect function whose resolver could not be run ({e}); breaking on the resolver")
+                target = address
+            process.ifunc_targets[address] = target
+        return target
 
     def disarm(self, process: ProcessState, state: BreakpointState) -> None:
         where = process.armed.pop(state.id, None)

@@ -47,6 +47,7 @@ class _Candidate:
     name: str
     section: int
     rank: tuple[int, int, int, int]   # (table, hidden version, binding, untyped): lower wins
+    ifunc: bool = False               # STT_GNU_IFUNC: the address is a resolver's
 
 
 class SymbolTable:
@@ -59,6 +60,7 @@ class SymbolTable:
             if old is None or c.rank < old[0]:
                 best[c.name] = (c.rank, c.address)
         self.by_name: dict[str, int] = {name: addr for name, (_, addr) in best.items()}
+        self.ifuncs: frozenset[int] = frozenset(c.address for c in candidates if c.ifunc)
         self.starts: list[int] = []
         self.ends: list[int] = []
         self.names: list[str] = []
@@ -310,6 +312,11 @@ class ElfImage:
             return hit
         return self._demangled[1].get(hit[0], hit[0]), hit[1]
 
+    def is_ifunc(self, address: int) -> bool:
+        """Whether a link-time address is a GNU indirect function (strcpy in glibc): code
+        that picks the implementation for this CPU and returns it, run once by ld.so."""
+        return address in self.symbols.ifuncs
+
     # -- DWARF lines ------------------------------------------------------------
     @cached_property
     def lines(self) -> LineTable:
@@ -403,7 +410,7 @@ def _read_symbols(elf: ELFFile, sections: list[Any], sec: Any, table_rank: int,
             hidden = 1 if struct.unpack_from(endian + "H", versyms, 2 * index)[0] & _VERSYM_HIDDEN else 0
         kind_rank = 0 if (info & 0xF) != _STT_NOTYPE else 1
         rank = (table_rank, hidden, _STB_RANK.get(info >> 4, 3), kind_rank)
-        out.append(_Candidate(value, size, name, shndx, rank))
+        out.append(_Candidate(value, size, name, shndx, rank, (info & 0xF) == _STT_GNU_IFUNC))
     return names
 
 

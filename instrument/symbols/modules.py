@@ -111,6 +111,7 @@ class ModuleMap:
         self._starts: list[int] = []
         self._by_start: list[_Entry] = []
         self._text_cache: dict[int, str] = {}
+        self._named: dict[int, str] = {}      # addresses named at run time (indirect functions)
         for m in modules:
             self.add(m)
 
@@ -161,6 +162,12 @@ class ModuleMap:
         if i >= 0 and address < self._by_start[i].end:
             return self._by_start[i]
         return None
+
+    def is_ifunc(self, address: int) -> bool:
+        """Whether a runtime address is a GNU indirect function's resolver (ElfImage.is_ifunc)."""
+        entry = self._entry_at(address)
+        return bool(entry is not None and entry.image is not None
+                    and entry.image.is_ifunc(address - entry.module.base))
 
     def find(self, address: int) -> Module | None:
         entry = self._entry_at(address)
@@ -252,11 +259,23 @@ class ModuleMap:
             self._text_cache[address] = text
         return text
 
+    def name_indirect(self, implementation: int, resolver: int) -> None:
+        """Name the implementation an indirect function's resolver picked after that
+        function (`libc.so.6!strcpy`): its own symbol (__strcpy_avx2) is local, and a
+        shipped libc has none."""
+        entry = self._entry_at(resolver)
+        hit = entry.image.symbolize(resolver - entry.module.base) if entry and entry.image else None
+        if hit is not None and not hit[1]:
+            self._named[implementation] = hit[0]
+            self._text_cache.pop(implementation, None)
+
     def _symbol_text(self, address: int) -> str:
         entry = self._entry_at(address)
         if entry is None:
             return f"{address:#x}"
         hit = entry.image.symbolize(address - entry.module.base) if entry.image is not None else None
+        if address in self._named:
+            hit = (self._named[address], 0)
         if hit is None:
             return f"{entry.module.name}+{address - entry.start:#x}"
         text = _plus(hit[0], hit[1])

@@ -241,6 +241,10 @@ class PeImage:
         """RVA -> (nearest named function at or below it in the same section, offset)."""
         return self.symbols.symbolize(address)
 
+    def is_ifunc(self, address: int) -> bool:
+        """PE has no indirect functions (ElfImage.is_ifunc)."""
+        return False
+
     def source_line(self, address: int) -> tuple[str, int] | None:
         """PE images have no line tables we read (PDBs are out of scope)."""
         return None

@@ -78,6 +78,17 @@ def test_timeout_kills_the_processes_the_target_started(targets, tmp_path):
     assert state in ("gone", "Z", "X"), f"the untraced child {child} is still running"
 
 
+@pytest.mark.parametrize("at, kind", [("strcpy", "soft"), ("libc.so.6!strcpy", "soft"), ("strcpy", "hardware")])
+def test_a_breakpoint_on_an_indirect_function_hits_every_call(targets, tmp_path, at, kind):
+    # strcpy is the resolver ld.so runs once; the calls go to what it returned.
+    proc, recs = run_jsonl(tmp_path, f"breakpoints:\n  - id: copy\n    at: '{at}'\n    type: {kind}\n",
+                           targets["ifunc_calls"], "7")
+    assert proc.returncode == 0 and "len=6" in proc.stdout, proc.stderr
+    hits = [r for r in recs if r["event"] == "breakpoint"]
+    assert len(hits) == 7 and {h["symbol"] for h in hits} == {"libc.so.6!strcpy"}
+    assert "errors" not in recs[-1], recs[-1]
+
+
 def test_set_argument_changes_decision(targets, tmp_path):
     proc, _ = run_jsonl(tmp_path, "breakpoints:\n  - at: decide\n    actions:\n      - set: {rdi: 99}\n",
                         targets["loop"], "1", "5")

@@ -38,6 +38,9 @@ class FakeModules:
     def find(self, address: int) -> None:
         return None
 
+    def is_ifunc(self, address: int) -> bool:
+        return False
+
     def describe(self, address: int, **options: Any) -> dict[str, Any]:
         return {"module": "fake", "offset": address, "symbol": None}
 

@@ -34,7 +34,7 @@ from ...events import (
     ExitProcessInfo, ExitThreadInfo, LoadDllInfo, RipInfo, UnloadDllInfo,
 )
 from ..base import Capabilities, Module, SpawnOptions
-from . import _ffi, debugregs, procfs
+from . import _ffi, calls, debugregs, procfs
 from .launch import Expired, Launcher, WaitAlarm
 from .rendezvous import Rendezvous, main_image_base
 from .guard import GuardControl
@@ -290,6 +290,18 @@ class LinuxBackend(GuardControl):
 
     def write_memory(self, pid: int, address: int, data: bytes) -> None:
         self._write(self._proc(pid), address, data)
+
+    def call_function(self, pid: int, address: int, *args: int) -> int:
+        proc = self._proc(pid)
+        th = next((t for t in proc.threads.values() if t.held and t.stopped and t.guard is None), None)
+        if th is None:
+            raise DebuggerError(f"no thread of process {pid} is stopped to run a call in")
+        with self._all_stopped(proc, keep=th.tid):
+            try:
+                return calls.call_function(th.tid, self._regs(th), lambda a, d: self._write(proc, a, d),
+                                           self._waitpid_tid, address, args)
+            finally:
+                th.regs_valid = False       # restored by the call; read again when asked
 
     def threads(self, pid: int) -> list[int]:
         return sorted(self._proc(pid).threads)
