@@ -274,6 +274,22 @@ def test_int3_in_threads_hits_every_call(backend, targets, capfd):
     assert events[-1].info.exit_code == 0
 
 
+# -- calls injected into the target ------------------------------------------------------
+def test_an_injected_call_returns_its_value_and_leaves_the_thread_as_it_was(backend, targets, capfd):
+    pid, first = spawn(backend, targets["loop"], "3")
+    fact = first.info.image_base + symbol(targets["loop"], "fact")
+    before = dict(backend.registers(pid))
+    assert backend.call_function(pid, fact, 5) == 120
+    assert backend.call_function(pid, fact, 10) == 3628800
+    with pytest.raises(DebuggerError, match="SIGSEGV at 0x10"):
+        backend.call_function(pid, 0x10)           # faults: reported, and the thread is restored
+    assert dict(backend.registers(pid)) == before
+    backend.resume(pid)
+    events = run_to_exit(backend)
+    assert events[-1].info.exit_code == 0
+    assert "sum=6 counter=3\ndecision=0\nfact=120" in capfd.readouterr().out
+
+
 # -- hardware breakpoints --------------------------------------------------------------
 def test_dr7_encoding():
     assert debugregs.encode(0, 0, "execute", 1) == 0b1
