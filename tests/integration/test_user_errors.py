@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import stat
-from pathlib import Path
 
 from tests.conftest import run_cli, run_recipe_jsonl
 

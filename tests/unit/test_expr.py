@@ -199,7 +199,7 @@ def test_dunder_names_rejected_but_c_double_underscore_symbols_allowed() -> None
         (f"u64[{INTS_AT + 8:#x}]", 2**64 - 4), (f"i64[{INTS_AT + 8:#x}]", -4),
         (f"u64[{INTS_AT + 0x10:#x}]", 0x1122334455667788),
         (f"u32[{INTS_AT + 0x10:#x}]", 0x55667788),   # little-endian
-        (f"u8[rsp + 8]", 0xFF),
+        ("u8[rsp + 8]", 0xFF),
         (f"u16[u8[{INTS_AT:#x}] + 0x1000 - 0xff + 0x10 + 2]", 0xFFFE),
     ],
 )

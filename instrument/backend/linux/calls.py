@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from ...errors import DebuggerError, TargetLost
 from . import _ffi
 from .state import signal_name
 
 _MASK = (1 << 64) - 1
+_ESRCH = 3
 _ARGUMENT_REGISTERS = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")
 _RED_ZONE = 128
 _MAX_STOPS = 16            # stray interrupt stops and signals held back, before we give up
@@ -34,12 +36,6 @@ def call_function(tid: int, current: _ffi.UserRegs, write: Callable[[int, bytes]
     if len(args) > len(_ARGUMENT_REGISTERS):
         raise DebuggerError(f"an injected call takes at most {len(_ARGUMENT_REGISTERS)} arguments")
     saved = _ffi.UserRegs.from_buffer_copy(current)
-    info = _ffi.SigInfo()
-    try:
-        _ffi.get_siginfo(tid, info)
-        have_info = True
-    except _ffi.SyscallError:
-        have_info = False       # a group-stop has no siginfo
     call = _ffi.UserRegs.from_buffer_copy(saved)
     sp = ((saved.rsp - _RED_ZONE - 64) & ~0xF) - 8     # as after a `call`: rsp % 16 == 8
     write(sp, bytes(8))                                 # the return address: 0
@@ -48,18 +44,33 @@ def call_function(tid: int, current: _ffi.UserRegs, write: Callable[[int, bytes]
     call.rsp, call.rip, call.orig_rax, call.rax = sp, address, _MASK, 0
     for name, value in zip(_ARGUMENT_REGISTERS, args):
         setattr(call, name, value & _MASK)
-    late: list[int] = []
-    try:
+    with stop_preserved(tid, saved) as late:
         _ffi.ptrace(_ffi.PTRACE_SETREGS, tid, None, call)
         return _run_to_return(tid, wait, address, late)
+
+
+@contextmanager
+def stop_preserved(tid: int, regs: _ffi.UserRegs) -> Iterator[list[int]]:
+    """Around code injected into stopped thread `tid`: afterwards its registers are
+    `regs` again and its stop siginfo what it was; the signals put in the yielded
+    list (held back while the injected code ran) are sent again."""
+    info = _ffi.SigInfo()
+    try:
+        _ffi.get_siginfo(tid, info)
+        have_info = True
+    except _ffi.SyscallError:
+        have_info = False       # a group-stop has no siginfo
+    late: list[int] = []
+    try:
+        yield late
     finally:
         try:
-            _ffi.ptrace(_ffi.PTRACE_SETREGS, tid, None, saved)
+            _ffi.ptrace(_ffi.PTRACE_SETREGS, tid, None, regs)
             if have_info:
                 _ffi.ptrace(_ffi.PTRACE_SETSIGINFO, tid, None, info)
         except _ffi.SyscallError as e:
-            if e.errno != 3:     # ESRCH: killed meanwhile; its exit status tells
-                raise
+            if e.errno != _ESRCH:
+                raise           # else: killed meanwhile; its exit status tells
         for sig in late:
             os.kill(tid, sig)    # process-directed, as Python has no tgkill
 

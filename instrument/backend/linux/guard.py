@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ...errors import DebuggerError, TargetLost
 from ...events import Access, DebugEvent, EventCode, ExceptionCode, ExceptionInfo
 from . import _ffi, procfs
+from .calls import stop_preserved
 from .stops import Events, StopControl
 
 if TYPE_CHECKING:
@@ -199,32 +200,14 @@ def inject_syscall(tid: int, wait: Callable[[int], int], address: int, number: i
     them afterwards lets that system call restart as it would have."""
     saved = _ffi.UserRegs()
     _ffi.ptrace(_ffi.PTRACE_GETREGS, tid, None, saved)
-    info = _ffi.SigInfo()
-    try:
-        _ffi.ptrace(_ffi.PTRACE_GETSIGINFO, tid, None, info)
-        have_info = True
-    except _ffi.SyscallError:
-        have_info = False      # a group-stop has no siginfo
     regs = _ffi.UserRegs.from_buffer_copy(saved)
     regs.rax, regs.orig_rax, regs.rip = number, _MASK, address
     for name, value in zip(("rdi", "rsi", "rdx", "r10", "r8", "r9"), args):
         setattr(regs, name, value & _MASK)
-    late: list[int] = []
-    try:
-        result = _step_syscall(tid, wait, address, regs, late)
-    finally:
-        try:
-            _ffi.ptrace(_ffi.PTRACE_SETREGS, tid, None, saved)
-            if have_info:
-                _ffi.ptrace(_ffi.PTRACE_SETSIGINFO, tid, None, info)
-        except _ffi.SyscallError as e:
-            if e.errno != _ESRCH:
-                raise
-    for sig in late:
-        # A signal that arrived meanwhile was taken at our step (delivered to the tracer
-        # before the instruction ran); send it again (process-directed: Python has no tgkill).
-        os.kill(tid, sig)
-    return result
+    # A signal that arrives meanwhile is taken at our step (delivered to the tracer
+    # before the instruction runs): stop_preserved sends it again afterwards.
+    with stop_preserved(tid, saved) as late:
+        return _step_syscall(tid, wait, address, regs, late)
 
 
 def _step_syscall(tid: int, wait: Callable[[int], int], address: int, call: _ffi.UserRegs,
