@@ -185,8 +185,10 @@ def analyze(info: ExceptionInfo, regs: Mapping[str, int], read_memory: ReadMemor
         else:
             access, fault_address = operand_access(insn, regs, read_memory, fault_address, general_protection)
     names = {bare_symbol(s) for s in frame_symbols if s}
-    code, check = refine(info, names, memory_fault,
-                         _stack_exhausted(fault_address, regs.get("rsp"), stack_bounds))
+    # Running out of stack is a data access below rsp; fetching code from the stack
+    # (pc near rsp) is StackCodeExecution, not exhaustion.
+    exhausted = access != "execute" and _stack_exhausted(fault_address, regs.get("rsp"), stack_bounds)
+    code, check = refine(info, names, memory_fault, exhausted)
     result: dict[str, Any] = {
         "exception": exception_name(code),
         "exception_code": int(code),

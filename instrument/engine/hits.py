@@ -141,6 +141,7 @@ class HitHandling:
             ret = int.from_bytes(process.read(rsp, 8), "little")
         except DebuggerError:
             return
+        self._drop_unwound_returns(process, tid, rsp)
         env = StopEnv(self, process, tid, regs, {})
         args = []
         for i in range(MAX_SAVED_ARGS):
@@ -150,6 +151,21 @@ class HitHandling:
                 break       # a stack-passed argument we cannot read: keep the ones before it
         process.returns.setdefault(ret, []).append(PendingReturn(state.id, tid, rsp + 8, tuple(args), state.hits))
         process.add_user(ret, RETURN_USER)
+
+    def _drop_unwound_returns(self: Session, process: ProcessState, tid: int, rsp: int) -> None:
+        """A call entered with its return slot at `rsp`: frames of this thread whose
+        return slot is at or below it were unwound without returning (longjmp, a C++
+        exception) and never will return; forget them, or the next return at that
+        depth would be reported for them too."""
+        for address, pending in list(process.returns.items()):
+            alive = [p for p in pending if p.tid != tid or p.expected_rsp - 8 > rsp]
+            if len(alive) == len(pending):
+                continue
+            if alive:
+                process.returns[address] = alive
+            else:
+                del process.returns[address]
+                process.drop_user(address, RETURN_USER)
 
     def on_return_hit(self: Session, process: ProcessState, event: DebugEvent,
                       regs: MutableMapping[str, int], address: int) -> None:

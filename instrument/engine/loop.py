@@ -31,6 +31,7 @@ class ProcessState:
     modules: Any                                       # symbols.modules.ModuleMap
     sites: dict[int, SoftSite] = field(default_factory=dict)
     armed: dict[str, list[int]] = field(default_factory=dict)     # bp id -> addresses (soft) / [slot] / [addr]
+    placed: dict[str, int] = field(default_factory=dict)          # bp id -> the address it is armed at
     hw_slots: dict[int, str] = field(default_factory=dict)        # slot -> bp id
     guards: dict[int, tuple[str, int]] = field(default_factory=dict)  # address -> (bp id, size)
     returns: dict[int, list[PendingReturn]] = field(default_factory=dict)
@@ -78,13 +79,13 @@ class ProcessState:
     def raw_write(self, address: int, data: bytes) -> None:
         self.backend.write_memory(self.pid, address, data)
 
-    def drop_user(self, address: int, user: str) -> None:
+    def drop_user(self, address: int, user: str, *, write: bool = True) -> None:
         site = self.sites.get(address)
         if site is None:
             return
         site.users.discard(user)
         if not site.users:
-            if self.alive:
+            if self.alive and write:
                 site.remove(self.raw_write)
                 self.retired.add(address)
             del self.sites[address]
@@ -190,6 +191,7 @@ class Session(HitHandling):
                 self.backend.set_memory_breakpoint(process.pid, address, plan.size, plan.access)
                 process.guards[address] = (state.id, plan.size)
                 process.armed[state.id] = [address]
+            process.placed[state.id] = address
             state.ever_armed = True
         except (DebuggerError, EvaluationError) as e:
             # One bad address must not end the session nor be retried at every load.
@@ -218,12 +220,15 @@ class Session(HitHandling):
             process.ifunc_targets[address] = target
         return target
 
-    def disarm(self, process: ProcessState, state: BreakpointState) -> None:
+    def disarm(self, process: ProcessState, state: BreakpointState, *, unmapped: bool = False) -> None:
+        """Take a breakpoint out of `process`; `unmapped`: its memory is gone (the module
+        was unloaded), so there is nothing to write back, and nothing may be."""
         where = process.armed.pop(state.id, None)
+        process.placed.pop(state.id, None)
         if where is None:
             return
         if state.plan.type == "soft":
-            process.drop_user(where[0], state.id)
+            process.drop_user(where[0], state.id, write=not unmapped)
         elif state.plan.type == "hardware":
             process.hw_slots.pop(where[0], None)
             if process.alive:
@@ -231,7 +236,25 @@ class Session(HitHandling):
         else:
             process.guards.pop(where[0], None)
             if process.alive:
-                self.backend.clear_memory_breakpoint(process.pid, where[0])
+                try:
+                    self.backend.clear_memory_breakpoint(process.pid, where[0])
+                except DebuggerError:
+                    if not unmapped:
+                        raise       # unmapped: the backend has forgotten the page all the same
+
+    def forget_module(self, process: ProcessState, start: int, end: int) -> None:
+        """An unloaded module took our int3s, guarded pages and pending returns in it
+        along: forget them without writing (another library may be mapped there
+        next), so its breakpoints arm again when it is loaded again."""
+        inside = range(start, end)
+        for bp_id in [b for b, address in process.placed.items() if address in inside]:
+            self.disarm(process, self.breakpoints[bp_id], unmapped=True)
+        for address in [a for a in process.sites if a in inside]:
+            del process.sites[address]             # return sites of frames that were in it
+        for address in [a for a in process.returns if a in inside]:
+            del process.returns[address]
+        process.retired = {a for a in process.retired if a not in inside}
+        process.ifunc_targets = {r: t for r, t in process.ifunc_targets.items() if r not in inside}
 
     def arm_all(self, process: ProcessState) -> None:
         for bp_id in self.order:
@@ -276,8 +299,11 @@ class Session(HitHandling):
             self.on_load_dll(event)
         elif code == EventCode.UNLOAD_DLL_DEBUG_EVENT:
             process = self.processes.get(event.pid)
+            extent = process.modules.extent(info.base) if process is not None else None
             if process is not None:
                 process.modules.remove(info.base)
+            if extent is not None:
+                self.forget_module(process, *extent)
         elif code in (EventCode.EXIT_PROCESS_DEBUG_EVENT, EventCode.RIP_EVENT):
             self.on_exit_process(event)
         self.run_event_handlers(event)
@@ -293,7 +319,9 @@ class Session(HitHandling):
         # An exec'd image (same pid) replaces everything: the old sites went with the old image.
         process = ProcessState(event.pid, self.backend, modules, image_path=info.image_path)
         parent = self.processes.get(info.parent_pid) if info.parent_pid is not None else None
-        if parent is not None and parent.pid != event.pid:
+        if parent is not None and event.pid not in self.processes:
+            # A new fork child. The same pid again is an exec (in a followed child, its
+            # parent_pid still names the parent): a fresh image, nothing to inherit.
             self.inherit_fork(parent, process)
         self.processes[event.pid] = process
         self.arm_all(process)
@@ -314,6 +342,7 @@ class Session(HitHandling):
         for slot, bp_id in parent.hw_slots.items():
             child.hw_slots[slot] = bp_id
             child.armed[bp_id] = [slot]
+        child.placed = {bp_id: parent.placed[bp_id] for bp_id in child.armed if bp_id in parent.placed}
 
     def patched_bytes(self, pid: int) -> dict[int, bytes]:
         """The original bytes under every int3 we have in `pid` now (see Backend.patched_bytes)."""

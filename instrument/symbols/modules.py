@@ -125,6 +125,11 @@ class ModuleMap:
         self._entries.append(entry)
         self._reindex()
 
+    def extent(self, base: int) -> tuple[int, int] | None:
+        """[start, end) of the module loaded at `base` (the span of its segments)."""
+        entry = next((e for e in self._entries if e.module.base == base), None)
+        return (entry.start, entry.end) if entry is not None else None
+
     def remove(self, base: int) -> Module | None:
         gone = next((e for e in self._entries if e.module.base == base), None)
         if gone is None:

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import multiprocessing
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -122,7 +123,7 @@ class Worker:
             elif rec.get("event") == "debug_string" and len(stderr) < MAX_STDERR_LINES:
                 stderr.append(str(rec.get("text", "")))
 
-        with _target_stderr_hidden(self.quiet_stderr):
+        with _target_output_hidden(self.quiet_stderr):
             result = run_session(plan, emit=emit, out_dir=self.config.out_dir, pin_cpu=self.config.pin_cpu)
         return self._outcome(path, result.summary, crashes, stderr)
 
@@ -164,20 +165,22 @@ def _signal_death(summary: dict[str, Any]) -> dict[str, Any] | None:
 
 
 @contextlib.contextmanager
-def _target_stderr_hidden(enabled: bool) -> Iterator[None]:
-    """Point fd 2 at /dev/null while a target runs: the engine passes the target's stderr
-    through to ours, and a corpus of sanitizer reports would bury the progress bar."""
-    if not enabled:
-        yield
-        return
-    saved = os.dup(2)
+def _target_output_hidden(hide_stderr: bool) -> Iterator[None]:
+    """Point fd 1 (and with `hide_stderr` fd 2) at /dev/null while a target runs: it
+    inherits our stdout, where the report goes; and the engine passes its stderr
+    through to ours, where a corpus of sanitizer reports would bury the progress bar."""
+    fds = (1, 2) if hide_stderr else (1,)
+    saved = [os.dup(fd) for fd in fds]
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(devnull, 2)
+        sys.stdout.flush()
+        for fd in fds:
+            os.dup2(devnull, fd)
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        for fd, old in zip(fds, saved):
+            os.dup2(old, fd)
+            os.close(old)
         os.close(devnull)
 
 

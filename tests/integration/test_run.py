@@ -125,6 +125,13 @@ def test_on_return_pairs_recursion(targets, tmp_path):
     assert "fact=120" in proc.stdout
 
 
+def test_on_return_forgets_frames_a_longjmp_unwound(targets, tmp_path):
+    proc, recs = run_jsonl(tmp_path, "breakpoints:\n  - id: f\n    at: f\n"
+                           "    on_return:\n      - log: 'f({arg0}) -> {retval}'\n", targets["longjmp_out"])
+    assert proc.returncode == 0 and "s=20" in proc.stdout, proc.stderr
+    assert [r["message"] for r in recs if r["event"] == "return"] == ["f(0) -> 0", "f(2) -> 20"]
+
+
 def test_breakpoint_in_dlopened_library(targets, tmp_path):
     proc, recs = run_jsonl(tmp_path, "breakpoints:\n  - at: plugin.so!plugin_work\n    actions:\n      - log: '{arg0}'\n"
                            "events:\n  load_dll:\n    - log: 'loaded {module}'\n",
@@ -134,6 +141,28 @@ def test_breakpoint_in_dlopened_library(targets, tmp_path):
     assert any(r["module"].endswith("plugin.so") and r["code"] == 6 for r in loads)
     assert [r["message"] for r in recs if r["event"] == "breakpoint"] == ["7"]
     assert "plugin_work(7)=22" in proc.stdout
+
+
+@pytest.mark.parametrize("kind, per_call", [("soft", 1), ("hardware", 1), ("memory", 2)])
+def test_breakpoints_in_a_library_arm_again_at_every_load(targets, tmp_path, kind, per_call):
+    at = "plugin.so!plugin_work" if kind != "memory" else "plugin.so!plugin_calls"
+    size = "    size: 4\n" if kind == "memory" else ""
+    proc, recs = run_jsonl(tmp_path, f"breakpoints:\n  - id: pw\n    at: {at}\n    type: {kind}\n{size}"
+                           "  - id: done\n    at: done\n    actions:\n      - disable: pw\n",
+                           targets["plugin_cycles"], targets["plugin"], "5", "3")
+    assert proc.returncode == 0 and "sum=60" in proc.stdout, proc.stderr
+    assert recs[-1]["breakpoints"] == {"pw": 15 * per_call, "done": 1}
+    # Disabling after the last unload writes nothing: the library's memory is gone.
+    done = [r for r in recs if r["event"] == "breakpoint" and r["id"] == "done"]
+    assert "errors" not in done[0] and "errors" not in recs[-1], (done, recs[-1])
+
+
+def test_a_followed_child_that_execs_gets_the_breakpoints_of_its_new_image(targets, tmp_path):
+    proc, recs = run_jsonl(tmp_path, "target:\n  follow_forks: true\nbreakpoints:\n  - id: main\n    at: main\n",
+                           targets["fork_exec"], targets["loop"], "2")
+    assert proc.returncode == 0 and "child exited 0" in proc.stdout, proc.stderr
+    hits = [r for r in recs if r["event"] == "breakpoint"]
+    assert len(hits) == 2 and len({h["pid"] for h in hits}) == 2     # the parent's main, then loop's
 
 
 def test_all_events_of_bin_true(tmp_path):

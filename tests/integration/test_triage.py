@@ -104,6 +104,18 @@ def test_input_on_stdin_without_placeholder(targets, tmp_path):
     assert report["buckets"][0]["rule"] == "FloatingPointException"
 
 
+def test_the_targets_own_stdout_stays_out_of_the_report(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "x").write_text("the target prints this\n")
+    for fmt in ("json", "markdown"):
+        proc = run_cli("triage", "--format", fmt, "--inputs", str(folder), "--quiet", "--", "/bin/cat", "@@")
+        assert proc.returncode == 0, proc.stderr
+        assert "the target prints this" not in proc.stdout
+        if fmt == "json":
+            assert json.loads(proc.stdout)["counts"]["clean"] == 1
+
+
 def test_single_run_and_fail_on(targets):
     proc = run_cli("triage", "--", targets["crash_null_read"])
     report = json.loads(proc.stdout)

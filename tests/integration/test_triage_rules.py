@@ -28,6 +28,7 @@ CORPUS = [
     ("crash_stack_protector", None, "EXPLOITABLE", "StackBufferOverflow"),
     ("crash_double_free", None, "EXPLOITABLE", "HeapError"),
     ("crash_recursion", None, "PROBABLY_EXPLOITABLE", "StackOverflow"),
+    ("crash_stack_call", None, "PROBABLY_EXPLOITABLE", "StackOverflow"),
     ("crash_null_write", None, "PROBABLY_EXPLOITABLE", "DestAvNearNull"),
     ("crash_null_read", None, "PROBABLY_NOT_EXPLOITABLE", "SourceAvNearNull"),
     ("crash_div_zero", None, "PROBABLY_NOT_EXPLOITABLE", "FloatingPointException"),
@@ -40,6 +41,7 @@ CORPUS = [
     ("triage_asan", "heap-read", "PROBABLY_NOT_EXPLOITABLE", "SanitizerOverflowRead"),
     ("triage_asan", "double-free", "PROBABLY_EXPLOITABLE", "SanitizerBadFree"),
     ("triage_asan", "huge", "UNKNOWN", "SanitizerError"),
+    ("triage_asan", "stack-overflow", "PROBABLY_EXPLOITABLE", "StackOverflow"),
     ("triage_ubsan", None, "PROBABLY_NOT_EXPLOITABLE", "UndefinedBehavior"),
 ]
 # Rules that share their condition with an earlier one, under the other project's name:

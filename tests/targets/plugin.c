@@ -1,4 +1,5 @@
 //! cflags: -g -O0 -shared -fPIC
 // A tiny shared library that plugin_host dlopen()s at run time.
 #include <stdio.h>
-__attribute__((noinline)) int plugin_work(int x) { return x * 3 + 1; }
+int plugin_calls;      // a global in the library, for memory breakpoints
+__attribute__((noinline)) int plugin_work(int x) { plugin_calls++; return x * 3 + 1; }

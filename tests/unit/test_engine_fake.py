@@ -30,6 +30,9 @@ class FakeModules:
     def remove(self, base: int) -> None:
         self.loaded = [m for m in self.loaded if m.base != base]
 
+    def extent(self, base: int) -> tuple[int, int] | None:
+        return (base, base + 0x1000) if any(m.base == base for m in self.loaded) else None
+
     def resolve(self, name: str) -> int:
         if name.startswith("lib.so!") and any(m.name == "lib.so" for m in self.loaded):
             return 0x9000
