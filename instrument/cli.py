@@ -18,7 +18,8 @@ Examples:
   instrument run watch.yaml --pid 1234 --format jsonl -o hits.jsonl
 \b
 Exit status: 0 the target exited or was detached; 1 the target crashed;
-2 usage or recipe error; 3 the target could not be started or attached."""
+2 usage or recipe error; 3 the target could not be started or attached;
+128+N a signal N ended the session (141: the reader of stdout went away)."""
 
 
 def _fail(error: InstrumentError, traceback: bool) -> None:
@@ -47,7 +48,19 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except InstrumentError as e:
             _fail(e, traceback)
+        except BrokenPipeError:
+            # The reader of our stdout went away (`| head`): end as a program killed by
+            # SIGPIPE would, quietly, with the target killed or detached (the session's
+            # clean-up ran on the way out), not with 1, which says "the target crashed".
+            import os
+            import signal
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(128 + signal.SIGPIPE)
     return wrapper
+
+
+def _dash_is_stdout(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    return None if value == "-" else value
 
 
 def find_recipe(name_or_path: str) -> str:
@@ -91,7 +104,8 @@ def main(traceback: bool) -> None:
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Override a recipe param (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True,
               help="Record format.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write records here instead of stdout.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True), callback=_dash_is_stdout,
+              help="Write records here instead of stdout ('-': stdout).")
 @click.option("--out-dir", default="instrument-out", show_default=True,
               help="Folder for files the recipe's actions write (dump: file:).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="End the session after this many seconds (overrides the recipe).")
@@ -256,7 +270,8 @@ TRIAGE_CLASSES = ("EXPLOITABLE", "PROBABLY_EXPLOITABLE", "PROBABLY_NOT_EXPLOITAB
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds per run before a hang is killed and recorded as a timeout (default 10).")
 @click.option("--shard", metavar="K/N", help="Only the K-th of N deterministic slices of the sorted inputs.")
 @click.option("--format", "fmt", type=click.Choice(["json", "sarif", "markdown"]), default="json", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the report here instead of stdout.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True), callback=_dash_is_stdout,
+              help="Write the report here instead of stdout ('-': stdout).")
 @click.option("--fail-on", type=click.Choice(TRIAGE_CLASSES), default="UNKNOWN", show_default=True,
               help="Exit 1 when a crash of this class or a more severe one is found.")
 @click.option("--rules", multiple=True, type=click.Path(exists=True, dir_okay=False),
@@ -292,7 +307,8 @@ def triage(command: tuple[str, ...], recipe: str | None, inputs: str | None, job
 
 @main.command()
 @click.argument("reports", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the merged report here instead of stdout.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True), callback=_dash_is_stdout,
+              help="Write the merged report here instead of stdout ('-': stdout).")
 @click.option("--format", "fmt", type=click.Choice(["json", "sarif", "markdown"]), default="json", show_default=True)
 @click.option("--fail-on", type=click.Choice(TRIAGE_CLASSES), default="UNKNOWN", show_default=True,
               help="Exit 1 when the merged report has a crash of this class or a more severe one.")

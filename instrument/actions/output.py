@@ -62,7 +62,9 @@ def compile_disassemble(action: Action, ctx: CompileContext) -> CompiledAction:
 
     def run(ac: ActionContext) -> None:
         address = int(at.evaluate(ac.env)) if at is not None else None
-        ac.record["disassembly"] = ac.disassemble(address, count)
+        # Several disassemble actions in one stop add up (each line has its address).
+        found = ac.disassemble(address, count)       # raises before the record has an empty list
+        ac.record.setdefault("disassembly", []).extend(found)
 
     where = f" at {at.text}" if at is not None else ""
     return CompiledAction("disassemble", f"disassemble {count}{where}", run)

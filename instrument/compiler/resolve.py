@@ -165,7 +165,7 @@ def resolve_plan_statically(plan: Any) -> ProgramResolution:
 
     program = plan.target.argv[0] if plan.target.argv else None
     if program is None or not _is_elf(program):
-        raise TargetError(f"{program or 'no program'}: not a readable ELF file")
+        raise TargetError(f"{program or 'no program'}: " + (_script_hint(program) or "not a readable ELF file"))
     image = open_image(program)
     needed = needed_libraries(image.path)
 
@@ -177,3 +177,16 @@ def resolve_plan_statically(plan: Any) -> ProgramResolution:
     rows = tuple(BreakpointResolution(bp.id, bp.type, bp.at.text, bp.static_address, bp.module,
                                       is_needed(bp.module)) for bp in plan.breakpoints)
     return ProgramResolution(program, image.build_id, image.is_pie, needed, rows)
+
+
+def _script_hint(program: str | None) -> str:
+    """For a `#!` script (which `run` starts fine): which program to check instead."""
+    try:
+        with open(program or "", "rb") as f:
+            first = f.readline(256)
+    except OSError:
+        return ""
+    if not first.startswith(b"#!"):
+        return ""
+    return (f"a script ({first.decode('utf-8', 'replace').strip()}), not an ELF file: give --target "
+            "the program it runs, whose symbols the breakpoints name")

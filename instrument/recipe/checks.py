@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path as FsPath
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from ..errors import RecipeError, RecipeErrors
 from ..registers import is_register
@@ -37,6 +37,7 @@ def check_recipe(recipe: Recipe, data: Mapping[str, Any]) -> list[RecipeError]:
     errors += _check_params(recipe)
     errors += _check_target_fields(recipe)
     errors += _check_action_args(recipe)
+    errors += _check_one_backtrace(recipe)
     return sorted(errors, key=_order)
 
 
@@ -44,14 +45,32 @@ def _order(e: RecipeError) -> tuple[int, int]:
     return (e.location.line, e.location.col) if e.location else (0, 0)
 
 
+def action_lists(recipe: Recipe) -> Iterator[Sequence[Action]]:
+    """Each list of actions that runs on one stop: a breakpoint's, its on_return, each
+    event's, crash's."""
+    for bp in recipe.breakpoints:
+        yield bp.actions
+        if bp.on_return:
+            yield bp.on_return
+    yield from recipe.events.values()
+    yield recipe.crash
+
+
 def all_actions(recipe: Recipe) -> Iterator[Action]:
     """Every action in the recipe: breakpoints' (and their on_return), events', crash's."""
-    for bp in recipe.breakpoints:
-        yield from bp.actions
-        yield from bp.on_return or ()
-    for actions in recipe.events.values():
+    for actions in action_lists(recipe):
         yield from actions
-    yield from recipe.crash
+
+
+def _check_one_backtrace(recipe: Recipe) -> list[RecipeError]:
+    """A stop has one stack: a second backtrace would overwrite the record's `frames`."""
+    errors = []
+    for actions in action_lists(recipe):
+        backtraces = [a for a in actions if a.kind == "backtrace"]
+        for extra in backtraces[1:]:
+            errors.append(RecipeError("one backtrace per stop: its frames are the record's `frames` "
+                                      "(give the deeper depth once)", recipe.where(extra.path + (extra.kind,))))
+    return errors
 
 
 # -- breakpoints ----------------------------------------------------------

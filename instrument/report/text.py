@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from . import Flushing
+
+# Control characters other than the newlines we lay out with: a target's strings
+# (str(arg0), its stderr) must not drive the reader's terminal (colours, cursor, title).
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f\x9b]")
 
 _SKIP = {"event", "code", "pid", "tid", "time", "message", "registers", "dump", "frames",
          "disassembly", "errors", "id", "hits", "address", "symbol", "type"}
@@ -66,7 +71,7 @@ def format_record(r: dict[str, Any]) -> str:
         lines.append(f"  {mark} {ins['address']}: {ins['text']}")
     for e in r.get("errors") or []:
         lines.append(f"    error: {e}")
-    return "\n".join(lines)
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", "\n".join(lines))
 
 
 class TextReporter(Flushing):

@@ -263,6 +263,8 @@ def test_validate_target_reports_missing_symbols_and_non_elf(targets):
     assert lines[0].endswith(f"error: unknown symbol 'strcpy@plt' in {targets['lib_heap']}")
     proc = run_cli("validate", "debug-events", "--target", str(ROOT / "README.md"))
     assert proc.returncode == 2 and "not a readable ELF file" in proc.stderr
+    proc = run_cli("validate", "debug-events", "--target", str(ROOT / ".ci" / "run"))
+    assert proc.returncode == 2 and "a script (#!" in proc.stderr and "the program it runs" in proc.stderr
 
 
 # -- from an installed wheel ------------------------------------------------------------------

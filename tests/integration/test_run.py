@@ -195,6 +195,76 @@ def test_a_background_child_holding_stderr_does_not_hold_up_the_end(tmp_path):
         os.kill(int(proc.stdout.split()[0]), signal.SIGKILL)
 
 
+def test_dash_output_is_stdout(targets, tmp_path):
+    proc = run_cli("run", recipe(tmp_path, ""), "--format", "jsonl", "-o", "-", "--", targets["loop"], "1",
+                   cwd=str(tmp_path))
+    assert proc.returncode == 0 and json.loads(proc.stdout.splitlines()[-1])["event"] == "summary"
+    assert not (tmp_path / "-").exists()
+
+
+def test_a_reader_that_goes_away_ends_the_run_with_141(targets, tmp_path):
+    exe = Path(sys.executable).parent / "instrument"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "instrument"]
+    proc = subprocess.Popen([*cmd, "run", recipe(tmp_path, "breakpoints:\n  - at: hit\n"), "--",
+                             targets["loop"], "1000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline().startswith(b"[")
+    proc.stdout.close()                          # like `| head -1`
+    assert proc.wait(timeout=60) == 141
+    assert b"Traceback" not in proc.stderr.read()
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def _hits(out: Path) -> int:
+    return out.read_text().count('"breakpoint"') if out.exists() else 0
+
+
+def test_job_control_stops_the_target_as_without_a_debugger(targets, tmp_path):
+    # SIGSTOP stops it (no ticks while stopped), SIGCONT lets it finish.
+    out = tmp_path / "out.jsonl"
+    exe = Path(sys.executable).parent / "instrument"
+    tool = subprocess.Popen([str(exe), "run", recipe(tmp_path, "breakpoints:\n  - at: tick\n"), "--format", "jsonl",
+                             "-o", str(out), "--", targets["sleeper"], "100"], stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(tool.stdout.readline().split("=")[1])
+        while _hits(out) < 5:
+            time.sleep(0.01)
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(0.3)
+        stopped_at = _hits(out)
+        time.sleep(0.5)
+        assert _hits(out) == stopped_at and _state(pid) in "tT"
+        os.kill(pid, signal.SIGCONT)
+        rest, _ = tool.communicate(timeout=60)
+        assert tool.returncode == 0 and "done 100" in rest
+        assert json.loads(out.read_text().splitlines()[-1])["breakpoints"] == {"bp1": 100}
+    finally:
+        if tool.poll() is None:
+            tool.kill()
+
+
+def test_attaching_to_a_stopped_process_leaves_it_stopped(targets, tmp_path):
+    target = subprocess.Popen([targets["sleeper"], "50"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert target.stdout.readline().startswith("pid=")
+        os.kill(target.pid, signal.SIGSTOP)
+        while _state(target.pid) != "T":
+            time.sleep(0.01)
+        out = tmp_path / "out.jsonl"
+        proc = run_cli("run", recipe(tmp_path, "breakpoints:\n  - at: tick\n"), "--pid", str(target.pid),
+                       "--timeout", "1", "--format", "jsonl", "-o", str(out))
+        assert proc.returncode == 0, proc.stderr
+        assert _hits(out) == 0 and _state(target.pid) == "T"       # still stopped, and untraced
+        os.kill(target.pid, signal.SIGCONT)
+        assert "done 50" in target.communicate(timeout=60)[0]
+    finally:
+        if target.poll() is None:
+            target.kill()
+
+
 def test_attach_then_sigterm_leaves_target_running(targets, tmp_path):
     target = subprocess.Popen([targets["sleeper"], "600"], stdout=subprocess.PIPE, text=True)
     try:

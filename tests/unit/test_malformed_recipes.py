@@ -177,6 +177,8 @@ CASES: list[tuple[str, str, int, list[str], type[RecipeError]]] = [
      ["enable: no breakpoint has id 'b'", "ids: a"], RecipeError),
     ("dangling-disable-in-event", H + "events:\n  exit_thread:\n    - disable: nope\n", 6,
      ["disable: no breakpoint has id 'nope'"], RecipeError),
+    ("two-backtraces", H + "breakpoints:\n  - at: x\n    actions:\n      - backtrace\n      - backtrace: {depth: 3}\n",
+     8, ["one backtrace per stop"], RecipeError),
     # -- events ---------------------------------------------------------------
     ("unknown-event", H + "events:\n  load_dl: []\n", 5, ["unknown event 'load_dl'", "did you mean 'load_dll'"],
      SchemaError),

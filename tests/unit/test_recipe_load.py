@@ -99,10 +99,12 @@ def test_defaults_are_applied() -> None:
 
 def test_bare_and_null_actions() -> None:
     r = _load("crash:\n  - backtrace\n  - disassemble\n  - {detach: null}\n  - kill\n  - stop\n"
-              "  - disassemble: {at: main}\n  - backtrace: {depth: 4}\n")
+              "  - disassemble: {at: main}\n")
     assert [(a.kind, a.args) for a in r.crash] == [
         ("backtrace", {"depth": 32}), ("disassemble", {"count": 8}), ("detach", None), ("kill", None),
-        ("stop", None), ("disassemble", {"count": 8, "at": "main"}), ("backtrace", {"depth": 4})]
+        ("stop", None), ("disassemble", {"count": 8, "at": "main"})]
+    r = _load("crash:\n  - backtrace: {depth: 4}\n")
+    assert [(a.kind, a.args) for a in r.crash] == [("backtrace", {"depth": 4})]
 
 
 def test_every_action_kind_loads() -> None:

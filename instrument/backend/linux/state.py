@@ -117,6 +117,7 @@ class Thread:
         self.held = False          # stopped for an event the engine owns
         self.signal = 0            # delivered by resume(pass_exception=True)
         self.trap: ExceptionInfo | None = None   # the CPU trap (SIGTRAP) it is held for, if any
+        self.group_stop = False    # job-control stopped (SIGSTOP...): resumed with PTRACE_LISTEN
         self.regs = _ffi.UserRegs()
         self.regs_valid = False
         self.regs_dirty = False

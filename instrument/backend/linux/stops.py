@@ -85,7 +85,12 @@ class StopControl:
     def _cont(self, th: Thread, sig: int) -> None:
         try:
             self._flush(th)
-            _ffi.cont(th.tid, sig)
+            if th.group_stop and not sig:
+                # Job control stopped it: it stays stopped, as without a debugger, and
+                # SIGCONT will wake it with a PTRACE_EVENT_STOP of its own.
+                _ffi.ptrace(_ffi.PTRACE_LISTEN, th.tid, None, None)
+            else:
+                _ffi.cont(th.tid, sig)
         except _ffi.SyscallError as e:
             if e.errno != _ESRCH:
                 raise

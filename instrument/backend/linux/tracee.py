@@ -16,8 +16,9 @@ breakpoint the engine removed to step over it. An interrupt that races with
 another stop stays pending in the kernel (JOBCTL_TRAP_STOP) and shows up as a
 stray PTRACE_EVENT_STOP later; those are internal and simply continued.
 
-Group-stops (SIGSTOP/SIGTSTP delivered to the target) are continued at
-once: a debugged process does not stay job-control stopped.
+Group-stops (SIGSTOP/SIGTSTP delivered to the target) are kept: the thread is
+resumed with PTRACE_LISTEN, so it stays stopped as it would without a
+debugger, and SIGCONT wakes it with a PTRACE_EVENT_STOP that says SIGTRAP.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from .stops import Events, Status
 _SYSCALL_TRAP = signal.SIGTRAP | 0x80
 _SIGTRAP, _SIGSEGV = int(signal.SIGTRAP), int(signal.SIGSEGV)   # plain ints: compared on every stop
 _INT3_CODES = (_ffi.SI_KERNEL, _ffi.TRAP_BRKPT)
+_STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
 # Forks are traced even when not followed: a fork child inherits our int3 on
 # _dl_debug_state and would die of SIGTRAP at its first dlopen, so each child
 # gets that byte back and is detached before it runs (see _on_fork).
@@ -346,7 +348,12 @@ class LinuxBackend(GuardControl):
         try:
             if not event and sig != _SYSCALL_TRAP:
                 return self._on_signal(proc, th, sig)      # the common case: a signal (or trap)
-            if event == _ffi.PTRACE_EVENT_STOP or sig == _SYSCALL_TRAP:
+            if event == _ffi.PTRACE_EVENT_STOP:
+                # A group-stop names its stopping signal; an interrupt (ours) or the end
+                # of a group-stop (SIGCONT) says SIGTRAP.
+                th.group_stop = sig in _STOP_SIGNALS
+                return []
+            if sig == _SYSCALL_TRAP:
                 return []
             if event in (_ffi.PTRACE_EVENT_CLONE, _ffi.PTRACE_EVENT_FORK, _ffi.PTRACE_EVENT_VFORK):
                 return self._on_new_task(proc, th, event)
@@ -534,6 +541,8 @@ class LinuxBackend(GuardControl):
             th.stopped = True
             if status >> 16 != _ffi.PTRACE_EVENT_STOP:
                 self._deferred.append((tid, status))
+            else:
+                th.group_stop = os.WSTOPSIG(status) in _STOP_SIGNALS     # attached to a stopped process
         if proc.pid not in proc.threads:
             raise TargetError(f"cannot attach to process {proc.pid}: it exited")
 
