@@ -131,6 +131,12 @@ def _properties_table(node: Schema) -> list[str]:
         desc = _cell(sub.get("description", ""))
         if key in required:
             desc = "**Required.** " + desc
+        if "minimum" in sub and "maximum" in sub:
+            desc += f" From {sub['minimum']} to {sub['maximum']}."
+        elif "minimum" in sub:
+            desc += f" At least {sub['minimum']}."
+        elif "maximum" in sub:
+            desc += f" At most {sub['maximum']}."
         if "default" in sub:
             desc += f" Default: `{_inline(sub['default'])}`."
         if sub.get("examples") and "$ref" not in sub:
