@@ -99,6 +99,12 @@ class Backend(Protocol):
         pass_exception=True delivers the signal/exception to the target
         (DBG_EXCEPTION_NOT_HANDLED); False swallows it (DBG_CONTINUE)."""
 
+    def hold_others(self, tid: int) -> None:
+        """Keep every other thread of held thread `tid`'s process stopped until `tid`
+        resumes: before the engine takes an int3 out to step over it, so that no sibling
+        runs past it meanwhile. Breakpoint hits do not stop the others by themselves;
+        every other exception does (Windows stops them all for every event)."""
+
     def single_step(self, tid: int) -> DebugEvent:
         """Execute one instruction in a stopped thread while every other thread
         of its process stays where it is; return the SINGLE_STEP event (or the

@@ -104,6 +104,9 @@ class FakeBackend:
         for i, b in enumerate(data):
             self.memory[address + i] = b
 
+    def hold_others(self, tid: int) -> None:
+        pass        # every thread already stands still while an event is handled
+
     def call_function(self, pid: int, address: int, *args: int) -> int:
         raise DebuggerError("this backend does not run calls in the target")
 

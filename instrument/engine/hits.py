@@ -80,6 +80,7 @@ class HitHandling:
         and the int3 never leaves memory. Everything else is single-stepped."""
         if site.code and emulate(site.code, self.backend.registers(tid), process.read, process.raw_write):
             return False
+        self.backend.hold_others(tid)        # no sibling may run past the int3 while it is out
         site.remove(process.raw_write)
         try:
             stepped = self.backend.single_step(tid)

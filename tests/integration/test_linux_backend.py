@@ -65,7 +65,8 @@ def run_to_exit(backend: LinuxBackend, on_event: Callable[[DebugEvent], None] | 
 
 
 def step_over(backend: LinuxBackend, ev: DebugEvent, address: int, original: bytes) -> None:
-    """What the engine does at a soft breakpoint: restore, rewind, step, re-insert."""
+    """What the engine does at a soft breakpoint: hold the siblings, restore, rewind, step, re-insert."""
+    backend.hold_others(ev.tid)
     backend.write_memory(ev.pid, address, original)
     backend.registers(ev.tid)["rip"] = address
     step = backend.single_step(ev.tid)
@@ -264,7 +265,7 @@ def test_int3_in_threads_hits_every_call(backend, targets, capfd):
     backend.write_memory(pid, address, INT3)
     hits: list[DebugEvent] = []
     events = run_to_exit(backend, count_breakpoints(backend, address, original, hits), timeout=60)
-    # Without all-stop a sibling would run through `work` while its int3 is out.
+    # Without hold_others (all-stop) a sibling would run through `work` while its int3 is out.
     assert len(hits) == t * m
     assert len({e.tid for e in hits}) == t
     created = [e.tid for e in events if e.code == EventCode.CREATE_THREAD_DEBUG_EVENT]

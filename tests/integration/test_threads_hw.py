@@ -43,6 +43,16 @@ def test_eight_threads_160000_hits_none_lost(targets, tmp_path):
     assert recs[-1]["breakpoints"] == {"work": threads * calls} and recs[-1]["exit_code"] == 0
 
 
+def test_stepping_over_an_int3_in_eight_threads_loses_no_hit(targets, tmp_path):
+    # `twice` starts with lea, which is not emulated: every hit steps with the int3 out,
+    # and the other threads must be held meanwhile or they would run past it.
+    threads, calls = 8, 2000
+    proc, recs = run(tmp_path, "breakpoints:\n  - id: twice\n    at: twice\n",
+                     targets["threads"], str(threads), str(calls), timeout=300)
+    assert proc.returncode == 0 and re.search(r"checksum=\d+ ok", proc.stdout), proc.stderr
+    assert len(hits(recs, "twice")) == threads * calls
+
+
 def test_a_spent_breakpoint_never_hands_its_trap_to_the_program(targets, tmp_path):
     # Other threads run into the int3 while the fifth hit takes it out; their traps
     # are already queued and must be rewound, not passed on (SIGTRAP would kill).

@@ -158,15 +158,16 @@ class StopControl:
         finally:
             self._continue_all(ours)
 
-    def _freeze(self, ev: DebugEvent) -> None:
-        """Windows semantics for exceptions: while the engine handles one, the rest of the
-        process stands still, so a breakpoint it lifts to step over cannot be run past
-        by a sibling thread between its write_memory, single_step and re-insertion."""
-        proc = self._procs.get(ev.pid)
-        th = self._threads.get(ev.tid)
+    def _freeze(self, tid: int) -> None:
+        """Windows semantics for exceptions: while the engine handles one of held thread
+        `tid`, the rest of its process stands still (until `tid` resumes), so a breakpoint
+        it lifts to step over cannot be run past by a sibling thread between its
+        write_memory, single_step and re-insertion."""
+        th = self._threads.get(tid)
+        proc = self._procs.get(th.pid) if th is not None else None
         if proc is None or th is None or not th.held or len(proc.threads) < 2:
             return
-        proc.frozen.extend(self._interrupt_running(proc, keep=ev.tid))
+        proc.frozen.extend(self._interrupt_running(proc, keep=tid))
 
     def _thaw(self, proc: Process) -> None:
         frozen, proc.frozen = proc.frozen, []

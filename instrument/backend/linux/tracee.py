@@ -54,6 +54,14 @@ _BASE_OPTIONS = (_ffi.PTRACE_O_TRACESYSGOOD | _ffi.PTRACE_O_TRACECLONE | _ffi.PT
 _ESRCH = 3
 
 
+def _breakpoint_hit(info: ExceptionInfo) -> bool:
+    """An int3 or debug-register trap: the engine's breakpoints, handled without stopping
+    the other threads unless it steps over an int3 (hold_others). All-stop on every hit
+    halves the hit rate of a multithreaded target."""
+    return (info.code == ExceptionCode.BREAKPOINT and not info.from_user) or \
+        (info.code == ExceptionCode.SINGLE_STEP and bool(info.hw_slots))
+
+
 class LinuxBackend(GuardControl):
     """ptrace backend: spawn or attach, report events, step, read and write the target."""
 
@@ -188,7 +196,8 @@ class LinuxBackend(GuardControl):
             if self._queue:
                 ev = self._queue.popleft()
                 if ev.code == EventCode.EXCEPTION_DEBUG_EVENT:
-                    self._freeze(ev)
+                    if not _breakpoint_hit(ev.info):
+                        self._freeze(ev.tid)    # faults, signals, guard pages: the process stands still
                     if ev.tid not in self._threads:   # its thread died since (SIGKILL)
                         proc = self._procs.get(ev.pid)
                         if proc is not None and proc.frozen:
@@ -228,6 +237,9 @@ class LinuxBackend(GuardControl):
         proc = self._procs.get(th.pid)
         if proc is not None and proc.frozen:
             self._thaw(proc)
+
+    def hold_others(self, tid: int) -> None:
+        self._freeze(tid)
 
     def _second_chance(self, th: Thread) -> bool:
         """A CPU trap the engine passes on (the program's own int3, its own single-step)

@@ -183,6 +183,9 @@ class WindowsBackend:
         with _Unguarded(self._protector(proc), proc, address, len(data)):
             self._w.write(proc.handle, address, data)
 
+    def hold_others(self, tid: int) -> None:
+        pass        # every thread already stands still while an event is handled
+
     def call_function(self, pid: int, address: int, *args: int) -> int:
         raise DebuggerError("this backend does not run calls in the target")
 
