@@ -13,7 +13,7 @@ def _make_encode() -> Callable[[Any], str]:
     """json's C encoder made once. JSONEncoder.encode builds a new one for every
     record, which is a third of the cost of a breakpoint hit's record (HOUSE rule 11)."""
     compact = json.JSONEncoder(separators=(",", ":"))
-    make = _encoder_mod.c_make_encoder
+    make = getattr(_encoder_mod, "c_make_encoder", None)     # None without the _json C module
     if make is None:
         return compact.encode
     # No circular check (markers None): records are trees we build ourselves.

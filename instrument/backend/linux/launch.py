@@ -197,7 +197,7 @@ class StderrPump:
 def _unread(fd: int) -> int:
     """Bytes waiting in a pipe."""
     try:
-        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+        return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
     except OSError:
         return 0
 

@@ -54,12 +54,13 @@ _BASE_OPTIONS = (_ffi.PTRACE_O_TRACESYSGOOD | _ffi.PTRACE_O_TRACECLONE | _ffi.PT
 _ESRCH = 3
 
 
-def _breakpoint_hit(info: ExceptionInfo) -> bool:
+def _breakpoint_hit(info: object) -> bool:
     """An int3 or debug-register trap: the engine's breakpoints, handled without stopping
     the other threads unless it steps over an int3 (hold_others). All-stop on every hit
     halves the hit rate of a multithreaded target."""
-    return (info.code == ExceptionCode.BREAKPOINT and not info.from_user) or \
-        (info.code == ExceptionCode.SINGLE_STEP and bool(info.hw_slots))
+    return isinstance(info, ExceptionInfo) and (
+        (info.code == ExceptionCode.BREAKPOINT and not info.from_user)
+        or (info.code == ExceptionCode.SINGLE_STEP and bool(info.hw_slots)))
 
 
 class LinuxBackend(GuardControl):
