@@ -185,9 +185,10 @@ def analyze(info: ExceptionInfo, regs: Mapping[str, int], read_memory: ReadMemor
         else:
             access, fault_address = operand_access(insn, regs, read_memory, fault_address, general_protection)
     names = {bare_symbol(s) for s in frame_symbols if s}
-    # Running out of stack is a data access below rsp; fetching code from the stack
-    # (pc near rsp) is StackCodeExecution, not exhaustion.
-    exhausted = access != "execute" and _stack_exhausted(fault_address, regs.get("rsp"), stack_bounds)
+    # Running out of stack is a write (a push, a call, a store into a new frame) near
+    # rsp. A read there is a `ret` or `pop` off a pivoted or smashed rsp (ReturnAv);
+    # fetching code near rsp is StackCodeExecution.
+    exhausted = access == "write" and _stack_exhausted(fault_address, regs.get("rsp"), stack_bounds)
     code, check = refine(info, names, memory_fault, exhausted)
     result: dict[str, Any] = {
         "exception": exception_name(code),

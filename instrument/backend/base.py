@@ -125,7 +125,7 @@ class Backend(Protocol):
     def call_function(self, pid: int, address: int, *args: int) -> int:
         """Run `address(*args)` in a thread of `pid` stopped for an event the engine
         holds, every other thread standing still; return what it returns (rax).
-        Everything the thread had is restored. Raises DebuggerError when the call
+        The thread's general-purpose registers and stop state are restored. Raises DebuggerError when the call
         faults or the backend cannot call (the engine then does without)."""
 
     def threads(self, pid: int) -> list[int]:

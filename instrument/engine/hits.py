@@ -37,10 +37,14 @@ class HitHandling:
                 self.backend.registers(event.tid)["rip"] = info.address
                 return False
         elif info.code == ExceptionCode.SINGLE_STEP and info.hw_slots:
+            # Only we program debug registers: such a trap is never the program's. With no
+            # breakpoint on its slot any more (spent or disabled while the trap of another
+            # thread was queued) it is swallowed: an execute slot is clear now, and a
+            # watch traps after the access.
             ids = [process.hw_slots[s] for s in info.hw_slots if s in process.hw_slots]
             if ids:
                 self.on_hardware_hit(process, event, ids)
-                return False
+            return False
         elif info.code == ExceptionCode.GUARD_PAGE:
             self.on_guard_hit(process, event)
             return False
@@ -142,7 +146,7 @@ class HitHandling:
             ret = int.from_bytes(process.read(rsp, 8), "little")
         except DebuggerError:
             return
-        self._drop_unwound_returns(process, tid, rsp)
+        self._drop_unwound_returns(process, tid, rsp, state.id)
         env = StopEnv(self, process, tid, regs, {})
         args = []
         for i in range(MAX_SAVED_ARGS):
@@ -153,13 +157,18 @@ class HitHandling:
         process.returns.setdefault(ret, []).append(PendingReturn(state.id, tid, rsp + 8, tuple(args), state.hits))
         process.add_user(ret, RETURN_USER)
 
-    def _drop_unwound_returns(self: Session, process: ProcessState, tid: int, rsp: int) -> None:
+    def _drop_unwound_returns(self: Session, process: ProcessState, tid: int, rsp: int,
+                              breakpoint_id: str) -> None:
         """A call entered with its return slot at `rsp`: frames of this thread whose
         return slot is at or below it were unwound without returning (longjmp, a C++
         exception) and never will return; forget them, or the next return at that
         depth would be reported for them too."""
         for address, pending in list(process.returns.items()):
-            alive = [p for p in pending if p.tid != tid or p.expected_rsp - 8 > rsp]
+            # Below rsp: gone. At rsp itself: the same breakpoint entered again at that
+            # depth, so its earlier call there never returned (other breakpoints on this
+            # call share the slot and are alive).
+            alive = [p for p in pending if p.tid != tid or p.expected_rsp - 8 > rsp
+                     or (p.expected_rsp - 8 == rsp and p.breakpoint_id != breakpoint_id)]
             if len(alive) == len(pending):
                 continue
             if alive:

@@ -9,7 +9,7 @@ from . import Flushing
 
 # Control characters other than the newlines we lay out with: a target's strings
 # (str(arg0), its stderr) must not drive the reader's terminal (colours, cursor, title).
-_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f\x9b]")
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")      # C0 but newline, DEL, C1
 
 _SKIP = {"event", "code", "pid", "tid", "time", "message", "registers", "dump", "frames",
          "disassembly", "errors", "id", "hits", "address", "symbol", "type"}

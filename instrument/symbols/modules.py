@@ -134,6 +134,8 @@ class ModuleMap:
         gone = next((e for e in self._entries if e.module.base == base), None)
         if gone is None:
             return None
+        self._named = {a: n for a, n in self._named.items() if not gone.start <= a < gone.end}
+        self._text_cache.clear()
         self._entries.remove(gone)
         if gone is self._main:
             self._main = None

@@ -125,6 +125,16 @@ def test_on_return_pairs_recursion(targets, tmp_path):
     assert "fact=120" in proc.stdout
 
 
+def test_two_breakpoints_on_one_function_both_see_every_return(targets, tmp_path):
+    on_return = "    on_return:\n      - log: '{arg0} {retval}'\n"
+    proc, recs = run_jsonl(tmp_path, f"breakpoints:\n  - id: a\n    at: fact\n{on_return}"
+                           f"  - id: b\n    at: fact\n{on_return}", targets["loop"], "2")
+    assert proc.returncode == 0, proc.stderr
+    for bp in ("a", "b"):
+        assert [r["message"] for r in recs if r["event"] == "return" and r["id"] == bp] == \
+            ["1 1", "2 2", "3 6", "4 24", "5 120"]
+
+
 def test_on_return_forgets_frames_a_longjmp_unwound(targets, tmp_path):
     proc, recs = run_jsonl(tmp_path, "breakpoints:\n  - id: f\n    at: f\n"
                            "    on_return:\n      - log: 'f({arg0}) -> {retval}'\n", targets["longjmp_out"])
@@ -181,6 +191,14 @@ def test_stderr_becomes_debug_strings(targets, tmp_path):
     texts = [r["text"] for r in recs if r["event"] == "debug_string"]
     assert [t.strip() for t in texts] == ["first warning", "second warning"]
     assert recs[-1]["exit_code"] == 3 and proc.returncode == 0
+
+
+def test_the_last_stderr_line_without_a_newline_is_reported(tmp_path):
+    script = "i=0; while [ $i -lt 200 ]; do echo line$i >&2; i=$((i+1)); done; printf tail >&2"
+    for _ in range(5):
+        proc, recs = run_jsonl(tmp_path, "events:\n  debug_string:\n    - log: '{text}'\n", "/bin/sh", "-c", script)
+        texts = [r["text"] for r in recs if r["event"] == "debug_string"]
+        assert len(texts) == 201 and texts[-1] == "tail", texts[-3:]
 
 
 def test_a_background_child_holding_stderr_does_not_hold_up_the_end(tmp_path):

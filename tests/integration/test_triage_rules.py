@@ -23,6 +23,7 @@ CORPUS = [
     ("triage_rules", "segv-raise", "UNKNOWN", "AccessViolation"),
     ("triage_rules", "sigsys", "UNKNOWN", "UncategorizedSignal"),
     ("crash_ret_smash", None, "EXPLOITABLE", "ReturnAv"),
+    ("triage_rules", "pivot", "EXPLOITABLE", "ReturnAv"),      # a ret off a pivoted rsp: not exhaustion
     ("crash_bad_call", None, "EXPLOITABLE", "SegFaultOnPc"),
     ("crash_wild_write", None, "EXPLOITABLE", "DestAv"),
     ("crash_stack_protector", None, "EXPLOITABLE", "StackBufferOverflow"),

@@ -25,6 +25,9 @@ __attribute__((noinline)) long corrupt_then_read(long *volatile p) {
     memset(buf, 'B', smash_length);                     /* over saved rbp and the return address */
     return *p;                                 /* crash before returning: NULL read */
 }
+__attribute__((noinline)) void pivot_ret(void) {   /* rsp moved to attacker data, then ret */
+    __asm__ volatile("mov $0x414141410000, %rsp\n\tret");
+}
 __attribute__((noinline)) void bad_insn(void) { __asm__ volatile(".byte 0x06"); }  /* push es: invalid in 64-bit */
 __attribute__((noinline)) void breakpoint(void) { __asm__ volatile("int3"); }
 __attribute__((noinline)) void block_move(void) {
@@ -42,6 +45,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(m, "jmp-null")) jmp_mem(0);
     else if (!strcmp(m, "stack-corrupt")) corrupt_then_read(0);
     else if (!strcmp(m, "bad-insn")) bad_insn();
+    else if (!strcmp(m, "pivot")) pivot_ret();
     else if (!strcmp(m, "int3")) breakpoint();
     else if (!strcmp(m, "rep-movs")) block_move();
     else if (!strcmp(m, "sigterm")) raise(SIGTERM);

@@ -4,8 +4,10 @@ For answers only the target can give: which implementation a GNU indirect
 function (glibc's strcpy, memcpy, strlen) picks on this CPU is what its
 resolver returns. The call gets a fresh 16-byte aligned frame below the red
 zone and returns to address 0; the fault there is how we know it is done.
-Every register and the thread's stop siginfo are restored afterwards, and a
-signal that arrives meanwhile is held back and sent again.
+The general-purpose registers and the thread's stop siginfo are restored
+afterwards (not the SSE/AVX state: fine for the resolvers it runs, which start
+from a function's entry), and a signal that arrives meanwhile is held back and
+sent again.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def call_function(tid: int, current: _ffi.UserRegs, write: Callable[[int, bytes]
         setattr(call, name, value & _MASK)
     with stop_preserved(tid, saved) as late:
         _ffi.ptrace(_ffi.PTRACE_SETREGS, tid, None, call)
-        return _run_to_return(tid, wait, address, late)
+        return _run_to_return(tid, wait, address, sp + 8, late)
 
 
 @contextmanager
@@ -75,7 +77,7 @@ def stop_preserved(tid: int, regs: _ffi.UserRegs) -> Iterator[list[int]]:
             os.kill(tid, sig)    # process-directed, as Python has no tgkill
 
 
-def _run_to_return(tid: int, wait: Callable[[int], int], address: int, late: list[int]) -> int:
+def _run_to_return(tid: int, wait: Callable[[int], int], address: int, popped_sp: int, late: list[int]) -> int:
     regs = _ffi.UserRegs()
     for _ in range(_MAX_STOPS):
         try:
@@ -89,8 +91,8 @@ def _run_to_return(tid: int, wait: Callable[[int], int], address: int, late: lis
         if status >> 16:
             continue                     # a stray PTRACE_INTERRUPT stop: run on
         _ffi.get_regs(tid, regs)
-        if sig == signal.SIGSEGV and regs.rip == 0:
-            return int(regs.rax)
+        if sig == signal.SIGSEGV and regs.rip == 0 and regs.rsp == popped_sp:
+            return int(regs.rax)     # our return address taken (a jump through a NULL slot is not)
         if sig in _FAULTS:
             raise DebuggerError(f"the call at {address:#x} stopped with {signal_name(sig)} at {regs.rip:#x}")
         late.append(sig)                 # asynchronous: not now, but not lost either

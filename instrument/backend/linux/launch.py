@@ -142,9 +142,12 @@ class StderrPump:
 
     def _run(self) -> None:
         partial = b""
+        poller = select.poll()
+        for fd in (self._fd, self._ask_r):
+            poller.register(fd, select.POLLIN)
         try:
             while True:
-                ready = select.select([self._fd, self._ask_r], [], [])[0]
+                ready = {fd for fd, _ in poller.poll()}       # poll: select fails on fds >= 1024
                 if self._ask_r in ready:
                     os.read(self._ask_r, 64)
                 if self._fd in ready:
@@ -160,6 +163,9 @@ class StderrPump:
                     if lines:
                         self._wake()
                 if self._final and _unread(self._fd) == 0:
+                    if partial:      # the target is gone: its last line has no newline to wait for
+                        self._lines.append(DebugStringInfo(partial.decode("utf-8", "replace")))
+                        partial = b""
                     self._drained.set()
         finally:
             if partial:
