@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .loop import ProcessState, Session
 
 RETURN_USER = "\0return"      # the SoftSite user that stands for pending on_returns
+IFUNC_USER = "\0resolver"     # ... for an indirect function's resolver we wait to see run
 _EXCEPTION = int(EventCode.EXCEPTION_DEBUG_EVENT)     # a record's code, on every hit
 MAX_SAVED_ARGS = 6
 
@@ -68,6 +69,8 @@ class HitHandling:
         for user in sorted(site.users, key=self._user_order):
             if user == RETURN_USER:
                 self.on_return_hit(process, event, regs, address)
+            elif user == IFUNC_USER:
+                self.on_resolver_hit(process, event, regs, address)
             else:
                 self.hit_breakpoint(process, event, self.breakpoints[user], regs, address)
         if regs["rip"] != address or process.sites.get(address) is not site or not site.inserted:
@@ -157,6 +160,17 @@ class HitHandling:
         process.returns.setdefault(ret, []).append(PendingReturn(state.id, tid, rsp + 8, tuple(args), state.hits))
         process.add_user(ret, RETURN_USER)
 
+    def on_resolver_hit(self: Session, process: ProcessState, event: DebugEvent,
+                        regs: MutableMapping[str, int], resolver: int) -> None:
+        """The loader runs an indirect function's resolver: catch what it returns."""
+        rsp = regs["rsp"]
+        try:
+            ret = int.from_bytes(process.read(rsp, 8), "little")
+        except DebuggerError:
+            return
+        process.returns.setdefault(ret, []).append(PendingReturn(IFUNC_USER, event.tid, rsp + 8, (resolver,), 0))
+        process.add_user(ret, RETURN_USER)
+
     def _drop_unwound_returns(self: Session, process: ProcessState, tid: int, rsp: int,
                               breakpoint_id: str) -> None:
         """A call entered with its return slot at `rsp`: frames of this thread whose
@@ -187,6 +201,12 @@ class HitHandling:
         stale = [p for p in pending if p.tid == event.tid and p.expected_rsp < rsp]
         keep = [p for p in pending if p not in matched and p not in stale]
         for p in matched:
+            if p.breakpoint_id == IFUNC_USER:
+                target = regs["rax"]
+                if process.modules.find(target) is not None:
+                    self.resolved_indirect(process, p.entry_args[0], target)
+                    self.arm_all(process)          # the breakpoints that waited for it
+                continue
             plan = self.breakpoints[p.breakpoint_id].plan
             rec = self.record("return", int(EventCode.EXCEPTION_DEBUG_EVENT), event.pid, event.tid,
                               id=p.breakpoint_id, type=plan.type, hits=p.entry_hits, address=hex(address),

@@ -19,7 +19,7 @@ from ..errors import DebuggerError, EvaluationError, InstrumentError, RecipeErro
 from ..events import CreateProcessInfo, DebugEvent, EventCode, ExceptionInfo, ExitProcessInfo, LoadDllInfo
 from .breakpoints import BreakpointState, PendingReturn, SoftSite
 from .context import StopContext, StopEnv
-from .hits import RETURN_USER, HitHandling
+from .hits import IFUNC_USER, RETURN_USER, HitHandling
 from .records import event_fields, record_fields
 
 
@@ -174,6 +174,8 @@ class Session(HitHandling):
         plan = state.plan
         if plan.type == "soft" or plan.access == "execute":
             address = self.code_address(process, state, address)
+            if address is None:
+                return         # armed once the loader has run the resolver (on_resolver_hit)
         try:
             if plan.type == "soft":
                 problem = self.inspector.soft_site_problem(process, address)
@@ -199,26 +201,38 @@ class Session(HitHandling):
             where = f"{self.plan.recipe.file}:{plan.line}"
             self._warn_once(f"breakpoint {state.id} ({where}) not armed at {address:#x}: {e}")
 
-    def code_address(self, process: ProcessState, state: BreakpointState, address: int) -> int:
-        """Where a code breakpoint on `address` must go. A GNU indirect function (glibc's
-        strcpy, memcpy, strlen) is a resolver that ld.so runs once to pick this CPU's
-        implementation: the calls go there, so does the breakpoint, as in gdb."""
+    def code_address(self, process: ProcessState, state: BreakpointState, address: int) -> int | None:
+        """Where a code breakpoint on `address` must go; None: not known yet.
+
+        A GNU indirect function (glibc's strcpy, memcpy, strlen) is a resolver that the
+        loader runs to pick this CPU's implementation: the calls go there, so does the
+        breakpoint, as in gdb. A module that is relocated already (a library loaded at
+        start-up, or any module of an attached process) has its resolver run now, in
+        the target. Otherwise (a dlopen()ed library, whose GOT is not filled in yet; the
+        main image of a static program, before libc has probed the CPU) the resolver is
+        watched, and what it returns to the loader says where the breakpoint goes."""
         if not process.modules.is_ifunc(address):
             return address
         target = process.ifunc_targets.get(address)
-        if target is None:
+        if target is not None:
+            return target
+        if self.attached or not process.modules.in_main_image(address):
             try:
                 target = self.backend.call_function(process.pid, address)
                 if process.modules.find(target) is None:
                     raise DebuggerError(f"it returned {target:#x}, outside every module")
-                process.modules.name_indirect(target, address)
-            except DebuggerError as e:
-                where = f"{self.plan.recipe.file}:{state.plan.line}"
-                self._warn_once(f"breakpoint {state.id} ({where}): {process.modules.symbol_text(address)} is an "
-                                f"indirect function whose resolver could not be run ({e}); breaking on the resolver")
-                target = address
-            process.ifunc_targets[address] = target
+            except DebuggerError:
+                target = None          # not relocated yet: watch the loader run it
+        if target is None:
+            process.add_user(address, IFUNC_USER)
+            return None
+        self.resolved_indirect(process, address, target)
         return target
+
+    def resolved_indirect(self, process: ProcessState, resolver: int, target: int) -> None:
+        process.ifunc_targets[resolver] = target
+        process.modules.name_indirect(target, resolver)
+        process.drop_user(resolver, IFUNC_USER)
 
     def disarm(self, process: ProcessState, state: BreakpointState, *, unmapped: bool = False) -> None:
         """Take a breakpoint out of `process`; `unmapped`: its memory is gone (the module

@@ -170,6 +170,10 @@ class ModuleMap:
             return self._by_start[i]
         return None
 
+    def in_main_image(self, address: int) -> bool:
+        entry = self._entry_at(address)
+        return entry is not None and entry is self._main
+
     def is_ifunc(self, address: int) -> bool:
         """Whether a runtime address is a GNU indirect function's resolver (ElfImage.is_ifunc)."""
         entry = self._entry_at(address)

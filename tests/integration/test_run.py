@@ -89,6 +89,16 @@ def test_a_breakpoint_on_an_indirect_function_hits_every_call(targets, tmp_path,
     assert "errors" not in recs[-1], recs[-1]
 
 
+@pytest.mark.parametrize("program, at, calls", [
+    ("ifunc_calls-static", "strcpy", 7),             # resolved by libc's start-up (IRELATIVE)
+    ("ifunc_dlopen", "libm.so.6!floorf", 5),         # resolved when dlopen() relocates libm
+])
+def test_an_indirect_function_resolved_after_the_breakpoint_is_set(targets, tmp_path, program, at, calls):
+    proc, recs = run_jsonl(tmp_path, f"breakpoints:\n  - id: f\n    at: '{at}'\n", targets[program], str(calls))
+    assert proc.returncode == 0, proc.stderr
+    assert recs[-1]["breakpoints"] == {"f": calls} and "errors" not in recs[-1], recs[-1]
+
+
 def test_set_argument_changes_decision(targets, tmp_path):
     proc, _ = run_jsonl(tmp_path, "breakpoints:\n  - at: decide\n    actions:\n      - set: {rdi: 99}\n",
                         targets["loop"], "1", "5")

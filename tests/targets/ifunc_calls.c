@@ -1,3 +1,4 @@
+//! variant static: -g -O0 -static
 // glibc's strcpy and strlen are GNU indirect functions: the symbol is a resolver
 // that picks an implementation for this CPU. Usage: ifunc_calls N [TEXT] — N strcpy
 // calls of TEXT (default "copied"; from argv, so that gcc cannot inline the copy),
