@@ -245,3 +245,15 @@ def test_attach_then_sigterm_restores_protections(targets, tmp_path):
     finally:
         if target.poll() is None:
             target.kill()
+
+
+def test_clearing_a_guard_while_a_thread_is_being_created_loses_no_thread(targets, tmp_path):
+    # The guard is cleared (limit reached) through a thread that may be stopped inside
+    # clone3: its finished system call's result must survive the injected mprotect, or
+    # glibc sees clone3 fail and starts a second thread on the same stack.
+    for _ in range(6):
+        proc, recs = run_recipe_jsonl(tmp_path, "version: 1\nname: t\ndescription: d\nbreakpoints:\n"
+                                      "  - {at: shared, type: memory, access: write, size: 8, limit: 3}\n",
+                                      targets["threads_watch"])
+        assert proc.returncode == 0 and "shared=24000" in proc.stdout, (proc.stderr, recs[-1])
+        assert not recs[-1]["crashed"] and recs[-1]["breakpoints"] == {"bp1": 3}

@@ -207,16 +207,16 @@ def inject_syscall(tid: int, wait: Callable[[int], int], address: int, number: i
     # A signal that arrives meanwhile is taken at our step (delivered to the tracer
     # before the instruction runs): stop_preserved sends it again afterwards.
     with stop_preserved(tid, saved) as late:
-        return _step_syscall(tid, wait, address, regs, late)
+        return _step_syscall(tid, wait, address, regs, late, saved)
 
 
 def _step_syscall(tid: int, wait: Callable[[int], int], address: int, call: _ffi.UserRegs,
-                  late: list[int]) -> int:
+                  late: list[int], saved: _ffi.UserRegs) -> int:
     regs = _ffi.UserRegs()
     for _ in range(MAX_TRIES):
-        # Set again before every try: a thread stopped inside a system call (the exec
-        # event stop, an interrupted wait) first finishes that call on resume, which
-        # writes its result over our rax and traps before our instruction has run.
+        # Set again before every try: a thread stopped inside a system call (a clone,
+        # fork or exec event stop) first finishes that call on resume, which writes its
+        # result over our rax and traps before our instruction has run.
         _ffi.ptrace(_ffi.PTRACE_SETREGS, tid, None, call)
         try:
             _ffi.ptrace(_ffi.PTRACE_SINGLESTEP, tid, None, 0)
@@ -231,7 +231,13 @@ def _step_syscall(tid: int, wait: Callable[[int], int], address: int, call: _ffi
             return regs.rax - (1 << 64) if regs.rax >> 63 else regs.rax
         if regs.rip != address:
             raise DebuggerError(f"thread {tid} did not run the injected system call (pc {regs.rip:#x})")
-        if sig != signal.SIGTRAP:
+        if sig == signal.SIGTRAP and _ffi.get_siginfo(tid, _ffi.SigInfo()).si_code > 0:
+            # That was the thread's own system call finishing: its result is the thread's
+            # rax from now on. Restoring the rax from before (-ENOSYS) would lose it: a
+            # clone3 that created a thread would look failed, and glibc would create
+            # another thread on the same stack.
+            saved.rax = regs.rax
+        else:
             late.append(sig)
     raise DebuggerError(f"thread {tid} never got to run the injected system call")
 
