@@ -145,10 +145,6 @@ class HitHandling:
     def push_return(self: Session, process: ProcessState, tid: int, state: BreakpointState,
                     regs: MutableMapping[str, int]) -> None:
         rsp = regs["rsp"]
-        try:
-            ret = int.from_bytes(process.read(rsp, 8), "little")
-        except DebuggerError:
-            return
         self._drop_unwound_returns(process, tid, rsp, state.id)
         env = StopEnv(self, process, tid, regs, {})
         args = []
@@ -157,18 +153,21 @@ class HitHandling:
                 args.append(int(env.lookup(f"arg{i}")))
             except EvaluationError:
                 break       # a stack-passed argument we cannot read: keep the ones before it
-        process.returns.setdefault(ret, []).append(PendingReturn(state.id, tid, rsp + 8, tuple(args), state.hits))
-        process.add_user(ret, RETURN_USER)
+        self._expect_return(process, rsp, PendingReturn(state.id, tid, rsp + 8, tuple(args), state.hits))
 
     def on_resolver_hit(self: Session, process: ProcessState, event: DebugEvent,
                         regs: MutableMapping[str, int], resolver: int) -> None:
         """The loader runs an indirect function's resolver: catch what it returns."""
         rsp = regs["rsp"]
+        self._expect_return(process, rsp, PendingReturn(IFUNC_USER, event.tid, rsp + 8, (resolver,), 0))
+
+    def _expect_return(self: Session, process: ProcessState, rsp: int, pending: PendingReturn) -> None:
+        """Wait for the call at function entry (return address at [rsp]) to return."""
         try:
             ret = int.from_bytes(process.read(rsp, 8), "little")
         except DebuggerError:
             return
-        process.returns.setdefault(ret, []).append(PendingReturn(IFUNC_USER, event.tid, rsp + 8, (resolver,), 0))
+        process.returns.setdefault(ret, []).append(pending)
         process.add_user(ret, RETURN_USER)
 
     def _drop_unwound_returns(self: Session, process: ProcessState, tid: int, rsp: int,

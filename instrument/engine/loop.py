@@ -16,7 +16,8 @@ from typing import Any, Callable
 from .. import interrupts
 from ..backend.base import Backend, Module
 from ..errors import DebuggerError, EvaluationError, InstrumentError, RecipeError, TargetLost
-from ..events import CreateProcessInfo, DebugEvent, EventCode, ExceptionInfo, ExitProcessInfo, LoadDllInfo
+from ..events import (CreateProcessInfo, DebugEvent, EventCode, ExceptionInfo, ExitProcessInfo, LoadDllInfo,
+                      UnloadDllInfo)
 from .breakpoints import BreakpointState, PendingReturn, SoftSite
 from .context import StopContext, StopEnv
 from .hits import IFUNC_USER, RETURN_USER, HitHandling
@@ -304,7 +305,7 @@ class Session(HitHandling):
 
     def dispatch(self, event: DebugEvent) -> bool:
         """Handle one event; return True to pass an exception on to the target."""
-        info, code = event.info, event.code
+        code = event.code
         if code == _EXCEPTION_EVENT:          # first: breakpoint hits are nearly every event
             return self.on_exception(event)
         if code == EventCode.CREATE_PROCESS_DEBUG_EVENT:
@@ -312,12 +313,7 @@ class Session(HitHandling):
         elif code == EventCode.LOAD_DLL_DEBUG_EVENT:
             self.on_load_dll(event)
         elif code == EventCode.UNLOAD_DLL_DEBUG_EVENT:
-            process = self.processes.get(event.pid)
-            extent = process.modules.extent(info.base) if process is not None else None
-            if process is not None:
-                process.modules.remove(info.base)
-            if extent is not None:
-                self.forget_module(process, *extent)
+            self.on_unload_dll(event)
         elif code in (EventCode.EXIT_PROCESS_DEBUG_EVENT, EventCode.RIP_EVENT):
             self.on_exit_process(event)
         self.run_event_handlers(event)
@@ -372,6 +368,15 @@ class Session(HitHandling):
             return
         process.modules.add(Module(info.path, info.base))
         self.arm_all(process)      # deferred breakpoints whose module or symbol just appeared
+
+    def on_unload_dll(self, event: DebugEvent) -> None:
+        info: UnloadDllInfo = event.info  # type: ignore[assignment]
+        process = self.processes.get(event.pid)
+        extent = process.modules.extent(info.base) if process is not None else None
+        if process is None or extent is None:
+            return
+        process.modules.remove(info.base)
+        self.forget_module(process, *extent)
 
     def on_exit_process(self, event: DebugEvent) -> None:
         process = self.processes.pop(event.pid, None)
