@@ -40,9 +40,9 @@ def recipe(tmp: Path, name: str, body: str) -> Path:
     return path
 
 
-def run_instrument(tmp: Path, recipe_path: Path, *command: str) -> float:
+def run_instrument(tmp: Path, recipe_path: Path, *command: str, options: tuple[str, ...] = ()) -> float:
     return timed([*instrument_exe(), "run", str(recipe_path), "--format", "jsonl", "-o", str(tmp / "o.jsonl"),
-                  "--", *command], pin=False)
+                  *options, "--", *command], pin=False)
 
 
 def per_hit(total: float, fixed: float, hits: int) -> float:
@@ -60,13 +60,16 @@ def bench_hardware(bins: dict[str, Path], hits: int, tmp: Path) -> None:
                           "continue\nend\ncontinue\n")
     floor = [sys.executable, str(HERE / "hw_floor.py")]
     target = [hex(addr), str(bins["loop"])]
-    # Every loop runs on one CPU: the C and Python loops under taskset, instrument
-    # pinning itself (its default). The floors are Python loops with no engine at all.
+    # The ptrace loops run on one CPU: the C and Python loops under taskset, instrument
+    # --no-sampling pinning itself (its default when hits stop the target). The floors
+    # are Python loops with no engine at all. Plain instrument samples the hits (this
+    # recipe only logs a register): the target never stops, and it runs on a second CPU.
     commands: dict[str, Callable[[int], float]] = {
         "c-ptrace": lambda n: timed([str(bins["ref"]), *target, str(n)]),
         "py-floor": lambda n: timed([*floor, *target, str(n)]),
         "py-floor+record": lambda n: timed([*floor, "--record", *target, str(n)]),
         "instrument": lambda n: run_instrument(tmp, r, str(bins["loop"]), str(n)),
+        "--no-sampling": lambda n: run_instrument(tmp, r, str(bins["loop"]), str(n), options=("--no-sampling",)),
     }
     if shutil.which("gdb"):
         commands["gdb"] = lambda n: timed(["gdb", "-batch", "-nx", "-x", str(gdb_script), "--args",
@@ -80,20 +83,22 @@ def bench_hardware(bins: dict[str, Path], hits: int, tmp: Path) -> None:
     print(f"hardware execute breakpoint (DR0), {hits} hits, best of 3:")
     for name, us in per.items():
         print(f"  {name:<16} {us:7.1f} us/hit ({1e6 / us:8.0f} hits/s)  {us / per['c-ptrace']:5.2f}x the C loop")
-    print(f"  instrument over the Python floor with records: "
-          f"{per['instrument'] - per['py-floor+record']:+.1f} us/hit")
+    print(f"  instrument --no-sampling over the Python floor with records: "
+          f"{per['--no-sampling'] - per['py-floor+record']:+.1f} us/hit")
 
 
 def bench_threads(bins: dict[str, Path], calls: int, tmp: Path) -> None:
     threads = 8
     total_hits = threads * calls
-    for kind in ("soft", "hardware"):
-        r = recipe(tmp, f"threads-{kind}", f"breakpoints:\n  - id: work\n    at: work\n    type: {kind}\n")
-        fixed = min(run_instrument(tmp, r, str(bins["threads"]), str(threads), "0") for _ in range(2))
-        total = run_instrument(tmp, r, str(bins["threads"]), str(threads), str(calls))
+    for kind, options in (("soft", ()), ("hardware", ()), ("hardware", ("--no-sampling",))):
+        r = recipe(tmp, f"threads-{kind}", f"breakpoints:\n  - id: work\n    at: work\n    type: {kind}\n"
+                   "    actions:\n      - log: '{arg0}'\n")
+        fixed = min(run_instrument(tmp, r, str(bins["threads"]), str(threads), "0", options=options)
+                    for _ in range(2))
+        total = run_instrument(tmp, r, str(bins["threads"]), str(threads), str(calls), options=options)
         us = per_hit(total, fixed, total_hits)
-        print(f"{kind} breakpoint, {threads} threads x {calls} calls: {total:6.2f} s, "
-              f"{us:6.1f} us/hit ({1e6 / us:7.0f} hits/s)")
+        print(f"{kind} breakpoint{' ' + ' '.join(options) if options else ''}, {threads} threads x {calls} calls: "
+              f"{total:6.2f} s, {us:6.1f} us/hit ({1e6 / us:7.0f} hits/s)")
 
 
 def bench_memory(bins: dict[str, Path], rounds: int, tmp: Path) -> None:

@@ -110,10 +110,15 @@ def main(traceback: bool) -> None:
               help="Folder for files the recipe's actions write (dump: file:).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="End the session after this many seconds (overrides the recipe).")
 @click.option("--all-events", is_flag=True, help="Write a record for every debug event, not just handled ones.")
-@click.option("--no-pin", is_flag=True, help="Do not pin tracer and target to one CPU (pinning makes stops ~5x cheaper).")
+@click.option("--no-pin", is_flag=True, help="Do not pin tracer and target to one CPU (pinning makes stops ~5x "
+              "cheaper; a run whose every breakpoint is sampled has no stops and is not pinned).")
+@click.option("--no-sampling", is_flag=True,
+              help="Stop the target at every hardware breakpoint hit, even one that only logs registers "
+                   "(by default such hits are sampled by perf events while the target runs on).")
 @handle_errors
 def run(recipe: str, command: tuple[str, ...], pid: int | None, sets: tuple[str, ...], fmt: str,
-        output: str | None, out_dir: str, timeout: float | None, all_events: bool, no_pin: bool) -> None:
+        output: str | None, out_dir: str, timeout: float | None, all_events: bool, no_pin: bool,
+        no_sampling: bool) -> None:
     """Run RECIPE (a file, or the name of a shipped recipe) against its target.
 
     A COMMAND after `--` replaces the recipe's `target: run:`.
@@ -130,7 +135,7 @@ def run(recipe: str, command: tuple[str, ...], pid: int | None, sets: tuple[str,
                         timeout=timeout, capabilities=backend.capabilities, need_target=True)
     with open_reporter(fmt, output) as reporter:
         result = run_session(plan, emit=reporter.emit, backend=backend, all_events=all_events,
-                             out_dir=out_dir, pin_cpu=not no_pin)
+                             out_dir=out_dir, pin_cpu=not no_pin, sample_hits=not no_sampling)
     # Records may be going to a file: say on stderr what went wrong with the recipe itself.
     for message in result.summary.get("errors", []):
         click.echo(f"instrument: warning: {message}", err=True)

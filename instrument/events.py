@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Mapping, Union
 
 
 class EventCode(enum.IntEnum):
@@ -94,6 +94,18 @@ class ExceptionInfo:
     si_code: int | None = None
     hw_slots: tuple[int, ...] = ()    # DR6 bits that fired (SINGLE_STEP)
     from_user: bool = False           # sent by kill()/tkill(), not raised by the CPU
+    # A hit reported without stopping its thread (a sampled hardware breakpoint):
+    # the registers at the hit, and when it was (time.monotonic() seconds).
+    registers: Mapping[str, int] | None = field(default=None, compare=False)
+    time: float | None = field(default=None, compare=False)
+
+    def sampled(self, registers: Mapping[str, int], time: float) -> ExceptionInfo:
+        """This exception as a sampled hit with these registers and time. Made for
+        every sampled hit, so without the frozen dataclass __init__ (a third of
+        what a hit costs the backend)."""
+        info = object.__new__(ExceptionInfo)
+        info.__dict__.update(self.__dict__, registers=registers, time=time)
+        return info
 
 
 @dataclass(frozen=True)

@@ -533,6 +533,9 @@ class Expr:
     _fn: Fn = field(repr=False, compare=False)
     _constant: bool = field(repr=False, compare=False)
     kind: str = field(default="any", compare=False)  # "int" | "str" | "any"
+    # What it reads of the stopped thread when that is registers alone: register
+    # names and arg0..arg5/retval as written; None when it reads memory.
+    reads: frozenset[str] | None = field(default=frozenset(), compare=False)
 
     def evaluate(self, env: Env) -> Value:
         """The value of the expression in `env`; raises EvaluationError."""
@@ -557,7 +560,16 @@ def _parse_text(text: str) -> Expr:
     names = frozenset(
         str(n.value) for n in tree.walk() if n.kind == "name" and n.value not in BUILTIN_NAMES
     )
-    return Expr(text, names, _compile(tree), _is_constant(tree), _kind(tree))
+    nodes = tree.walk()
+    reads = None if any(n.kind in ("mem", "cstr") for n in nodes) else frozenset(
+        str(n.value) for n in nodes if n.kind == "reg" or (n.kind == "name" and _names_register(str(n.value))))
+    return Expr(text, names, _compile(tree), _is_constant(tree), _kind(tree), reads)
+
+
+def _names_register(name: str) -> bool:
+    """retval and argN (engine/context.py): registers, or, for an argument past the
+    ABI's registers, the stack; the reader of `reads` decides which."""
+    return name == "retval" or (len(name) == 4 and name.startswith("arg") and name[3].isdigit())
 
 
 SOURCE_LINE = re.compile(r"^[A-Za-z0-9_./+-]+\.[A-Za-z0-9+]+:[0-9]+$")

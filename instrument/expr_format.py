@@ -22,6 +22,16 @@ class Format:
         """The expressions of the fields, in order."""
         return tuple(p[0] for p in self._parts if not isinstance(p, str))
 
+    @property
+    def reads(self) -> frozenset[str] | None:
+        """Expr.reads of all its fields together."""
+        out: frozenset[str] = frozenset()
+        for expr in self.fields:
+            if expr.reads is None:
+                return None
+            out |= expr.reads
+        return out
+
     def render(self, env: Env) -> str:
         """The text with every field evaluated and formatted; raises EvaluationError."""
         out: list[str] = []

@@ -47,6 +47,10 @@ class CompiledAction:
     kind: str
     describe: str
     run: Run
+    # What it reads of the stopped thread when that is registers alone and it changes
+    # nothing, so it can run on a snapshot of them (a sampled hardware hit); None:
+    # it needs the thread stopped. See expr.Expr.reads.
+    reads: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,10 @@ def compile_log(action: Action, ctx: CompileContext) -> CompiledAction:
     parts = [repr(message)] if message is not None else []
     if names:
         parts.append("registers " + ("all" if reg_spec == "all" else ",".join(names)))
-    return CompiledAction("log", "log " + " + ".join(parts), run)
+    reads = fmt.reads if fmt is not None else frozenset()
+    if reads is not None:
+        reads |= frozenset(names)
+    return CompiledAction("log", "log " + " + ".join(parts), run, reads)
 
 
 def compile_backtrace(action: Action, ctx: CompileContext) -> CompiledAction:

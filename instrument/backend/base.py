@@ -26,6 +26,9 @@ class Capabilities:
     memory_breakpoints: bool       # guard pages
     follow_forks: bool
     attach: bool
+    # Registers a hardware execute breakpoint can report without stopping its thread
+    # (set_hardware_breakpoint(sample=True)); empty: every hit stops the thread.
+    sampled_registers: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -135,9 +138,24 @@ class Backend(Protocol):
         """Images loaded in the process now (the main image first)."""
 
     # -- hardware and memory breakpoints (capabilities permitting) ------------
-    def set_hardware_breakpoint(self, pid: int, slot: int, address: int, access: str, size: int) -> None:
+    def set_hardware_breakpoint(self, pid: int, slot: int, address: int, access: str, size: int, *,
+                                sample: bool = False) -> None:
         """Program debug register `slot` (0-3) in every thread of pid, and in
-        threads created later. access: "execute" | "write" | "readwrite"."""
+        threads created later. access: "execute" | "write" | "readwrite".
+
+        `sample` (execute only, and only where capabilities.sampled_registers):
+        a hit need not stop its thread. It is reported all the same, as a
+        SINGLE_STEP whose ExceptionInfo carries the registers at the hit (only
+        those in sampled_registers) and its time; the thread has run on, so the
+        engine must neither read its memory nor change it for that hit. A thread
+        where the backend cannot sample stops as usual."""
+
+    def take_samples(self) -> list[DebugEvent]:
+        """Sampled hits not reported yet (the session is ending): handle them before
+        detaching or killing."""
+
+    def lost_hits(self) -> int:
+        """Sampled hits the backend could not keep (its buffers overflowed)."""
 
     def clear_hardware_breakpoint(self, pid: int, slot: int) -> None:
         ...

@@ -116,7 +116,14 @@ class FakeBackend:
     def modules(self, pid: int) -> list[Module]:
         return [Module(self.image, 0)]
 
-    def set_hardware_breakpoint(self, pid: int, slot: int, address: int, access: str, size: int) -> None:
+    def take_samples(self) -> list[DebugEvent]:
+        return []          # never samples: capabilities.sampled_registers is empty
+
+    def lost_hits(self) -> int:
+        return 0
+
+    def set_hardware_breakpoint(self, pid: int, slot: int, address: int, access: str, size: int, *,
+                                sample: bool = False) -> None:
         self.hw[slot] = (address, access, size)
 
     def clear_hardware_breakpoint(self, pid: int, slot: int) -> None:

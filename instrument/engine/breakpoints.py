@@ -32,6 +32,7 @@ class BreakpointState:
     enabled: bool = True
     spent: bool = False
     ever_armed: bool = False     # reported in the summary when never: a module that never loaded
+    sampled: bool = False        # hits need not stop the thread (engine/sampling.py)
 
     @property
     def id(self) -> str:

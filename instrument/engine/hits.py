@@ -106,7 +106,8 @@ class HitHandling:
         return self.dispatch(stepped) if stepped.code == EventCode.EXCEPTION_DEBUG_EVENT or stepped.pid in self.processes else False
 
     def hit_breakpoint(self: Session, process: ProcessState, event: DebugEvent, state: BreakpointState,
-                       regs: MutableMapping[str, int], address: int, **extra: Any) -> StopContext | None:
+                       regs: MutableMapping[str, int], address: int, *, at: float | None = None,
+                       **extra: Any) -> StopContext | None:
         if not state.active:
             return None
         plan = state.plan
@@ -121,7 +122,7 @@ class HitHandling:
             if not taken:
                 return None
         state.count_hit()
-        rec = self.record("breakpoint", _EXCEPTION, event.pid, event.tid,
+        rec = self.record("breakpoint", _EXCEPTION, event.pid, event.tid, at=at,
                           id=plan.id, type=plan.type, hits=state.hits, address=hex(address),
                           symbol=process.modules.symbol_text(address))
         if extra:
@@ -222,6 +223,11 @@ class HitHandling:
     # -- hardware and memory breakpoints ------------------------------------------
     def on_hardware_hit(self: Session, process: ProcessState, event: DebugEvent, ids: list[str]) -> None:
         info: ExceptionInfo = event.info  # type: ignore[assignment]
+        if info.registers is not None:          # sampled: the thread has run on (sampling.py)
+            for bp_id in ids:
+                self.hit_breakpoint(process, event, self.breakpoints[bp_id], info.registers,  # type: ignore[arg-type]
+                                    info.address, at=info.time)
+            return
         regs = self.backend.registers(event.tid)
         for bp_id in ids:
             state = self.breakpoints[bp_id]

@@ -22,6 +22,7 @@ from .breakpoints import BreakpointState, PendingReturn, SoftSite
 from .context import StopContext, StopEnv
 from .hits import IFUNC_USER, RETURN_USER, HitHandling
 from .records import event_fields, record_fields
+from .sampling import can_sample
 
 
 
@@ -114,7 +115,7 @@ class SessionEnd(Exception):
 class Session(HitHandling):
     def __init__(self, plan: Any, backend: Backend, emit: Callable[[dict[str, Any]], None], *,
                  all_events: bool = False, out_dir: str | Path = ".", inspector: Any = None,
-                 module_map_factory: Callable[[], Any] | None = None) -> None:
+                 module_map_factory: Callable[[], Any] | None = None, sample_hits: bool = True) -> None:
         from .inspect import Inspector
         from ..symbols.modules import ModuleMap
 
@@ -125,7 +126,10 @@ class Session(HitHandling):
         self.abi = backend.capabilities.abi
         self.inspector = inspector or Inspector(backend, getattr(plan, "rules", ()))
         self.new_module_map = module_map_factory or ModuleMap
-        self.breakpoints = {bp.id: BreakpointState(bp, enabled=bp.enabled) for bp in plan.breakpoints}
+        available = backend.capabilities.sampled_registers if sample_hits else frozenset()
+        self.breakpoints = {bp.id: BreakpointState(bp, enabled=bp.enabled,
+                                                   sampled=can_sample(bp, self.abi, available))
+                            for bp in plan.breakpoints}
         self.order = [bp.id for bp in plan.breakpoints]
         self.processes: dict[int, ProcessState] = {}
         self.start = time.monotonic()
@@ -140,10 +144,19 @@ class Session(HitHandling):
         self.errors: list[str] = []
         backend.patched_bytes = self.patched_bytes
 
+    @property
+    def runs_on_at_hits(self) -> bool:
+        """Every breakpoint is sampled: no hit stops the target. One CPU for tracer and
+        target makes stops cheaper; without stops, two let the target run while the
+        tracer writes records."""
+        return bool(self.breakpoints) and all(s.sampled for s in self.breakpoints.values())
+
     # -- records --------------------------------------------------------
-    def record(self, event: str, code: int | None, pid: int, tid: int, **fields: Any) -> dict[str, Any]:
+    def record(self, event: str, code: int | None, pid: int, tid: int, *, at: float | None = None,
+               **fields: Any) -> dict[str, Any]:
+        """A record of something that happened `at` (time.monotonic(); default: now)."""
         return {"event": event, "code": code, "pid": pid, "tid": tid,
-                "time": round(time.monotonic() - self.start, 6), **fields}
+                "time": round((time.monotonic() if at is None else at) - self.start, 6), **fields}
 
     # -- control requested by actions ---------------------------------------
     def request_end(self, how: str) -> None:
@@ -187,7 +200,8 @@ class Session(HitHandling):
             elif plan.type == "hardware":
                 slot = next(s for s in range(self.backend.capabilities.hardware_breakpoints)
                             if s not in process.hw_slots)
-                self.backend.set_hardware_breakpoint(process.pid, slot, address, plan.access, plan.size)
+                self.backend.set_hardware_breakpoint(process.pid, slot, address, plan.access, plan.size,
+                                                     sample=state.sampled)
                 process.hw_slots[slot] = state.id
                 process.armed[state.id] = [slot]
             else:
@@ -290,12 +304,25 @@ class Session(HitHandling):
             except TargetLost:
                 pass      # killed while we handled it: its exit (or RIP) event follows
             finally:
-                if event.pid in self.processes or isinstance(event.info, ExceptionInfo):
+                info = event.info
+                if (event.pid in self.processes or isinstance(info, ExceptionInfo)) and \
+                        getattr(info, "registers", None) is None:       # a sampled hit stopped nothing
                     self._resume(event, pass_exception)
             interrupts.check()          # a SIGINT/SIGTERM that came while we were busy
             if self.end_request is not None:
                 self.ended_how = {"stop": "stopped", "detach": "detached", "kill": "killed"}[self.end_request]
                 return
+
+    def report_sampled_hits(self) -> None:
+        """The session ends: hits sampled and not reported yet happened while we were
+        there, so they are reported before the target is let go."""
+        for event in self.backend.take_samples():
+            if event.pid in self.processes:
+                self.dispatch(event)
+        lost = self.backend.lost_hits()
+        if lost:
+            self._warn_once(f"{lost} hits of sampled hardware breakpoints were lost: the target outran "
+                            "instrument (--no-sampling stops the target at every hit instead)")
 
     def _resume(self, event: DebugEvent, pass_exception: bool) -> None:
         try:

@@ -28,15 +28,17 @@ class SessionResult:
 
 def run(plan: Any, *, emit: Callable[[dict[str, Any]], None], backend: Backend | None = None,
         all_events: bool = False, out_dir: str | Path = ".", pin_cpu: bool = True,
-        module_map_factory: Callable[[], Any] | None = None) -> SessionResult:
+        sample_hits: bool = True, module_map_factory: Callable[[], Any] | None = None) -> SessionResult:
     """Run `plan`, sending every record to `emit`; return the exit status and the summary.
 
+    `sample_hits`: hardware breakpoints that only log registers may report their hits
+    without stopping the target (engine/sampling.py); False stops it at every hit.
     `module_map_factory` replaces the ELF module map (tests, backends without ELF files)."""
     if backend is None:
         from ..backend import get_backend
         backend = get_backend()
     session = Session(plan, backend, emit, all_events=all_events, out_dir=out_dir,
-                      module_map_factory=module_map_factory)
+                      module_map_factory=module_map_factory, sample_hits=sample_hits)
     target = plan.target
     interrupted: Interrupted | None = None
     with interrupts.deferred():
@@ -47,7 +49,7 @@ def run(plan: Any, *, emit: Callable[[dict[str, Any]], None], backend: Backend |
             else:
                 session.main_pid = backend.spawn(SpawnOptions(
                     argv=tuple(target.argv), env=target.env, cwd=target.cwd, stdin_path=target.stdin,
-                    follow_forks=target.follow_forks, pin_cpu=pin_cpu))
+                    follow_forks=target.follow_forks, pin_cpu=pin_cpu and not session.runs_on_at_hits))
             session.run_loop(target.timeout)
         except Interrupted as e:
             interrupted = e
@@ -71,6 +73,10 @@ def _clean_up(session: Session, backend: Backend) -> None:
     keep_running = session.attached or session.end_request == "detach"
     if session.end_request == "kill":
         keep_running = False
+    try:
+        session.report_sampled_hits()
+    except DebuggerError:
+        pass       # a process that went meanwhile: its hits were reported with its exit
     for pid, process in list(session.processes.items()):
         try:
             if keep_running:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..compiler.resolve import ANY_LIBRARY
+from ..engine.sampling import sampled_registers
 from ..events import EventCode, exception_name
 
 
@@ -69,6 +70,10 @@ def explain(plan: Any) -> str:
             out.append(f"    when {bp.when.text}")
         if bp.limit is not None:
             out.append(f"    limit {bp.limit}")
+        sampled = sampled_registers(bp, "sysv")
+        if sampled is not None:
+            out.append(f"    sampled on Linux: the hits read only {', '.join(sorted(sampled))}, "
+                       "so the target runs on (--no-sampling: stop at each)")
         out += _actions(bp.actions, "    ")
         if bp.on_return is not None:
             out.append("    on return:")

@@ -28,10 +28,12 @@ def text_bytes(pid: int, binary: str) -> bytes:
         return mem.read(TEXT_BYTES)
 
 
-@pytest.mark.parametrize("kind, signum", [
-    ("soft", signal.SIGTERM), ("soft", signal.SIGINT), ("hardware", signal.SIGTERM),
+@pytest.mark.parametrize("kind, signum, extra", [
+    ("soft", signal.SIGTERM, ()), ("soft", signal.SIGINT, ()),
+    ("hardware", signal.SIGTERM, ()),                    # sampled: hits do not stop the target
+    ("hardware", signal.SIGTERM, ("--no-sampling",)),    # debug registers, a stop per hit
 ])
-def test_attach_hit_and_signal_leaves_target_intact(targets, tmp_path, kind, signum):
+def test_attach_hit_and_signal_leaves_target_intact(targets, tmp_path, kind, signum, extra):
     binary = targets["spin"]
     target = subprocess.Popen([binary, "4"], stdout=subprocess.PIPE, text=True)
     try:
@@ -42,7 +44,7 @@ def test_attach_hit_and_signal_leaves_target_intact(targets, tmp_path, kind, sig
                           "    actions:\n      - log: '{arg0}'\n")
         out = tmp_path / "out.jsonl"
         tool = subprocess.Popen([str(Path(sys.executable).parent / "instrument"), "run", str(recipe),
-                                 "--pid", str(target.pid), "--format", "jsonl", "-o", str(out)],
+                                 "--pid", str(target.pid), "--format", "jsonl", "-o", str(out), *extra],
                                 stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 20
         while time.time() < deadline and (not out.exists() or out.read_text().count('"breakpoint"') < 50):

@@ -94,13 +94,14 @@ class HardwareSlots:
 
     addresses: list[int] = field(default_factory=lambda: [0] * SLOTS)
     dr7: int = 0
+    sampled: frozenset[int] = frozenset()   # execute slots a perf event samples where it can (perfbp.py)
     watches: bool = field(default=False, init=False, compare=False)   # any enabled data watch
     _by_pc: dict[int, tuple[int, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._derive()
 
-    def set(self, slot: int, address: int, access: str, size: int) -> None:
+    def set(self, slot: int, address: int, access: str, size: int, *, sampled: bool = False) -> None:
         if not 0 <= slot < SLOTS:
             raise DebuggerError(f"hardware breakpoint slot must be 0-3, not {slot}")
         dr7 = encode(self.dr7, slot, access, size)
@@ -110,11 +111,13 @@ class HardwareSlots:
             raise DebuggerError(f"hardware watchpoint at {address:#x} is not aligned to its size {size}")
         self.addresses[slot] = address
         self.dr7 = dr7
+        self.sampled = self.sampled | {slot} if sampled and access == "execute" else self.sampled - {slot}
         self._derive()
 
     def clear(self, slot: int) -> None:
         self.dr7 = cleared(self.dr7, slot)
         self.addresses[slot] = 0
+        self.sampled = self.sampled - {slot}
         self._derive()
 
     def _derive(self) -> None:
@@ -141,10 +144,14 @@ class HardwareSlots:
     def active(self) -> bool:
         return self.dr7 != 0
 
-    def apply(self, tid: int) -> None:
-        """Program a stopped thread: addresses first, so that enabling in DR7 (which is
-        when the kernel registers the perf breakpoint) sees the right address."""
+    def apply(self, tid: int, without: frozenset[int] | set[int] = frozenset()) -> None:
+        """Program a stopped thread, but the slots `without` (sampled in it by perf
+        events instead): addresses first, so that enabling in DR7 (which is when the
+        kernel registers the perf breakpoint) sees the right address."""
+        dr7 = self.dr7
+        for slot in without:
+            dr7 = cleared(dr7, slot)
         for slot in range(SLOTS):
-            if self.enabled(slot):
+            if dr7 >> (slot * 2) & 0b11:
                 write(tid, slot, self.addresses[slot])
-        write(tid, DR7, self.dr7)
+        write(tid, DR7, dr7)

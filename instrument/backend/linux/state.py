@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, MutableMapping
 
 from ...errors import DebuggerError, TargetLost
 from ...events import ExceptionCode, ExceptionInfo
-from . import _ffi, debugregs, procfs
+from . import _ffi, debugregs, perfbp, procfs
 from .rendezvous import Rendezvous
 
 if TYPE_CHECKING:
@@ -141,6 +141,8 @@ class Process:
         self.parent_pid: int | None = None
         self.pump: StderrPump | None = None
         self.frozen: list[Thread] = []     # threads stopped while an exception is handled
+        self.sampler = perfbp.Sampler()    # sampled hardware breakpoints, a ring per thread
+        self.throttled: list[Thread] | None = None   # stopped until the engine catches up on samples
         self.guards: GuardBook | None = None    # memory breakpoints (guard.py), made on first use
         self._mem: int | None = None
 

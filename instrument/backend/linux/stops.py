@@ -29,6 +29,7 @@ class StopControl:
         self._threads: dict[int, Thread] = {}
         self._queue: deque[DebugEvent] = deque()
         self._deferred: deque[Status] = deque()      # statuses read early, handled in order
+        self._lost_hits = 0          # sampled breakpoint hits lost in rings closed since (perfbp.py)
 
     def _add_process(self, pid: int, *, spawned: bool, follow_forks: bool) -> Process:
         proc = Process(pid, spawned, follow_forks)
@@ -43,6 +44,8 @@ class StopControl:
         return th
 
     def _forget(self, proc: Process) -> None:
+        self._lost_hits += proc.sampler.lost()
+        proc.sampler.close()
         for tid in proc.threads:
             self._threads.pop(tid, None)
         proc.threads.clear()

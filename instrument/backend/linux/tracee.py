@@ -27,6 +27,7 @@ import dataclasses
 import os
 import signal
 import time
+from collections import deque
 from typing import Callable, Mapping, MutableMapping
 
 from ...errors import DebuggerError, TargetError, TargetLost
@@ -35,7 +36,7 @@ from ...events import (
     ExitProcessInfo, ExitThreadInfo, LoadDllInfo, RipInfo, UnloadDllInfo,
 )
 from ..base import Capabilities, Module, SpawnOptions
-from . import _ffi, calls, debugregs, procfs
+from . import _ffi, calls, debugregs, perfbp, procfs
 from .launch import Expired, Launcher, WaitAlarm
 from .rendezvous import Rendezvous, main_image_base
 from .guard import GuardControl
@@ -52,6 +53,13 @@ _STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signa
 _BASE_OPTIONS = (_ffi.PTRACE_O_TRACESYSGOOD | _ffi.PTRACE_O_TRACECLONE | _ffi.PTRACE_O_TRACEEXEC
                  | _ffi.PTRACE_O_TRACEFORK | _ffi.PTRACE_O_TRACEVFORK)
 _ESRCH = 3
+# Sampled breakpoint hits (perfbp.py) waiting in the queue beyond which the target is
+# stopped until the engine catches up: it can hit far faster than records are written.
+_SAMPLE_BACKLOG = 10000
+# s: how often a blocked wait looks at the rings. A ring holds some 40,000 hits, which
+# takes a tight loop 10 ms or more even where a hit costs 0.25 µs (here about 10 µs).
+_SAMPLE_TICK = 0.01
+_COLLECT_EVERY = 64       # queued events handed out between two looks at the rings
 
 
 def _breakpoint_hit(info: object) -> bool:
@@ -69,11 +77,14 @@ class LinuxBackend(GuardControl):
     capabilities = Capabilities(
         os="linux", arch="x86_64", abi="sysv", hardware_breakpoints=4,
         memory_breakpoints=True, follow_forks=True, attach=True,
+        sampled_registers=perfbp.SAMPLED_REGISTERS,
     )
 
     def __init__(self) -> None:
         super().__init__()
         self._early: dict[int, int] = {}              # new tid -> its initial stop, seen before CLONE
+        self._sampling = False       # some thread has a sampled breakpoint (perfbp.py)
+        self._handed = 0             # events handed out, for looking at the rings now and then
         self._alarm = WaitAlarm()
         self._launcher = Launcher(self._alarm.wake)
         self._closed = False
@@ -192,11 +203,15 @@ class LinuxBackend(GuardControl):
     def wait_event(self, timeout: float | None = None) -> DebugEvent | None:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            self._handed += 1
             if not self._queue:
                 self._collect_debug_strings()
+            if self._sampling and (not self._queue or self._handed % _COLLECT_EVERY == 0):
+                self._collect_samples()
             if self._queue:
                 ev = self._queue.popleft()
-                if ev.code == EventCode.EXCEPTION_DEBUG_EVENT:
+                # A sampled hit stopped nothing: its thread may have run on, even exited.
+                if ev.code == EventCode.EXCEPTION_DEBUG_EVENT and ev.info.registers is None:  # type: ignore[union-attr]
                     if not _breakpoint_hit(ev.info):
                         self._freeze(ev.tid)    # faults, signals, guard pages: the process stands still
                     if ev.tid not in self._threads:   # its thread died since (SIGKILL)
@@ -205,11 +220,70 @@ class LinuxBackend(GuardControl):
                             self._thaw(proc)
                         continue
                 return ev
-            status = self._next_status(deadline)
+            tick = None if not self._sampling else time.monotonic() + _SAMPLE_TICK
+            status = self._next_status(deadline if tick is None or (deadline is not None and deadline < tick)
+                                       else tick)
             if status is None:
-                return None
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+                continue          # a tick: look at the rings
+            if self._sampling:
+                self._collect_samples()     # hits sampled before this stop come first
             self._queue.extend(self._handle(*status))
             self._continue_internal(status[0])
+
+    # -- sampled hardware breakpoints (perfbp.py) ----------------------------------
+    def _collect_samples(self) -> None:
+        sampling = False
+        for proc in self._procs.values():
+            if proc.sampler.rings or proc.sampler.unread:
+                self._queue.extend(self._sample_events(proc))
+                sampling = True
+        self._sampling = sampling
+        self._throttle()
+
+    def _sample_events(self, proc: Process) -> Events:
+        samples = proc.sampler.take()
+        if not samples:
+            return []
+        pid, code, templates = proc.pid, EventCode.EXCEPTION_DEBUG_EVENT, {}
+        events = []
+        for s in samples:
+            template = templates.get(s.slots)
+            if template is None:
+                template = templates[s.slots] = ExceptionInfo(
+                    ExceptionCode.SINGLE_STEP, s.address, signal="SIGTRAP", si_code=_ffi.TRAP_HWBKPT,
+                    hw_slots=s.slots)
+            events.append(DebugEvent(code, pid, s.tid, template.sampled(s.registers, s.time)))
+        return events
+
+    def _throttle(self) -> None:
+        """Stop a target whose sampled hits pile up faster than the engine takes them,
+        and let it go again once half the backlog is gone: the rings then never fill."""
+        backlog = len(self._queue)
+        for proc in self._procs.values():
+            if backlog > _SAMPLE_BACKLOG and proc.throttled is None and proc.sampler.rings:
+                proc.throttled = self._interrupt_running(proc)
+            elif backlog <= _SAMPLE_BACKLOG // 2 and proc.throttled is not None:
+                threads, proc.throttled = proc.throttled, None
+                self._continue_all(threads)
+
+    def take_samples(self) -> list[DebugEvent]:
+        self._collect_samples()
+        taken = [ev for ev in self._queue if getattr(ev.info, "registers", None) is not None]
+        if taken:
+            self._queue = deque(ev for ev in self._queue if getattr(ev.info, "registers", None) is None)
+        return taken
+
+    def lost_hits(self) -> int:
+        return sum(proc.sampler.lost() for proc in self._procs.values()) + self._lost_hits
+
+    def _program(self, proc: Process, tid: int) -> None:
+        """Set proc's hardware breakpoints in stopped thread `tid`: a perf event for
+        each sampled one where perf allows, debug registers for the rest."""
+        sampled = proc.sampler.apply(tid, {s: proc.hw.addresses[s] for s in proc.hw.sampled})
+        proc.hw.apply(tid, without=sampled)
+        self._sampling = self._sampling or bool(sampled)
 
     def _next_status(self, deadline: float | None) -> Status | None:
         if self._deferred:
@@ -327,9 +401,10 @@ class LinuxBackend(GuardControl):
         return main + [Module(path, base) for base, path in proc.rdv.known.items()]
 
     # -- hardware breakpoints --------------------------------------------------
-    def set_hardware_breakpoint(self, pid: int, slot: int, address: int, access: str, size: int) -> None:
+    def set_hardware_breakpoint(self, pid: int, slot: int, address: int, access: str, size: int, *,
+                                sample: bool = False) -> None:
         proc = self._proc(pid)
-        proc.hw.set(slot, address, access, size)
+        proc.hw.set(slot, address, access, size, sampled=sample)
         self._apply_hw(proc)
 
     def clear_hardware_breakpoint(self, pid: int, slot: int) -> None:
@@ -340,7 +415,7 @@ class LinuxBackend(GuardControl):
     def _apply_hw(self, proc: Process) -> None:
         with self._all_stopped(proc):
             for tid in proc.threads:
-                proc.hw.apply(tid)
+                self._program(proc, tid)
 
     # -- decoding: one function per waitpid status ------------------------------
     def _handle(self, tid: int, status: int) -> Events:
@@ -452,6 +527,11 @@ class LinuxBackend(GuardControl):
         proc.rdv.arm(proc.read, lambda a, d: self._write(proc, a, d))
         if proc.hw.active:
             proc.hw = debugregs.HardwareSlots()   # exec clears the debug registers
+        # Hits sampled in the old image come before its CREATE_PROCESS; its events go.
+        events[:0] = self._sample_events(proc)
+        self._lost_hits += proc.sampler.lost()
+        proc.sampler.close()
+        proc.sampler = perfbp.Sampler()
         return events
 
     def _on_new_task(self, proc: Process, parent: Thread, event: int) -> Events:
@@ -467,7 +547,7 @@ class LinuxBackend(GuardControl):
             th = self._add_thread(proc, new_tid)
             th.stopped = th.held = True
             if proc.hw.active:
-                proc.hw.apply(new_tid)   # clone does not copy debug registers
+                self._program(proc, new_tid)   # clone copies neither debug registers nor perf events
             return [DebugEvent(EventCode.CREATE_THREAD_DEBUG_EVENT, proc.pid, new_tid, CreateThreadInfo())]
         return self._on_fork(proc, new_tid, event == _ffi.PTRACE_EVENT_VFORK)
 
@@ -495,12 +575,12 @@ class LinuxBackend(GuardControl):
         child.image_path, child.image_base = parent.image_path, parent.image_base
         child.rdv = Rendezvous(pid, parent.rdv.loader_path, parent.rdv.loader_base, parent.rdv.brk,
                                parent.rdv.r_debug, parent.rdv.saved, dict(parent.rdv.known))
-        child.hw = debugregs.HardwareSlots(list(parent.hw.addresses), parent.hw.dr7)
+        child.hw = debugregs.HardwareSlots(list(parent.hw.addresses), parent.hw.dr7, parent.hw.sampled)
         child.guards = self._fork_guards(parent, pid, follow=True, vfork=vfork)
         th = child.threads[pid]
         th.stopped = th.held = True
         if child.hw.active:
-            child.hw.apply(pid)
+            self._program(child, pid)
         events = [DebugEvent(EventCode.CREATE_PROCESS_DEBUG_EVENT, pid, pid,
                              CreateProcessInfo(child.image_path, child.image_base, parent.pid))]
         events += [DebugEvent(EventCode.LOAD_DLL_DEBUG_EVENT, pid, pid, LoadDllInfo(path, base))
@@ -511,11 +591,13 @@ class LinuxBackend(GuardControl):
         self._threads.pop(th.tid, None)
         proc.threads.pop(th.tid, None)
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+        proc.sampler.drop(th.tid)          # what it sampled is reported before its exit
         if th.tid != proc.pid:
-            return [DebugEvent(EventCode.EXIT_THREAD_DEBUG_EVENT, proc.pid, th.tid, ExitThreadInfo(code))]
+            return self._sample_events(proc) + [
+                DebugEvent(EventCode.EXIT_THREAD_DEBUG_EVENT, proc.pid, th.tid, ExitThreadInfo(code))]
         # The leader's status comes last: the kernel delays it until every other
         # thread has been reaped. Drain stderr first so its lines come before the exit.
-        events = self._drain_debug_strings(proc, final=True)
+        events = self._sample_events(proc) + self._drain_debug_strings(proc, final=True)
         sig = signal_name(os.WTERMSIG(status)) if os.WIFSIGNALED(status) else None
         if sig == "SIGKILL":
             # Our own kill() reaps without coming here, and SIGKILL cannot be

@@ -196,7 +196,14 @@ class WindowsBackend:
         return list(self._proc(pid).modules.values())
 
     # -- hardware and memory breakpoints ----------------------------------------
-    def set_hardware_breakpoint(self, pid: int, slot: int, address: int, access: str, size: int) -> None:
+    def take_samples(self) -> list[DebugEvent]:
+        return []          # every hit stops its thread: capabilities.sampled_registers is empty
+
+    def lost_hits(self) -> int:
+        return 0
+
+    def set_hardware_breakpoint(self, pid: int, slot: int, address: int, access: str, size: int, *,
+                                sample: bool = False) -> None:
         proc = self._proc(pid)
         if access != "execute":
             check_alignment(address, size)

@@ -1,0 +1,295 @@
+"""Hardware execute breakpoints that never stop the thread: perf_event_open(2)
+breakpoint events that sample the user registers of each hit into a ring buffer.
+
+Why. A ptrace stop costs the target two context switches and the tracer a
+wait, a GETREGS and a CONT per hit: about 22 µs here, before any work. The
+kernel's own breakpoint events (the same hw_breakpoint layer ptrace's debug
+registers are built on) can instead write the thread's registers into a
+buffer shared with us and let the thread run on: well under a microsecond.
+The engine uses this only for breakpoints whose actions read nothing but
+registers (engine/sampling.py); everything else stops the thread.
+
+What we keep exact. Each thread has its own events and ring (the kernel
+forbids mmap of inherited per-task events), opened before the thread runs.
+A ring that overflows would lose hits: the kernel says so with a
+PERF_RECORD_LOST, which is counted and reported, and the backend keeps the
+rings drained and throttles a target that outruns us (tracee.py).
+
+Where perf_event_open is refused (kernel.perf_event_paranoid, no breakpoint
+PMU, the locked-memory limit for a ring), `open_ring` raises SamplingError
+and the backend falls back to a debug register for that thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import mmap
+import os
+import struct
+from ctypes import c_int32, c_long, c_uint16, c_uint32, c_uint64
+from typing import Iterator, Mapping, NamedTuple
+
+_NR_PERF_EVENT_OPEN = 298          # x86-64
+_PERF_TYPE_BREAKPOINT = 5
+_HW_BREAKPOINT_X = 4
+_SAMPLE_IP, _SAMPLE_TIME, _SAMPLE_REGS_USER = 1 << 0, 1 << 2, 1 << 12
+_EXCLUDE_KERNEL, _EXCLUDE_HV, _USE_CLOCKID = 1 << 5, 1 << 6, 1 << 25
+_CLOCK_MONOTONIC = 1               # the clock of time.monotonic(): sample times line up with ours
+_PERF_EVENT_IOC_DISABLE = 0x2401
+_PERF_EVENT_IOC_SET_OUTPUT = 0x2405
+_RECORD_LOST, _RECORD_SAMPLE = 2, 9
+
+# perf's x86 register numbers (arch/x86/include/uapi/asm/perf_regs.h). DS, ES, FS
+# and GS are refused for 64-bit tasks; fs_base, gs_base and orig_rax are not there.
+_PERF_REGS = {"rax": 0, "rbx": 1, "rcx": 2, "rdx": 3, "rsi": 4, "rdi": 5, "rbp": 6, "rsp": 7,
+              "rip": 8, "eflags": 9, "cs": 10, "ss": 11,
+              **{f"r{n}": 8 + n for n in range(8, 16)}}
+# A sample's registers come in the order of their bits.
+_SAMPLE_ORDER = tuple(sorted(_PERF_REGS, key=_PERF_REGS.__getitem__))
+SAMPLED_REGISTERS = frozenset(_PERF_REGS)
+_REGS_MASK = sum(1 << bit for bit in _PERF_REGS.values())
+_HEADER = struct.Struct("<IHH")                      # type, misc, size
+# A whole sample: header, ip, time, regs abi (0 for none: then no registers follow), registers.
+_SAMPLE = struct.Struct(f"<IHHQQQ{len(_PERF_REGS)}Q")
+_U64 = struct.Struct("<Q")
+_DATA_HEAD, _DATA_TAIL = 1024, 1032                  # in struct perf_event_mmap_page
+
+RING_PAGES = 2048          # 8 MiB of data per thread: ~40,000 hits, 10 ms of a tight loop
+MIN_RING_PAGES = 16       # below this a thread stops at its hits instead
+# Ring memory is locked in the kernel: a process with many threads gets smaller rings
+# once this much is taken, and debug registers once even the smallest does not fit.
+PROCESS_RING_BUDGET = 64 << 20
+_PAGE = mmap.PAGESIZE
+
+
+class SamplingError(Exception):
+    """perf_event_open or its ring buffer was refused; the reason is the message."""
+
+
+class _Attr(ctypes.Structure):
+    """struct perf_event_attr up to PERF_ATTR_SIZE_VER5 (include/uapi/linux/perf_event.h)."""
+
+    _fields_ = [("type", c_uint32), ("size", c_uint32), ("config", c_uint64),
+                ("sample_period", c_uint64), ("sample_type", c_uint64), ("read_format", c_uint64),
+                ("flags", c_uint64), ("wakeup_watermark", c_uint32), ("bp_type", c_uint32),
+                ("bp_addr", c_uint64), ("bp_len", c_uint64), ("branch_sample_type", c_uint64),
+                ("sample_regs_user", c_uint64), ("sample_stack_user", c_uint32), ("clockid", c_int32),
+                ("sample_regs_intr", c_uint64), ("aux_watermark", c_uint32),
+                ("sample_max_stack", c_uint16), ("reserved_2", c_uint16)]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_syscall = _libc.syscall
+_syscall.restype = c_long
+
+
+def _open_event(tid: int, address: int) -> int:
+    # No wake-ups asked for (no fasync, no poll): with fasync the kernel signals every
+    # single sample. The backend looks at the rings on a short tick instead.
+    attr = _Attr(type=_PERF_TYPE_BREAKPOINT, size=ctypes.sizeof(_Attr), sample_period=1,
+                 sample_type=_SAMPLE_IP | _SAMPLE_TIME | _SAMPLE_REGS_USER,
+                 flags=_EXCLUDE_KERNEL | _EXCLUDE_HV | _USE_CLOCKID,
+                 bp_type=_HW_BREAKPOINT_X, bp_addr=address,
+                 bp_len=ctypes.sizeof(ctypes.c_long),     # execute breakpoints must say sizeof(long)
+                 sample_regs_user=_REGS_MASK, clockid=_CLOCK_MONOTONIC)
+    fd = _syscall(c_long(_NR_PERF_EVENT_OPEN), ctypes.byref(attr), c_long(tid), c_long(-1),
+                  c_long(-1), c_long(0))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise SamplingError(f"perf_event_open: {os.strerror(err)}")
+    return int(fd)
+
+
+class Sample(NamedTuple):
+    tid: int
+    address: int                   # the pc: the breakpoint's address
+    slots: tuple[int, ...]         # the breakpoints (debug-register slots) on it
+    time: float                    # CLOCK_MONOTONIC seconds, as time.monotonic()
+    registers: SampledRegisters
+
+
+class SampledRegisters(Mapping[str, int]):
+    """The registers of one sample, read out of the unpacked record when asked:
+    a hit's actions read two or three of the twenty."""
+
+    __slots__ = ("_values",)
+    _INDEX = {name: 6 + i for i, name in enumerate(_SAMPLE_ORDER)}
+
+    def __init__(self, values: tuple[int, ...]) -> None:
+        self._values = values
+
+    def __getitem__(self, name: str) -> int:
+        return self._values[self._INDEX[name]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_SAMPLE_ORDER)
+
+    def __len__(self) -> int:
+        return len(_SAMPLE_ORDER)
+
+
+class Ring:
+    """One thread's breakpoint events and the ring buffer they all write to."""
+
+    def __init__(self, tid: int, pages: int = RING_PAGES) -> None:
+        self.tid = tid
+        self.events: dict[int, int] = {}    # slot -> perf fd
+        self.addresses: dict[int, int] = {}  # slot -> the address its event samples
+        self._slots_at: dict[int, tuple[int, ...]] = {}   # address -> its slots, for each sample
+        self.lost = 0                       # hits the kernel dropped for want of room
+        self._size = pages * _PAGE              # a power of two, as perf requires
+        self._tail = 0
+        self._buf: mmap.mmap | None = None
+
+    def open(self, slot: int, address: int) -> None:
+        """Start sampling hits on `address` in this thread, as `slot`."""
+        first = next(iter(self.events.values()), -1)
+        fd = _open_event(self.tid, address)
+        try:
+            if first < 0:
+                self._map(fd)
+            else:
+                fcntl.ioctl(fd, _PERF_EVENT_IOC_SET_OUTPUT, first)   # one ring per thread
+        except (OSError, SamplingError) as e:
+            os.close(fd)
+            raise e if isinstance(e, SamplingError) else SamplingError(f"perf ring: {e.strerror}") from None
+        self.events[slot] = fd
+        self.addresses[slot] = address
+        self._derive()
+
+    def _derive(self) -> None:
+        self._slots_at = {}
+        for slot, address in sorted(self.addresses.items()):
+            self._slots_at[address] = self._slots_at.get(address, ()) + (slot,)
+
+    def _map(self, fd: int) -> None:
+        try:
+            self._buf = mmap.mmap(fd, _PAGE + self._size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        except OSError as e:
+            # EPERM: beyond kernel.perf_event_mlock_kb for an unprivileged user.
+            raise SamplingError(f"perf ring of {self._size >> 20} MiB: {e.strerror}") from None
+
+    def close_slot(self, slot: int) -> None:
+        fd = self.events.pop(slot, None)
+        self.addresses.pop(slot, None)
+        self._derive()
+        if fd is None:
+            return
+        # Off first: the event whose fd holds the ring lives on until it is unmapped.
+        fcntl.ioctl(fd, _PERF_EVENT_IOC_DISABLE, 0)
+        if self._buf is not None and not self.events:
+            self._buf.close()      # the last event: its ring goes with it
+            self._buf = None
+            self._tail = 0
+        os.close(fd)
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def pending(self) -> bool:
+        return self._buf is not None and _U64.unpack_from(self._buf, _DATA_HEAD)[0] != self._tail
+
+    def take(self) -> list[Sample]:
+        """Every sample written since the last take, oldest first; frees their room."""
+        buf = self._buf
+        if buf is None:
+            return []
+        head = _U64.unpack_from(buf, _DATA_HEAD)[0]     # x86: loads are not reordered
+        if head == self._tail:
+            return []
+        start, end = _PAGE + self._tail % self._size, _PAGE + head % self._size
+        data = buf[start:end] if start < end else buf[start:_PAGE + self._size] + buf[_PAGE:end]
+        self._tail = head
+        _U64.pack_into(buf, _DATA_TAIL, head)            # after the copy: the kernel may reuse it
+        tid, slots_at = self.tid, self._slots_at
+        if len(data) % _SAMPLE.size == 0:
+            # Nearly always: nothing but whole samples, unpacked in one C loop.
+            values = list(_SAMPLE.iter_unpack(data))
+            if all(v[0] == _RECORD_SAMPLE and v[2] == _SAMPLE.size for v in values):
+                return [Sample(tid, v[3], slots_at[v[3]], v[4] / 1e9, SampledRegisters(v))
+                        for v in values if v[3] in slots_at]   # not: a breakpoint taken out since
+        out: list[Sample] = []
+        off, n = 0, len(data)
+        while off + 8 <= n:
+            kind, _, size = _HEADER.unpack_from(data, off)
+            if size == 0:
+                break
+            if kind == _RECORD_SAMPLE and size == _SAMPLE.size:    # shorter: no user registers
+                v = _SAMPLE.unpack_from(data, off)
+                if v[3] in slots_at:
+                    out.append(Sample(tid, v[3], slots_at[v[3]], v[4] / 1e9, SampledRegisters(v)))
+            elif kind == _RECORD_LOST:
+                self.lost += _U64.unpack_from(data, off + 16)[0]
+            off += size
+        return out
+
+    def close(self) -> None:
+        for slot in list(self.events):
+            self.close_slot(slot)
+
+
+class Sampler:
+    """One process's sampled breakpoints: a ring per thread, opened before it runs."""
+
+    def __init__(self) -> None:
+        self.rings: dict[int, Ring] = {}
+        self.refused: str | None = None     # why perf said no: every thread uses debug registers since
+        self.unread: list[Sample] = []      # taken from rings being closed, not reported yet
+        self._lost_closed = 0               # hits lost in rings closed since
+
+    def apply(self, tid: int, addresses: dict[int, int]) -> frozenset[int]:
+        """Make thread `tid` sample exactly `addresses` (slot -> address); the slots
+        it samples now. The others are the caller's to set as debug registers."""
+        ring = self.rings.get(tid)
+        if ring is None:
+            pages = self._pages_left()
+            if not addresses or self.refused is not None or pages < MIN_RING_PAGES:
+                return frozenset()
+            ring = self.rings[tid] = Ring(tid, min(RING_PAGES, pages))
+        stale = [s for s, a in ring.addresses.items() if addresses.get(s) != a]
+        if stale:
+            self.unread += ring.take()          # closing the last event unmaps the ring
+            for slot in stale:
+                ring.close_slot(slot)
+        for slot, address in addresses.items():
+            if slot in ring.events or self.refused is not None:
+                continue
+            try:
+                ring.open(slot, address)
+            except SamplingError as e:
+                self.refused = str(e)
+        if not ring.events:
+            del self.rings[tid]
+        return frozenset(ring.events)
+
+    def _pages_left(self) -> int:
+        """The largest power of two of pages a new ring may have: half what is left."""
+        left = (PROCESS_RING_BUDGET - sum(r.size for r in self.rings.values())) // _PAGE // 2
+        return 1 << (left.bit_length() - 1) if left > 0 else 0
+
+    def take(self) -> list[Sample]:
+        out, self.unread = self.unread, []
+        for ring in self.rings.values():
+            if ring.pending():
+                out += ring.take()
+        return out
+
+    def lost(self) -> int:
+        return self._lost_closed + sum(ring.lost for ring in self.rings.values())
+
+    def drop(self, tid: int) -> None:
+        """The thread has exited: keep what it sampled, close its ring."""
+        ring = self.rings.pop(tid, None)
+        if ring is not None:
+            self.unread += ring.take()
+            self._lost_closed += ring.lost
+            ring.close()
+
+    def close(self) -> None:
+        for ring in self.rings.values():
+            self._lost_closed += ring.lost
+            ring.close()
+        self.rings.clear()
+

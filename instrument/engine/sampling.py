@@ -1,0 +1,49 @@
+"""Which hardware breakpoints can be sampled: reported without stopping the thread.
+
+A backend that can (Capabilities.sampled_registers; Linux through perf
+events, backend/linux/perfbp.py) reports such a hit with the registers it
+had and lets the thread run on. That is only right when nothing the hit does
+needs the thread where it was: every action a `log` of registers and
+expressions over them (no memory, no change to the target, no return to
+catch), and the condition likewise. Everything else stops the thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import registers as regdefs
+
+
+def sampled_registers(plan: Any, abi: str) -> frozenset[str] | None:
+    """The full registers the hits of breakpoint `plan` read, when they read nothing
+    else and change nothing; None when its hits need the thread stopped."""
+    if plan.type != "hardware" or plan.access != "execute" or plan.on_return is not None:
+        return None
+    reads: set[str] = set()
+    for action in plan.actions:
+        if action.reads is None:
+            return None
+        reads |= action.reads
+    if plan.when is not None:
+        if plan.when.reads is None:
+            return None
+        reads |= plan.when.reads
+    full = {"rip"}
+    for name in reads:
+        if name == "retval":
+            full.add(regdefs.RETURN_REGISTER)
+        elif name.startswith("arg"):
+            slots = regdefs.ARG_REGISTERS[abi]
+            index = int(name[3:])
+            if index >= len(slots):
+                return None            # on the stack: memory
+            full.add(slots[index])
+        else:
+            full.add(regdefs.full_register(name))
+    return frozenset(full)
+
+
+def can_sample(plan: Any, abi: str, available: frozenset[str]) -> bool:
+    needed = sampled_registers(plan, abi)
+    return needed is not None and needed <= available

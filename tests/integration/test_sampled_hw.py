@@ -1,0 +1,151 @@
+"""Sampled hardware breakpoints on real programs: hits reported from perf events while
+the target runs on (backend/linux/perfbp.py), exact as the debug-register stops they
+replace, and those stops still used wherever a hit needs the thread where it was."""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+from instrument.backend.linux import perfbp
+from instrument.backend.linux.tracee import LinuxBackend
+from instrument.compiler.plan import compile_plan
+from instrument.engine.session import run
+from instrument.recipe.load import load_recipe
+from tests.conftest import run_recipe_jsonl
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the ptrace backend runs on Linux")
+
+HEADER = "version: 1\nname: t\ndescription: sampled hardware breakpoints\n"
+WORK = "breakpoints:\n  - id: work\n    at: work\n    type: hardware\n    actions:\n      - log: \"{arg0}\"\n"
+
+
+class CountingBackend(LinuxBackend):
+    """The real backend, counting the hits it reported without a stop."""
+
+    sampled = 0
+
+    def wait_event(self, timeout: float | None = None) -> Any:
+        event = super().wait_event(timeout)
+        if event is not None and getattr(event.info, "registers", None) is not None:
+            self.sampled += 1
+        return event
+
+
+def run_in_process(body: str, *argv: str) -> tuple[CountingBackend, list[dict[str, Any]], int]:
+    plan = compile_plan(load_recipe(HEADER + body, file="t.yaml"), command=list(argv))
+    backend = CountingBackend()
+    records: list[dict[str, Any]] = []
+    result = run(plan, emit=records.append, backend=backend)
+    return backend, records, result.exit_status
+
+
+def check_every_call_of_work(records: list[dict[str, Any]], threads: int, calls: int) -> None:
+    hits = [r for r in records if r["event"] == "breakpoint"]
+    assert len(hits) == threads * calls
+    assert [r["hits"] for r in hits] == list(range(1, threads * calls + 1))
+    by_thread: dict[int, list[int]] = defaultdict(list)
+    for r in hits:
+        by_thread[r["tid"]].append(int(r["message"]))
+    # Each thread's calls, in its own order, with the argument each one had.
+    assert sorted(args[0] // 100000 for args in by_thread.values()) == list(range(threads))
+    for args in by_thread.values():
+        first = args[0]
+        assert args == list(range(first, first + calls))
+    assert records[-1]["breakpoints"] == {"work": threads * calls} and records[-1]["exit_code"] == 0
+
+
+def test_eight_threads_sampled_lose_no_hit_and_keep_each_argument(targets):
+    threads, calls = 8, 5000
+    backend, records, status = run_in_process(WORK, targets["threads"], str(threads), str(calls))
+    assert status == 0
+    check_every_call_of_work(records, threads, calls)
+    assert backend.sampled == threads * calls       # not one of them stopped the target
+    times = [r["time"] for r in records if r["event"] == "breakpoint"]
+    assert all(0 < t <= records[-1]["time"] for t in times)
+
+
+def test_where_perf_refuses_every_hit_stops_on_a_debug_register(targets, monkeypatch):
+    def refuse(tid: int, address: int) -> int:
+        raise perfbp.SamplingError("perf_event_open: Permission denied")
+    monkeypatch.setattr(perfbp, "_open_event", refuse)
+    threads, calls = 4, 2000
+    backend, records, status = run_in_process(WORK, targets["threads"], str(threads), str(calls))
+    assert status == 0
+    check_every_call_of_work(records, threads, calls)
+    assert backend.sampled == 0
+
+
+def test_a_thread_that_cannot_sample_falls_back_alone(targets, monkeypatch):
+    # perf runs out part way (a locked-memory limit, say): threads with a ring keep it,
+    # the rest get the debug register, and no hit is lost either way.
+    opened = []
+    real = perfbp._open_event
+
+    def ration(tid: int, address: int) -> int:
+        if len(opened) >= 3:
+            raise perfbp.SamplingError("perf ring: Cannot allocate memory")
+        opened.append(tid)
+        return real(tid, address)
+    monkeypatch.setattr(perfbp, "_open_event", ration)
+    threads, calls = 6, 2000
+    backend, records, status = run_in_process(WORK, targets["threads"], str(threads), str(calls))
+    assert status == 0
+    check_every_call_of_work(records, threads, calls)
+    assert 0 < backend.sampled < threads * calls
+
+
+def test_sampled_and_stopped_hits_give_the_same_records(targets, tmp_path):
+    body = HEADER + ("breakpoints:\n  - id: hit\n    at: hit\n    type: hardware\n    when: arg0 % 3 == 1\n"
+                     "    limit: 500\n    actions:\n      - log: \"{hits}: {arg0:#x} {rdi + rax}\"\n"
+                     "      - log: {registers: [rip, edi]}\n")
+    runs = {}
+    for extra in ((), ("--no-sampling",)):
+        proc, recs = run_recipe_jsonl(tmp_path, body, targets["loop"], "3000", extra=extra)
+        assert proc.returncode == 0, proc.stderr
+        hits = [r for r in recs if r["event"] == "breakpoint"]
+        assert all(r["registers"]["rip"] == r["address"] for r in hits)
+        # The program is PIE: addresses differ from run to run, the rest must not.
+        runs[extra] = [(r["id"], r["hits"], r["symbol"], r["message"], r["registers"]["edi"]) for r in hits]
+        assert recs[-1]["breakpoints"] == {"hit": 500}
+    assert runs[()] == runs[("--no-sampling",)]
+    assert len(runs[()]) == 500 and runs[()][0] == ("hit", 1, "hit", "1: 0x1 2", "0x1")
+
+
+def test_a_hit_that_reads_memory_still_stops_the_thread(targets, tmp_path):
+    # counter is what hit() has added so far: read at the hit, it must be exact, which
+    # only a stopped thread can give.
+    body = HEADER + ("breakpoints:\n  - id: hit\n    at: hit\n    type: hardware\n"
+                     "    actions:\n      - log: \"{arg0} {u64[counter]}\"\n")
+    proc, recs = run_recipe_jsonl(tmp_path, body, targets["loop"], "2000")
+    assert proc.returncode == 0, proc.stderr
+    pairs = [tuple(int(x) for x in r["message"].split()) for r in recs if r["event"] == "breakpoint"]
+    assert pairs == [(i, i * (i - 1) // 2) for i in range(2000)]
+
+
+@pytest.mark.parametrize("follow", [True, False])
+def test_a_sampled_breakpoint_in_a_fork_child(targets, tmp_path, follow):
+    body = HEADER + (f"target:\n  follow_forks: {str(follow).lower()}\n"
+                     "breakpoints:\n  - at: work\n    type: hardware\n    actions:\n      - log: '{arg0}'\n")
+    proc, recs = run_recipe_jsonl(tmp_path, body, targets["fork_work"])
+    assert "child exited 0, work=2" in proc.stdout, proc.stdout + proc.stderr
+    hits = [(r["pid"], r["message"]) for r in recs if r["event"] == "breakpoint"]
+    parent = recs[-1]["pid"]
+    if follow:
+        assert sorted(m for _, m in hits) == ["1", "100"]
+        assert {p for p, m in hits if m == "100"} != {parent}
+    else:
+        assert hits == [(parent, "1")]
+
+
+def test_a_sampled_breakpoint_in_an_image_a_child_execs(targets, tmp_path):
+    body = HEADER + ("target:\n  follow_forks: true\n"
+                     "breakpoints:\n  - at: loop!hit\n    type: hardware\n    actions:\n      - log: '{arg0}'\n")
+    proc, recs = run_recipe_jsonl(tmp_path, body, targets["fork_exec"], targets["loop"], "300")
+    assert "child exited 0" in proc.stdout, proc.stdout + proc.stderr
+    hits = [r for r in recs if r["event"] == "breakpoint"]
+    assert [int(r["message"]) for r in hits] == list(range(300))
+    assert {r["pid"] for r in hits} != {recs[-1]["pid"]}

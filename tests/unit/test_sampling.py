@@ -1,0 +1,132 @@
+"""Which hardware breakpoints are sampled (engine/sampling.py), and how a perf ring
+is read (backend/linux/perfbp.py): whole samples, a wrap at the end, lost hits."""
+
+from __future__ import annotations
+
+import mmap
+
+import pytest
+
+from instrument.backend.linux import perfbp
+from instrument.compiler.plan import compile_plan
+from instrument.engine.sampling import can_sample, sampled_registers
+from instrument.recipe.load import load_recipe
+
+HEADER = "version: 1\nname: t\ndescription: test\ntarget:\n  run: [./x]\n"
+REGS = perfbp.SAMPLED_REGISTERS
+
+
+def plan_of(body: str):
+    plan = compile_plan(load_recipe(HEADER + "breakpoints:\n  - id: b\n    at: 0x401000\n" + body, file="t.yaml"))
+    return plan.breakpoints[0]
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("    type: hardware\n", {"rip"}),
+    ("    type: hardware\n    actions:\n      - log: {registers: [rdi, eax]}\n", {"rip", "rdi", "rax"}),
+    ("    type: hardware\n    when: arg1 > 3\n    actions:\n      - log: \"{arg0:#x} {hits} {tid}\"\n",
+     {"rip", "rdi", "rsi"}),
+    ("    type: hardware\n    limit: 3\n    actions:\n      - log: {registers: all}\n",
+     {"rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13",
+      "r14", "r15", "rip", "eflags"}),
+])
+def test_breakpoints_that_only_read_registers_are_sampled(body, expected):
+    plan = plan_of(body)
+    assert sampled_registers(plan, "sysv") == frozenset(expected)
+    assert can_sample(plan, "sysv", REGS)
+
+
+@pytest.mark.parametrize("body", [
+    "    type: soft\n",
+    "    type: hardware\n    access: write\n    size: 8\n",
+    "    type: hardware\n    actions:\n      - log: \"{u64[rsp]:#x}\"\n",      # memory: must be read at the hit
+    "    type: hardware\n    actions:\n      - log: \"{str(rdi)}\"\n",
+    "    type: hardware\n    when: u8[rdi] == 0\n",
+    "    type: hardware\n    actions:\n      - log: \"{arg6}\"\n",               # on the stack
+    "    type: hardware\n    actions:\n      - backtrace: {depth: 4}\n",
+    "    type: hardware\n    actions:\n      - set: {rax: 1}\n",
+    "    type: hardware\n    actions:\n      - stop\n",
+    "    type: hardware\n    on_return:\n      - log: \"{retval}\"\n",
+])
+def test_breakpoints_whose_hits_need_the_thread_stopped_are_not(body):
+    plan = plan_of(body)
+    assert sampled_registers(plan, "sysv") is None
+    assert not can_sample(plan, "sysv", REGS)
+
+
+def test_registers_perf_cannot_sample_keep_the_thread_stopped():
+    plan = plan_of("    type: hardware\n    actions:\n      - log: {registers: [fs_base]}\n")
+    assert sampled_registers(plan, "sysv") == {"rip", "fs_base"}
+    assert not can_sample(plan, "sysv", REGS)
+    assert not can_sample(plan_of("    type: hardware\n"), "sysv", frozenset())    # a backend that cannot
+
+
+# -- reading a ring ---------------------------------------------------------------------
+
+PAGE = mmap.PAGESIZE
+
+
+def sample(ip: int, ns: int, rdi: int) -> bytes:
+    regs = [0] * len(perfbp._SAMPLE_ORDER)
+    regs[perfbp._SAMPLE_ORDER.index("rdi")] = rdi
+    regs[perfbp._SAMPLE_ORDER.index("rip")] = ip
+    return perfbp._SAMPLE.pack(perfbp._RECORD_SAMPLE, 0, perfbp._SAMPLE.size, ip, ns, 2, *regs)
+
+
+def lost(count: int) -> bytes:
+    return perfbp._HEADER.pack(perfbp._RECORD_LOST, 0, 24) + perfbp._U64.pack(7) + perfbp._U64.pack(count)
+
+
+def fake_ring(pages: int, slots: dict[int, int]) -> perfbp.Ring:
+    """A Ring over an anonymous mapping laid out as the kernel's: a header page, then data."""
+    ring = perfbp.Ring(42)
+    ring._size = pages * PAGE
+    ring._buf = mmap.mmap(-1, PAGE + ring._size)
+    ring.addresses = dict(slots)
+    ring._derive()
+    return ring
+
+
+def produce(ring: perfbp.Ring, records: bytes) -> None:
+    """Write records as the kernel does: at data_head, wrapping at the end, then move data_head."""
+    assert ring._buf is not None
+    head = perfbp._U64.unpack_from(ring._buf, perfbp._DATA_HEAD)[0]
+    for i, byte in enumerate(records):
+        ring._buf[PAGE + (head + i) % ring._size] = byte
+    perfbp._U64.pack_into(ring._buf, perfbp._DATA_HEAD, head + len(records))
+
+
+def test_a_ring_gives_each_sample_once_with_its_registers_and_frees_the_room():
+    ring = fake_ring(1, {0: 0x401000, 2: 0x401000, 1: 0x402000})
+    produce(ring, sample(0x401000, 1_500_000_000, 7) + sample(0x402000, 2_000_000_000, 8))
+    got = ring.take()
+    assert [(s.tid, s.address, s.slots, s.time, s.registers["rdi"]) for s in got] == [
+        (42, 0x401000, (0, 2), 1.5, 7), (42, 0x402000, (1,), 2.0, 8)]
+    assert got[0].registers["rip"] == 0x401000 and len(got[0].registers) == len(perfbp.SAMPLED_REGISTERS)
+    assert perfbp._U64.unpack_from(ring._buf, perfbp._DATA_TAIL)[0] == 2 * perfbp._SAMPLE.size
+    assert ring.take() == [] and not ring.pending()
+
+
+def test_samples_that_wrap_round_the_end_of_the_ring_and_lost_hits_are_read():
+    ring = fake_ring(1, {0: 0x401000})
+    per = perfbp._SAMPLE.size
+    n = PAGE // per                 # fill most of the ring, then wrap
+    produce(ring, b"".join(sample(0x401000, i, i) for i in range(n)))
+    assert [s.registers["rdi"] for s in ring.take()] == list(range(n))
+    produce(ring, sample(0x401000, 0, 100) + lost(5) + sample(0x401000, 0, 101) + sample(0x499999, 0, 9))
+    assert [s.registers["rdi"] for s in ring.take()] == [100, 101]    # 0x499999: no breakpoint there now
+    assert ring.lost == 5
+
+
+def test_rings_shrink_as_threads_add_up_then_threads_stop_at_their_hits():
+    # Ring memory is locked kernel memory: a process gets PROCESS_RING_BUDGET in all.
+    sampler = perfbp.Sampler()
+    sizes = []
+    while (pages := sampler._pages_left()) >= perfbp.MIN_RING_PAGES:
+        ring = perfbp.Ring(len(sizes), min(perfbp.RING_PAGES, pages))
+        sampler.rings[len(sizes)] = ring
+        sizes.append(ring.size)
+    assert sizes[0] == perfbp.RING_PAGES * PAGE and sizes == sorted(sizes, reverse=True)
+    assert sum(sizes) <= perfbp.PROCESS_RING_BUDGET
+    assert all(s & (s - 1) == 0 for s in sizes)                  # powers of two, as perf requires
+    assert sampler.apply(999, {0: 0x401000}) == frozenset()      # no room: a debug register then
