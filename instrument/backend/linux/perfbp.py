@@ -23,6 +23,7 @@ and the backend falls back to a debug register for that thread.
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import mmap
 import os
@@ -164,11 +165,17 @@ class Ring:
             self._slots_at[address] = self._slots_at.get(address, ()) + (slot,)
 
     def _map(self, fd: int) -> None:
-        try:
-            self._buf = mmap.mmap(fd, _PAGE + self._size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        except OSError as e:
-            # EPERM: beyond kernel.perf_event_mlock_kb for an unprivileged user.
-            raise SamplingError(f"perf ring of {self._size >> 20} MiB: {e.strerror}") from None
+        while True:
+            try:
+                self._buf = mmap.mmap(fd, _PAGE + self._size, mmap.MAP_SHARED,
+                                      mmap.PROT_READ | mmap.PROT_WRITE)
+                return
+            except OSError as e:
+                # EPERM: beyond kernel.perf_event_mlock_kb (516 KiB by default) and
+                # RLIMIT_MEMLOCK for an unprivileged user: a smaller ring may fit.
+                if e.errno != errno.EPERM or self._size // 2 < MIN_RING_PAGES * _PAGE:
+                    raise SamplingError(f"perf ring of {self._size >> 10} KiB: {e.strerror}") from None
+                self._size //= 2
 
     def close_slot(self, slot: int) -> None:
         fd = self.events.pop(slot, None)
