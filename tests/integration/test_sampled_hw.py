@@ -149,3 +149,15 @@ def test_a_sampled_breakpoint_in_an_image_a_child_execs(targets, tmp_path):
     hits = [r for r in recs if r["event"] == "breakpoint"]
     assert [int(r["message"]) for r in hits] == list(range(300))
     assert {r["pid"] for r in hits} != {recs[-1]["pid"]}
+
+
+def test_a_target_paused_for_its_backlog_over_and_over_loses_no_hit(targets, monkeypatch):
+    # A backlog of 20 queued hits pauses the target (PTRACE_INTERRUPT of every thread)
+    # and 10 let it go: thousands of pauses, some as threads exit, none may lose a hit.
+    from instrument.backend.linux import tracee
+    monkeypatch.setattr(tracee, "_SAMPLE_BACKLOG", 20)
+    threads, calls = 8, 1500
+    for _ in range(3):
+        backend, records, status = run_in_process(WORK, targets["threads"], str(threads), str(calls))
+        assert status == 0
+        check_every_call_of_work(records, threads, calls)

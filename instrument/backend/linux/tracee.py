@@ -208,6 +208,7 @@ class LinuxBackend(GuardControl):
                 self._collect_debug_strings()
             if self._sampling and (not self._queue or self._handed % _COLLECT_EVERY == 0):
                 self._collect_samples()
+                self._throttle()
             if self._queue:
                 ev = self._queue.popleft()
                 # A sampled hit stopped nothing: its thread may have run on, even exited.
@@ -228,7 +229,9 @@ class LinuxBackend(GuardControl):
                     return None
                 continue          # a tick: look at the rings
             if self._sampling:
-                self._collect_samples()     # hits sampled before this stop come first
+                # Hits sampled before this stop come first. No throttling here: it would
+                # wait for a stop of this thread, whose status is this one, in hand.
+                self._collect_samples()
             self._queue.extend(self._handle(*status))
             self._continue_internal(status[0])
 
@@ -240,7 +243,6 @@ class LinuxBackend(GuardControl):
                 self._queue.extend(self._sample_events(proc))
                 sampling = True
         self._sampling = sampling
-        self._throttle()
 
     def _sample_events(self, proc: Process) -> Events:
         samples = proc.sampler.take()
@@ -261,7 +263,7 @@ class LinuxBackend(GuardControl):
         """Stop a target whose sampled hits pile up faster than the engine takes them,
         and let it go again once half the backlog is gone: the rings then never fill."""
         backlog = len(self._queue)
-        for proc in self._procs.values():
+        for proc in list(self._procs.values()):     # a thread may report the exit of all
             if backlog > _SAMPLE_BACKLOG and proc.throttled is None and proc.sampler.rings:
                 proc.throttled = self._interrupt_running(proc)
             elif backlog <= _SAMPLE_BACKLOG // 2 and proc.throttled is not None:
