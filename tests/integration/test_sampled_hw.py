@@ -161,3 +161,18 @@ def test_a_target_paused_for_its_backlog_over_and_over_loses_no_hit(targets, mon
         backend, records, status = run_in_process(WORK, targets["threads"], str(threads), str(calls))
         assert status == 0
         check_every_call_of_work(records, threads, calls)
+
+
+def test_hits_of_many_threads_come_in_the_order_they_happened(targets):
+    # Each look at the rings merges the threads' hits by time; a hit written while the
+    # rings are being read can only come with the next look, so the order across
+    # threads is nearly, and within each thread exactly, the order of the hits.
+    _, records, status = run_in_process(WORK, targets["threads"], "8", "3000")
+    assert status == 0
+    hits = [r for r in records if r["event"] == "breakpoint"]
+    times = [r["time"] for r in hits]
+    inversions = sum(a > b for a, b in zip(times, times[1:]))
+    assert len(times) == 24000 and inversions < len(times) // 100
+    for tid in {r["tid"] for r in hits}:
+        mine = [r["time"] for r in hits if r["tid"] == tid]
+        assert mine == sorted(mine)

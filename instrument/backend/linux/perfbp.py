@@ -26,6 +26,7 @@ import ctypes
 import errno
 import fcntl
 import mmap
+import operator
 import os
 import struct
 from ctypes import c_int32, c_long, c_uint16, c_uint32, c_uint64
@@ -237,6 +238,9 @@ class Ring:
             self.close_slot(slot)
 
 
+_by_time = operator.attrgetter("time")
+
+
 class Sampler:
     """One process's sampled breakpoints: a ring per thread, opened before it runs."""
 
@@ -277,10 +281,16 @@ class Sampler:
         return 1 << (left.bit_length() - 1) if left > 0 else 0
 
     def take(self) -> list[Sample]:
+        """Every sample not reported yet, in the order the hits happened (each ring is
+        one thread's; records and hit counts follow the program's own order)."""
         out, self.unread = self.unread, []
+        sources = 1 if out else 0
         for ring in self.rings.values():
             if ring.pending():
                 out += ring.take()
+                sources += 1
+        if sources > 1:
+            out.sort(key=_by_time)
         return out
 
     def lost(self) -> int:
