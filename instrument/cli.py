@@ -9,7 +9,7 @@ from typing import Any, Callable
 import click
 
 from . import __version__
-from .errors import EXIT_USAGE, InstrumentError, RecipeErrors, UsageError
+from .errors import EXIT_USAGE, InstrumentError, RecipeErrors, TargetError, UsageError
 
 EPILOG_RUN = """\b
 Examples:
@@ -205,7 +205,13 @@ def explain(recipe: str, command: tuple[str, ...], sets: tuple[str, ...]) -> Non
     from .report.explain import explain as explain_plan
 
     plan = compile_plan(load_recipe(find_recipe(recipe)), overrides=parse_sets(sets), command=command or None)
-    click.echo(explain_plan(plan), nl=False)
+    try:
+        from .backend import get_backend
+        capabilities = get_backend().capabilities
+        sampled, abi = capabilities.sampled_registers, capabilities.abi
+    except TargetError:             # no backend on this OS: the plan alone
+        sampled, abi = frozenset(), "sysv"
+    click.echo(explain_plan(plan, sampled, abi), nl=False)
 
 
 @main.command()

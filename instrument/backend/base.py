@@ -154,8 +154,10 @@ class Backend(Protocol):
         """Sampled hits not reported yet (the session is ending): handle them before
         detaching or killing."""
 
-    def lost_hits(self) -> int:
-        """Sampled hits the backend could not keep (its buffers overflowed)."""
+    def sampling_problems(self) -> list[str]:
+        """What kept sampling from being whole, for the summary: hits lost (buffers
+        overflowed), perf refusing (hits stopped the target instead). Complete only
+        once the backend is closed."""
 
     def clear_hardware_breakpoint(self, pid: int, slot: int) -> None:
         ...

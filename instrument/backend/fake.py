@@ -119,8 +119,8 @@ class FakeBackend:
     def take_samples(self) -> list[DebugEvent]:
         return []          # never samples: capabilities.sampled_registers is empty
 
-    def lost_hits(self) -> int:
-        return 0
+    def sampling_problems(self) -> list[str]:
+        return []
 
     def set_hardware_breakpoint(self, pid: int, slot: int, address: int, access: str, size: int, *,
                                 sample: bool = False) -> None:

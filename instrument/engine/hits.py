@@ -133,7 +133,10 @@ class HitHandling:
         self.emit(rec)
         if state.spent:
             for p in self.processes.values():
-                self.disarm(p, state)
+                try:
+                    self.disarm(p, state)
+                except DebuggerError:
+                    pass      # its process is gone, its exit event not handled yet
         return ctx
 
     def _warn_once(self: Session, message: str) -> None:
@@ -225,8 +228,10 @@ class HitHandling:
         info: ExceptionInfo = event.info  # type: ignore[assignment]
         if info.registers is not None:          # sampled: the thread has run on (sampling.py)
             for bp_id in ids:
-                self.hit_breakpoint(process, event, self.breakpoints[bp_id], info.registers,  # type: ignore[arg-type]
-                                    info.address, at=info.time)
+                # A hit queued before its slot went to another breakpoint is not that one's.
+                if process.placed.get(bp_id) == info.address:
+                    self.hit_breakpoint(process, event, self.breakpoints[bp_id], info.registers,  # type: ignore[arg-type]
+                                        info.address, at=info.time)
             return
         regs = self.backend.registers(event.tid)
         for bp_id in ids:

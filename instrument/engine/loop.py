@@ -315,14 +315,14 @@ class Session(HitHandling):
 
     def report_sampled_hits(self) -> None:
         """The session ends: hits sampled and not reported yet happened while we were
-        there, so they are reported before the target is let go."""
-        for event in self.backend.take_samples():
+        there, so they are reported before the target is let go; unless an action
+        ended the session, whose record is then the last."""
+        samples = self.backend.take_samples()
+        if self.end_request is not None:
+            return
+        for event in samples:
             if event.pid in self.processes:
                 self.dispatch(event)
-        lost = self.backend.lost_hits()
-        if lost:
-            self._warn_once(f"{lost} hits of sampled hardware breakpoints were lost: the target outran "
-                            "instrument (--no-sampling stops the target at every hit instead)")
 
     def _resume(self, event: DebugEvent, pass_exception: bool) -> None:
         try:

@@ -73,10 +73,13 @@ def _clean_up(session: Session, backend: Backend) -> None:
     keep_running = session.attached or session.end_request == "detach"
     if session.end_request == "kill":
         keep_running = False
+    problem: BaseException | None = None
     try:
         session.report_sampled_hits()
     except DebuggerError:
         pass       # a process that went meanwhile: its hits were reported with its exit
+    except BaseException as e:     # noqa: BLE001 - the target is put back first (a closed pipe)
+        problem = e
     for pid, process in list(session.processes.items()):
         try:
             if keep_running:
@@ -97,6 +100,10 @@ def _clean_up(session: Session, backend: Backend) -> None:
         process.alive = False
     session.processes.clear()
     backend.close()
+    for message in backend.sampling_problems():
+        session.errors.append(message)
+    if problem is not None:
+        raise problem
 
 
 def _summary(session: Session, plan: Any) -> dict[str, Any]:

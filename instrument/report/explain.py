@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..compiler.resolve import ANY_LIBRARY
-from ..engine.sampling import sampled_registers
+from ..engine.sampling import can_sample
 from ..events import EventCode, exception_name
 
 
@@ -13,7 +13,9 @@ def _actions(actions: Any, indent: str) -> list[str]:
     return [f"{indent}- {a.describe}" for a in actions] or [f"{indent}(no actions)"]
 
 
-def explain(plan: Any) -> str:
+def explain(plan: Any, sampled_registers: frozenset[str] = frozenset(), abi: str = "sysv") -> str:
+    """The plan for a person; `sampled_registers`/`abi`: the backend's (Capabilities),
+    to say which hardware breakpoints will not stop the target."""
     r = plan.recipe
     out = [f"recipe {r.name} (version {r.version}, sha256 {r.sha256[:16]}...)"]
     if r.description:
@@ -70,10 +72,9 @@ def explain(plan: Any) -> str:
             out.append(f"    when {bp.when.text}")
         if bp.limit is not None:
             out.append(f"    limit {bp.limit}")
-        sampled = sampled_registers(bp, "sysv")
-        if sampled is not None:
-            out.append(f"    sampled on Linux: the hits read only {', '.join(sorted(sampled))}, "
-                       "so the target runs on (--no-sampling: stop at each)")
+        if can_sample(bp, abi, sampled_registers):
+            out.append("    sampled: its hits only read registers, so the target runs on "
+                       "(--no-sampling: stop at each)")
         out += _actions(bp.actions, "    ")
         if bp.on_return is not None:
             out.append("    on return:")

@@ -4,8 +4,11 @@ replace, and those stops still used wherever a hit needs the thread where it was
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -101,7 +104,7 @@ def test_a_thread_that_cannot_sample_falls_back_alone(targets, monkeypatch):
 def test_sampled_and_stopped_hits_give_the_same_records(targets, tmp_path):
     body = HEADER + ("breakpoints:\n  - id: hit\n    at: hit\n    type: hardware\n    when: arg0 % 3 == 1\n"
                      "    limit: 500\n    actions:\n      - log: \"{hits}: {arg0:#x} {rdi + rax}\"\n"
-                     "      - log: {registers: [rip, edi]}\n")
+                     "      - log: {registers: [rip, edi, eflags]}\n")
     runs = {}
     for extra in ((), ("--no-sampling",)):
         proc, recs = run_recipe_jsonl(tmp_path, body, targets["loop"], "3000", extra=extra)
@@ -176,3 +179,99 @@ def test_hits_of_many_threads_come_in_the_order_they_happened(targets):
     for tid in {r["tid"] for r in hits}:
         mine = [r["time"] for r in hits if r["tid"] == tid]
         assert mine == sorted(mine)
+
+
+# -- found by review: each of these hung, crashed or lost hits once ----------------------
+
+def test_sampled_hits_and_stops_at_a_soft_breakpoint_in_threads(targets, tmp_path):
+    # The soft breakpoint stops threads while sampled hits flow: its stop must not wait
+    # behind them (it hung: the stop's resume waited for queued samples of its thread).
+    body = HEADER + WORK + "  - id: twice\n    at: twice\n"
+    proc, recs = run_recipe_jsonl(tmp_path, body, targets["threads"], "4", "3000", timeout=120)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
+    assert recs[-1]["breakpoints"] == {"work": 12000, "twice": 12000}
+
+
+def test_a_limit_reached_while_the_target_is_paused_lets_it_go(targets, tmp_path):
+    body = HEADER + WORK.replace("    actions:", "    limit: 20000\n    actions:")
+    proc, recs = run_recipe_jsonl(tmp_path, body, targets["threads"], "4", "200000", timeout=120)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
+    assert recs[-1]["breakpoints"] == {"work": 20000} and recs[-1]["ended"] == "exited"
+
+
+def test_a_limit_reached_by_the_hits_reported_with_the_exit(targets, tmp_path):
+    # The last hits come in with the process's exit; spending the limit then must not
+    # ask a backend that has forgotten the process to clear anything.
+    body = HEADER + ("breakpoints:\n  - id: hit\n    at: hit\n    type: hardware\n    limit: 2\n"
+                     "    actions:\n      - log: {registers: all}\n")
+    for _ in range(3):
+        proc, recs = run_recipe_jsonl(tmp_path, body, targets["loop"], "5")
+        assert proc.returncode == 0, proc.stderr
+        assert recs[-1]["breakpoints"] == {"hit": 2} and recs[-1]["exit_code"] == 0
+
+
+def test_a_thread_that_execs_while_others_hit(targets, tmp_path):
+    # The stops of the exec (and of the threads it ends) come in while sampled hits keep
+    # the engine busy; the new image's breakpoint arms and its hits come after.
+    body = HEADER + ("breakpoints:\n  - id: work\n    at: thread_exec!work\n    type: hardware\n"
+                     "    actions:\n      - log: '{arg0}'\n"
+                     "  - id: hit\n    at: loop!hit\n    type: hardware\n    actions:\n      - log: '{arg0}'\n")
+    for _ in range(2):
+        proc, recs = run_recipe_jsonl(tmp_path, body, targets["thread_exec"], targets["loop"], "100",
+                                      extra=("--timeout", "60"))
+        assert proc.returncode == 0 and "sum=9900" in proc.stdout, proc.stderr
+        assert recs[-1]["ended"] == "exited" and recs[-1]["breakpoints"]["hit"] == 100
+        assert recs[-1]["breakpoints"]["work"] > 0
+
+
+def test_hits_queued_before_a_slot_changes_hands_stay_with_their_breakpoint(targets, tmp_path):
+    # swap disables A (work) and enables B (work2, never called): B takes A's debug
+    # register slot while A's hits are still queued. Not one of them is B's.
+    body = HEADER + ("breakpoints:\n  - id: A\n    at: work\n    type: hardware\n"
+                     "    actions:\n      - log: '{arg0}'\n"
+                     "  - id: B\n    at: work2\n    type: hardware\n    enabled: false\n"
+                     "    actions:\n      - log: '{arg0}'\n"
+                     "  - id: S\n    at: swap\n    limit: 1\n    actions:\n      - disable: A\n      - enable: B\n")
+    proc, recs = run_recipe_jsonl(tmp_path, body, targets["slot_swap"], "10", timeout=120)
+    assert proc.returncode == 0 and "slot_swap done" in proc.stdout, proc.stderr
+    assert recs[-1]["breakpoints"]["B"] == 0 and recs[-1]["breakpoints"]["S"] == 1
+    assert not [r for r in recs if r.get("id") == "B"]
+
+
+def test_the_timeout_holds_while_hits_keep_coming(targets, tmp_path):
+    body = HEADER + "breakpoints:\n  - id: hit\n    at: hit\n    type: hardware\n    actions:\n      - log: '{rdi}'\n"
+    started = time.monotonic()
+    proc, recs = run_recipe_jsonl(tmp_path, body, targets["spin"], "30", extra=("--timeout", "2"), timeout=60)
+    assert time.monotonic() - started < 15
+    assert recs[-1]["ended"] == "timeout" and recs[-1]["breakpoints"]["hit"] > 0, proc.stderr
+
+
+def test_threads_that_come_and_go_lose_no_sampled_hit(targets, tmp_path):
+    proc, recs = run_recipe_jsonl(tmp_path, HEADER + WORK, targets["churn"], "10", "8", "2000", timeout=300)
+    assert proc.returncode == 0 and "calls=160000" in proc.stdout, proc.stderr
+    assert recs[-1]["breakpoints"] == {"work": 160000} and not recs[-1].get("errors")
+
+
+def test_a_closed_output_pipe_leaves_an_attached_target_running(targets, tmp_path):
+    # The records left when the session ends are written while cleaning up: a closed
+    # pipe there must not skip putting the target back (its int3 killed it).
+    target = subprocess.Popen([targets["spin"], "4"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert target.stdout.readline().startswith("pid=")
+        recipe = tmp_path / "r.yaml"
+        recipe.write_text(HEADER + "breakpoints:\n  - id: hit\n    at: hit\n    type: hardware\n"
+                          "    actions:\n      - log: '{rdi}'\n  - id: clock\n    at: clock_gettime\n")
+        tool = subprocess.Popen([str(Path(sys.executable).parent / "instrument"), "run", str(recipe),
+                                 "--pid", str(target.pid), "--format", "jsonl"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert tool.stdout is not None
+        for _ in range(3):
+            tool.stdout.readline()
+        tool.stdout.close()
+        tool.wait(timeout=30)
+        assert tool.returncode == 141
+        rest = target.communicate(timeout=60)[0]
+        assert target.returncode == 0 and "spin ok" in rest, rest
+    finally:
+        if target.poll() is None:
+            target.kill()

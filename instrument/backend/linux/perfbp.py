@@ -27,6 +27,7 @@ import errno
 import fcntl
 import mmap
 import operator
+import resource
 import os
 import struct
 from ctypes import c_int32, c_long, c_uint16, c_uint32, c_uint64
@@ -58,15 +59,23 @@ _U64 = struct.Struct("<Q")
 _DATA_HEAD, _DATA_TAIL = 1024, 1032                  # in struct perf_event_mmap_page
 
 RING_PAGES = 2048          # 8 MiB of data per thread: ~40,000 hits, 10 ms of a tight loop
-MIN_RING_PAGES = 16       # below this a thread stops at its hits instead
+MIN_RING_PAGES = 256      # 1 MiB, ~5,000 hits: below this a thread stops at its hits instead
 # Ring memory is locked in the kernel: a process with many threads gets smaller rings
 # once this much is taken, and debug registers once even the smallest does not fit.
 PROCESS_RING_BUDGET = 64 << 20
+_RF = 1 << 16                # eflags.RF: set in a thread stopped at an execute breakpoint
+_PERF_FLAG_FD_CLOEXEC = 8
 _PAGE = mmap.PAGESIZE
 
 
 class SamplingError(Exception):
-    """perf_event_open or its ring buffer was refused; the reason is the message."""
+    """perf_event_open or its ring buffer was refused; the reason is the message.
+    `lasting`: perf itself said no (paranoia, no breakpoint PMU), not this thread
+    (it is exiting) nor this ring (locked memory)."""
+
+    def __init__(self, message: str, lasting: bool = False) -> None:
+        super().__init__(message)
+        self.lasting = lasting
 
 
 class _Attr(ctypes.Structure):
@@ -96,10 +105,11 @@ def _open_event(tid: int, address: int) -> int:
                  bp_len=ctypes.sizeof(ctypes.c_long),     # execute breakpoints must say sizeof(long)
                  sample_regs_user=_REGS_MASK, clockid=_CLOCK_MONOTONIC)
     fd = _syscall(c_long(_NR_PERF_EVENT_OPEN), ctypes.byref(attr), c_long(tid), c_long(-1),
-                  c_long(-1), c_long(0))
+                  c_long(-1), c_long(_PERF_FLAG_FD_CLOEXEC))
     if fd < 0:
         err = ctypes.get_errno()
-        raise SamplingError(f"perf_event_open: {os.strerror(err)}")
+        raise SamplingError(f"perf_event_open: {os.strerror(err)}",
+                            lasting=err not in (errno.ESRCH, errno.EMFILE, errno.ENOSPC, errno.ENOMEM))
     return int(fd)
 
 
@@ -122,6 +132,10 @@ class SampledRegisters(Mapping[str, int]):
         self._values = values
 
     def __getitem__(self, name: str) -> int:
+        if name == "eflags":
+            # As a stopped thread shows it: the kernel sets RF after the breakpoint
+            # so the instruction runs on; the sample is taken before that.
+            return self._values[self._INDEX[name]] | _RF
         return self._values[self._INDEX[name]]
 
     def __iter__(self) -> Iterator[str]:
@@ -139,7 +153,8 @@ class Ring:
         self.events: dict[int, int] = {}    # slot -> perf fd
         self.addresses: dict[int, int] = {}  # slot -> the address its event samples
         self._slots_at: dict[int, tuple[int, ...]] = {}   # address -> its slots, for each sample
-        self.lost = 0                       # hits the kernel dropped for want of room
+        self.lost = 0                       # hits the kernel said it dropped for want of room
+        self.taken = 0                      # samples read out of the ring, stale ones too
         self._size = pages * _PAGE              # a power of two, as perf requires
         self._tail = 0
         self._buf: mmap.mmap | None = None
@@ -216,6 +231,7 @@ class Ring:
             # Nearly always: nothing but whole samples, unpacked in one C loop.
             values = list(_SAMPLE.iter_unpack(data))
             if all(v[0] == _RECORD_SAMPLE and v[2] == _SAMPLE.size for v in values):
+                self.taken += len(values)
                 return [Sample(tid, v[3], slots_at[v[3]], v[4] / 1e9, SampledRegisters(v))
                         for v in values if v[3] in slots_at]   # not: a breakpoint taken out since
         out: list[Sample] = []
@@ -224,6 +240,8 @@ class Ring:
             kind, _, size = _HEADER.unpack_from(data, off)
             if size == 0:
                 break
+            if kind == _RECORD_SAMPLE:
+                self.taken += 1
             if kind == _RECORD_SAMPLE and size == _SAMPLE.size:    # shorter: no user registers
                 v = _SAMPLE.unpack_from(data, off)
                 if v[3] in slots_at:
@@ -233,9 +251,23 @@ class Ring:
             off += size
         return out
 
-    def close(self) -> None:
+    def close(self) -> tuple[list[Sample], int]:
+        """Stop sampling: the samples not taken yet, and how many hits were lost all in
+        all. The kernel writes PERF_RECORD_LOST only once it has room again, so the
+        count of hits each event saw is what tells."""
+        for fd in self.events.values():
+            fcntl.ioctl(fd, _PERF_EVENT_IOC_DISABLE, 0)
+        last = self.take()
+        seen = 0
+        for fd in self.events.values():
+            try:
+                seen += _U64.unpack(os.read(fd, 8))[0]
+            except (OSError, struct.error):
+                seen = self.taken + self.lost       # cannot tell: trust the ring's word
+                break
         for slot in list(self.events):
             self.close_slot(slot)
+        return last, max(seen - self.taken, self.lost)
 
 
 _by_time = operator.attrgetter("time")
@@ -248,7 +280,8 @@ class Sampler:
         self.rings: dict[int, Ring] = {}
         self.refused: str | None = None     # why perf said no: every thread uses debug registers since
         self.unread: list[Sample] = []      # taken from rings being closed, not reported yet
-        self._lost_closed = 0               # hits lost in rings closed since
+        self.lost = 0                       # hits lost in rings closed since
+        self.budget = _ring_budget()
 
     def apply(self, tid: int, addresses: dict[int, int]) -> frozenset[int]:
         """Make thread `tid` sample exactly `addresses` (slot -> address); the slots
@@ -260,8 +293,12 @@ class Sampler:
                 return frozenset()
             ring = self.rings[tid] = Ring(tid, min(RING_PAGES, pages))
         stale = [s for s, a in ring.addresses.items() if addresses.get(s) != a]
-        if stale:
-            self.unread += ring.take()          # closing the last event unmaps the ring
+        if len(stale) == len(ring.events) and stale:
+            last, lost = ring.close()           # the last event: the ring is unmapped
+            self.unread += last
+            self.lost += lost
+        elif stale:
+            self.unread += ring.take()
             for slot in stale:
                 ring.close_slot(slot)
         for slot, address in addresses.items():
@@ -270,14 +307,16 @@ class Sampler:
             try:
                 ring.open(slot, address)
             except SamplingError as e:
-                self.refused = str(e)
+                if e.lasting:
+                    self.refused = str(e)
+                break       # this thread stops at its hits
         if not ring.events:
             del self.rings[tid]
         return frozenset(ring.events)
 
     def _pages_left(self) -> int:
         """The largest power of two of pages a new ring may have: half what is left."""
-        left = (PROCESS_RING_BUDGET - sum(r.size for r in self.rings.values())) // _PAGE // 2
+        left = (self.budget - sum(r.size for r in self.rings.values())) // _PAGE // 2
         return 1 << (left.bit_length() - 1) if left > 0 else 0
 
     def take(self) -> list[Sample]:
@@ -293,20 +332,33 @@ class Sampler:
             out.sort(key=_by_time)
         return out
 
-    def lost(self) -> int:
-        return self._lost_closed + sum(ring.lost for ring in self.rings.values())
-
     def drop(self, tid: int) -> None:
         """The thread has exited: keep what it sampled, close its ring."""
         ring = self.rings.pop(tid, None)
         if ring is not None:
-            self.unread += ring.take()
-            self._lost_closed += ring.lost
-            ring.close()
+            last, lost = ring.close()
+            self.unread += last
+            self.lost += lost
 
     def close(self) -> None:
-        for ring in self.rings.values():
-            self._lost_closed += ring.lost
-            ring.close()
-        self.rings.clear()
+        """Stop sampling every thread (exec, detach, kill): what the rings still hold
+        joins `unread`."""
+        for tid in list(self.rings):
+            self.drop(tid)
+
+
+def _ring_budget() -> int:
+    """Locked memory this process's rings may take: PROCESS_RING_BUDGET for root; for
+    anyone else what the kernel allows, kernel.perf_event_mlock_kb and RLIMIT_MEMLOCK."""
+    if os.geteuid() == 0:
+        return PROCESS_RING_BUDGET
+    try:
+        with open("/proc/sys/kernel/perf_event_mlock_kb") as f:
+            allowed = int(f.read()) * 1024
+    except (OSError, ValueError):
+        allowed = 0
+    soft = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
+    if soft == resource.RLIM_INFINITY:
+        return PROCESS_RING_BUDGET
+    return min(PROCESS_RING_BUDGET, allowed + soft)
 

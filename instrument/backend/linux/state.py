@@ -142,7 +142,9 @@ class Process:
         self.pump: StderrPump | None = None
         self.frozen: list[Thread] = []     # threads stopped while an exception is handled
         self.sampler = perfbp.Sampler()    # sampled hardware breakpoints, a ring per thread
-        self.throttled: list[Thread] | None = None   # stopped until the engine catches up on samples
+        # Paused for a backlog of sampled hits: the threads kept stopped, with the signal
+        # each is to get when let go (stops.py, _cont and _release). None: not paused.
+        self.paused: list[tuple[Thread, int]] | None = None
         self.guards: GuardBook | None = None    # memory breakpoints (guard.py), made on first use
         self._mem: int | None = None
 

@@ -10,10 +10,11 @@ from typing import Callable, Iterator
 
 from ...errors import DebuggerError, TargetLost
 from ...events import DebugEvent, EventCode
-from . import _ffi
+from . import _ffi, perfbp
 from .state import Process, Thread
 
 _ESRCH = 3
+_GONE = 0      # the status of a thread that exited with 0: what is said of one exec took
 Status = tuple[int, int]
 Events = list[DebugEvent]
 
@@ -29,7 +30,12 @@ class StopControl:
         self._threads: dict[int, Thread] = {}
         self._queue: deque[DebugEvent] = deque()
         self._deferred: deque[Status] = deque()      # statuses read early, handled in order
-        self._lost_hits = 0          # sampled breakpoint hits lost in rings closed since (perfbp.py)
+        # Sampled hardware breakpoints (perfbp.py): hits not handed out yet, the pids
+        # paused until the engine catches up, and what went wrong with sampling.
+        self._samples: deque[DebugEvent] = deque()
+        self._paused: set[int] = set()
+        self._sampling_lost = 0
+        self._sampling_refused: set[str] = set()
 
     def _add_process(self, pid: int, *, spawned: bool, follow_forks: bool) -> Process:
         proc = Process(pid, spawned, follow_forks)
@@ -44,8 +50,7 @@ class StopControl:
         return th
 
     def _forget(self, proc: Process) -> None:
-        self._lost_hits += proc.sampler.lost()
-        proc.sampler.close()
+        self._close_sampler(proc)
         for tid in proc.threads:
             self._threads.pop(tid, None)
         proc.threads.clear()
@@ -85,7 +90,34 @@ class StopControl:
             _ffi.ptrace(_ffi.PTRACE_SETREGS, th.tid, None, th.regs)
             th.regs_dirty = False
 
+    def _close_sampler(self, proc: Process) -> None:
+        """Stop sampling in proc (exec, detach, kill) with a fresh Sampler, which keeps
+        the hits not reported yet for whoever collects next."""
+        sampler, proc.sampler = proc.sampler, perfbp.Sampler()
+        sampler.close()
+        self._sampling_lost += sampler.lost
+        if sampler.refused is not None:
+            self._sampling_refused.add(sampler.refused)
+        proc.sampler.unread = sampler.unread
+
     def _cont(self, th: Thread, sig: int) -> None:
+        proc = self._procs.get(th.pid)
+        if proc is not None and proc.paused is not None:
+            # Paused for its backlog of sampled hits: it goes on when _release says.
+            proc.paused.append((th, sig))
+            th.held = False
+            return
+        self._resume_thread(th, sig)
+
+    def _release(self, proc: Process) -> None:
+        """End a pause (_cont): continue every thread it kept, as asked then."""
+        paused, proc.paused = proc.paused or [], None
+        self._paused.discard(proc.pid)
+        for th, sig in paused:
+            if th.tid in self._threads and th.stopped and not th.held:
+                self._resume_thread(th, sig)
+
+    def _resume_thread(self, th: Thread, sig: int) -> None:
         try:
             self._flush(th)
             if th.group_stop and not sig:
@@ -118,15 +150,24 @@ class StopControl:
         """The next status of `tid`. Waits for any child and keeps the others' statuses
         for later: waitpid(leader) alone would hang once the process is SIGKILLed, as
         the kernel holds the leader's exit back until every other thread is reaped."""
+        th = self._threads.get(tid)
+        leader = th.pid if th is not None and th.pid != tid else None
         for i, (got, status) in enumerate(self._deferred):
             if got == tid:
                 del self._deferred[i]
                 return status
+            if got == leader and status >> 16 == _ffi.PTRACE_EVENT_EXEC:
+                return _GONE
         while True:
             got, status = os.waitpid(-1, _ffi.WALL)
             if got == tid:
                 return status
             self._deferred.append((got, status))
+            if got == leader and status >> 16 == _ffi.PTRACE_EVENT_EXEC:
+                # A thread of its process called execve: every other thread is gone, and
+                # the one that exec'd goes on as the leader. No status of its own tid
+                # would ever come.
+                return _GONE
 
     def _interrupt_running(self, proc: Process, keep: int | None = None) -> list[Thread]:
         """Stop every running thread of proc but `keep`; return those now in an internal

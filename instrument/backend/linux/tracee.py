@@ -85,6 +85,7 @@ class LinuxBackend(GuardControl):
         self._early: dict[int, int] = {}              # new tid -> its initial stop, seen before CLONE
         self._sampling = False       # some thread has a sampled breakpoint (perfbp.py)
         self._handed = 0             # events handed out, for looking at the rings now and then
+        self._due: int | None = None  # sampled hits still to go before the queue's head
         self._alarm = WaitAlarm()
         self._launcher = Launcher(self._alarm.wake)
         self._closed = False
@@ -126,6 +127,12 @@ class LinuxBackend(GuardControl):
         proc = self._procs.get(pid)
         if proc is None:
             return
+        self._close_sampler(proc)
+        if proc.paused is not None:
+            for th, sig in proc.paused:
+                th.signal = sig or th.signal    # delivered by the detach
+            proc.paused = None
+            self._paused.discard(pid)
         with self._all_stopped(proc):
             self._release_guards(proc)
             proc.rdv.disarm(lambda a, d: self._write(proc, a, d))
@@ -203,16 +210,18 @@ class LinuxBackend(GuardControl):
     def wait_event(self, timeout: float | None = None) -> DebugEvent | None:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            self._handed += 1
+            if self._sampling or self._samples or self._paused:
+                event = self._next_sample(deadline)
+                if event is not None:
+                    return event
+                if self._samples and deadline is not None and time.monotonic() >= deadline:
+                    return None          # the session's time is up, hits or not
             if not self._queue:
                 self._collect_debug_strings()
-            if self._sampling and (not self._queue or self._handed % _COLLECT_EVERY == 0):
-                self._collect_samples()
-                self._throttle()
             if self._queue:
                 ev = self._queue.popleft()
-                # A sampled hit stopped nothing: its thread may have run on, even exited.
-                if ev.code == EventCode.EXCEPTION_DEBUG_EVENT and ev.info.registers is None:  # type: ignore[union-attr]
+                self._due = None        # the next event waits for the hits collected by then
+                if ev.code == EventCode.EXCEPTION_DEBUG_EVENT:
                     if not _breakpoint_hit(ev.info):
                         self._freeze(ev.tid)    # faults, signals, guard pages: the process stands still
                     if ev.tid not in self._threads:   # its thread died since (SIGKILL)
@@ -228,20 +237,63 @@ class LinuxBackend(GuardControl):
                 if deadline is not None and time.monotonic() >= deadline:
                     return None
                 continue          # a tick: look at the rings
-            if self._sampling:
-                # Hits sampled before this stop come first. No throttling here: it would
-                # wait for a stop of this thread, whose status is this one, in hand.
-                self._collect_samples()
-            self._queue.extend(self._handle(*status))
-            self._continue_internal(status[0])
+            self._queue_status(status)
+
+    def _queue_status(self, status: Status) -> None:
+        """Decode a status into the queue, after the hits sampled before it."""
+        if self._sampling:
+            self._collect_samples()     # (no pausing here: it would wait for this very stop)
+        had = bool(self._queue)
+        self._queue.extend(self._handle(*status))
+        if self._queue and not had:
+            self._due = len(self._samples)          # with those _handle added (exit, exec)
+        self._continue_internal(status[0])
 
     # -- sampled hardware breakpoints (perfbp.py) ----------------------------------
+    # Sampled hits wait in their own queue (`_samples`): none holds a thread, so none
+    # may delay a resume, and they come in far faster than stops. A queued event goes
+    # out after the hits collected before it (`_due` of them), not after later ones.
+    def _next_sample(self, deadline: float | None) -> DebugEvent | None:
+        """The next sampled hit to hand out, if one is due before the queued events;
+        pauses and releases targets. A queued event waits for the hits collected up to
+        when it is first looked at, not for hits that keep coming after it."""
+        self._handed += 1
+        if not self._samples or self._handed % _COLLECT_EVERY == 0:
+            self._collect_samples()
+            self._take_statuses()
+            self._pace()
+        if not self._samples or (deadline is not None and time.monotonic() >= deadline):
+            return None
+        if self._queue:
+            if self._due is None:
+                self._due = len(self._samples)
+            if self._due == 0:
+                return None            # the queue's head now
+            self._due -= 1
+        return self._samples.popleft()
+
+    def _take_statuses(self) -> None:
+        """Handle the stops that came in meanwhile, without waiting: while sampled hits
+        keep the engine busy, the blocking wait is never reached, and a thread stopped
+        for an event (a new thread, an exec, a soft breakpoint) would wait for good."""
+        while True:
+            if self._deferred:
+                status = self._deferred.popleft()
+            else:
+                try:
+                    status = os.waitpid(-1, _ffi.WALL | os.WNOHANG)
+                except ChildProcessError:
+                    return
+                if not status[0]:
+                    return
+            self._queue_status(status)
+
     def _collect_samples(self) -> None:
         sampling = False
         for proc in self._procs.values():
             if proc.sampler.rings or proc.sampler.unread:
-                self._queue.extend(self._sample_events(proc))
-                sampling = True
+                self._samples.extend(self._sample_events(proc))
+                sampling = sampling or bool(proc.sampler.rings)
         self._sampling = sampling
 
     def _sample_events(self, proc: Process) -> Events:
@@ -259,26 +311,34 @@ class LinuxBackend(GuardControl):
             events.append(DebugEvent(code, pid, s.tid, template.sampled(s.registers, s.time)))
         return events
 
-    def _throttle(self) -> None:
-        """Stop a target whose sampled hits pile up faster than the engine takes them,
-        and let it go again once half the backlog is gone: the rings then never fill."""
-        backlog = len(self._queue)
+    def _pace(self) -> None:
+        """Pause a process whose sampled hits pile up faster than the engine takes them
+        (every thread stopped, and any continued meanwhile kept stopped: _cont), and let
+        it go once half the backlog is gone: its rings then never fill."""
+        backlog = len(self._samples)
         for proc in list(self._procs.values()):     # a thread may report the exit of all
-            if backlog > _SAMPLE_BACKLOG and proc.throttled is None and proc.sampler.rings:
-                proc.throttled = self._interrupt_running(proc)
-            elif backlog <= _SAMPLE_BACKLOG // 2 and proc.throttled is not None:
-                threads, proc.throttled = proc.throttled, None
-                self._continue_all(threads)
+            if backlog > _SAMPLE_BACKLOG and proc.paused is None and proc.sampler.rings:
+                proc.paused = []
+                self._paused.add(proc.pid)
+                for th in self._interrupt_running(proc):
+                    self._cont(th, 0)               # kept stopped: paused
+            elif proc.paused is not None and (backlog <= _SAMPLE_BACKLOG // 2 or not proc.sampler.rings):
+                self._release(proc)
+        self._paused &= self._procs.keys()
 
     def take_samples(self) -> list[DebugEvent]:
         self._collect_samples()
-        taken = [ev for ev in self._queue if getattr(ev.info, "registers", None) is not None]
-        if taken:
-            self._queue = deque(ev for ev in self._queue if getattr(ev.info, "registers", None) is None)
+        taken, self._samples = list(self._samples), deque()
         return taken
 
-    def lost_hits(self) -> int:
-        return sum(proc.sampler.lost() for proc in self._procs.values()) + self._lost_hits
+    def sampling_problems(self) -> list[str]:
+        lost = self._sampling_lost + sum(p.sampler.lost for p in self._procs.values())
+        problems = [f"hardware breakpoints stopped the target at every hit: {reason}"
+                    for reason in sorted(self._sampling_refused)]
+        if lost:
+            problems.append(f"{lost} hits of sampled hardware breakpoints were lost: the target outran "
+                            "instrument (--no-sampling stops the target at every hit instead)")
+        return problems
 
     def _program(self, proc: Process, tid: int) -> None:
         """Set proc's hardware breakpoints in stopped thread `tid`: a perf event for
@@ -410,7 +470,9 @@ class LinuxBackend(GuardControl):
         self._apply_hw(proc)
 
     def clear_hardware_breakpoint(self, pid: int, slot: int) -> None:
-        proc = self._proc(pid)
+        proc = self._procs.get(pid)
+        if proc is None:
+            return          # gone (its exit event not handled yet): nothing left to clear
         proc.hw.clear(slot)
         self._apply_hw(proc)
 
@@ -530,10 +592,8 @@ class LinuxBackend(GuardControl):
         if proc.hw.active:
             proc.hw = debugregs.HardwareSlots()   # exec clears the debug registers
         # Hits sampled in the old image come before its CREATE_PROCESS; its events go.
-        events[:0] = self._sample_events(proc)
-        self._lost_hits += proc.sampler.lost()
-        proc.sampler.close()
-        proc.sampler = perfbp.Sampler()
+        self._close_sampler(proc)
+        self._samples.extend(self._sample_events(proc))
         return events
 
     def _on_new_task(self, proc: Process, parent: Thread, event: int) -> Events:
@@ -593,13 +653,13 @@ class LinuxBackend(GuardControl):
         self._threads.pop(th.tid, None)
         proc.threads.pop(th.tid, None)
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
-        proc.sampler.drop(th.tid)          # what it sampled is reported before its exit
+        proc.sampler.drop(th.tid)
+        self._samples.extend(self._sample_events(proc))    # handed out before its exit
         if th.tid != proc.pid:
-            return self._sample_events(proc) + [
-                DebugEvent(EventCode.EXIT_THREAD_DEBUG_EVENT, proc.pid, th.tid, ExitThreadInfo(code))]
+            return [DebugEvent(EventCode.EXIT_THREAD_DEBUG_EVENT, proc.pid, th.tid, ExitThreadInfo(code))]
         # The leader's status comes last: the kernel delays it until every other
         # thread has been reaped. Drain stderr first so its lines come before the exit.
-        events = self._sample_events(proc) + self._drain_debug_strings(proc, final=True)
+        events = self._drain_debug_strings(proc, final=True)
         sig = signal_name(os.WTERMSIG(status)) if os.WIFSIGNALED(status) else None
         if sig == "SIGKILL":
             # Our own kill() reaps without coming here, and SIGKILL cannot be

@@ -199,8 +199,8 @@ class WindowsBackend:
     def take_samples(self) -> list[DebugEvent]:
         return []          # every hit stops its thread: capabilities.sampled_registers is empty
 
-    def lost_hits(self) -> int:
-        return 0
+    def sampling_problems(self) -> list[str]:
+        return []
 
     def set_hardware_breakpoint(self, pid: int, slot: int, address: int, access: str, size: int, *,
                                 sample: bool = False) -> None:
