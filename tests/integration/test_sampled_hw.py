@@ -275,3 +275,12 @@ def test_a_closed_output_pipe_leaves_an_attached_target_running(targets, tmp_pat
     finally:
         if target.poll() is None:
             target.kill()
+
+
+def test_a_vfork_parent_is_not_waited_for_while_its_child_runs(targets, tmp_path):
+    # Pausing the target for its backlog interrupts every thread; a vfork parent cannot
+    # stop until its child exits, and the child waited for us: a deadlock, once.
+    body = HEADER + "target:\n  follow_forks: true\n" + WORK
+    proc, recs = run_recipe_jsonl(tmp_path, body, targets["vfork_threads"], "2", "50000", "30", timeout=120)
+    assert proc.returncode == 0 and "calls=100030" in proc.stdout, proc.stderr
+    assert recs[-1]["breakpoints"] == {"work": 100030}

@@ -118,6 +118,7 @@ class Thread:
         self.signal = 0            # delivered by resume(pass_exception=True)
         self.trap: ExceptionInfo | None = None   # the CPU trap (SIGTRAP) it is held for, if any
         self.group_stop = False    # job-control stopped (SIGSTOP...): resumed with PTRACE_LISTEN
+        self.in_vfork = False      # continued from a vfork: blocked until its child lets go
         self.regs = _ffi.UserRegs()
         self.regs_valid = False
         self.regs_dirty = False

@@ -174,8 +174,8 @@ class StopControl:
         stop (ours to continue). Threads that report a real event instead are held."""
         sent: list[Thread] = []
         for th in list(proc.threads.values()):
-            if th.stopped or th.tid == keep:
-                continue
+            if th.stopped or th.tid == keep or th.in_vfork:
+                continue      # in_vfork: runs nothing of its own until its VFORK_DONE stop
             try:
                 _ffi.ptrace(_ffi.PTRACE_INTERRUPT, th.tid, None, None)
                 sent.append(th)

@@ -51,7 +51,7 @@ _STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signa
 # _dl_debug_state and would die of SIGTRAP at its first dlopen, so each child
 # gets that byte back and is detached before it runs (see _on_fork).
 _BASE_OPTIONS = (_ffi.PTRACE_O_TRACESYSGOOD | _ffi.PTRACE_O_TRACECLONE | _ffi.PTRACE_O_TRACEEXEC
-                 | _ffi.PTRACE_O_TRACEFORK | _ffi.PTRACE_O_TRACEVFORK)
+                 | _ffi.PTRACE_O_TRACEFORK | _ffi.PTRACE_O_TRACEVFORK | _ffi.PTRACE_O_TRACEVFORKDONE)
 _ESRCH = 3
 # Sampled breakpoint hits (perfbp.py) waiting in the queue beyond which the target is
 # stopped until the engine catches up: it can hit far faster than records are written.
@@ -300,7 +300,8 @@ class LinuxBackend(GuardControl):
         samples = proc.sampler.take()
         if not samples:
             return []
-        pid, code, templates = proc.pid, EventCode.EXCEPTION_DEBUG_EVENT, {}
+        pid, code = proc.pid, EventCode.EXCEPTION_DEBUG_EVENT
+        templates: dict[tuple[int, ...], ExceptionInfo] = {}     # one per set of slots
         events = []
         for s in samples:
             template = templates.get(s.slots)
@@ -508,7 +509,13 @@ class LinuxBackend(GuardControl):
             if sig == _SYSCALL_TRAP:
                 return []
             if event in (_ffi.PTRACE_EVENT_CLONE, _ffi.PTRACE_EVENT_FORK, _ffi.PTRACE_EVENT_VFORK):
+                # A vfork parent then waits in the kernel, deaf to PTRACE_INTERRUPT, until
+                # its child execs or exits (VFORK_DONE): all-stop must not wait for it.
+                th.in_vfork = event == _ffi.PTRACE_EVENT_VFORK
                 return self._on_new_task(proc, th, event)
+            if event == _ffi.PTRACE_EVENT_VFORK_DONE:
+                th.in_vfork = False
+                return []
             if event == _ffi.PTRACE_EVENT_EXEC:
                 return self._on_exec(proc, th)
             return self._on_signal(proc, th, sig)
