@@ -1,4 +1,4 @@
-"""ctypes declarations for the Linux debug API (ptrace, process_vm_readv, sched_getcpu); nothing else."""
+"""ctypes declarations for the Linux debug API (ptrace, process_vm_readv, perf_event_open, sched_getcpu); nothing else."""
 
 from __future__ import annotations
 
@@ -205,6 +205,31 @@ def vm_read(pid: int, address: int, buf: ctypes.Array[ctypes.c_char]) -> int:
         err = ctypes.get_errno()
         raise SyscallError("process_vm_readv", err, f" at {address:#x}")
     return n
+
+
+class PerfEventAttr(Structure):
+    """struct perf_event_attr up to PERF_ATTR_SIZE_VER5 (include/uapi/linux/perf_event.h)."""
+
+    _fields_ = [("type", ctypes.c_uint32), ("size", ctypes.c_uint32), ("config", c_uint64),
+                ("sample_period", c_uint64), ("sample_type", c_uint64), ("read_format", c_uint64),
+                ("flags", c_uint64), ("wakeup_watermark", ctypes.c_uint32), ("bp_type", ctypes.c_uint32),
+                ("bp_addr", c_uint64), ("bp_len", c_uint64), ("branch_sample_type", c_uint64),
+                ("sample_regs_user", c_uint64), ("sample_stack_user", ctypes.c_uint32), ("clockid", c_int32),
+                ("sample_regs_intr", c_uint64), ("aux_watermark", ctypes.c_uint32),
+                ("sample_max_stack", ctypes.c_uint16), ("reserved_2", ctypes.c_uint16)]
+
+
+_NR_PERF_EVENT_OPEN = 298          # x86-64
+_syscall = ctypes.CDLL(None, use_errno=True).syscall
+_syscall.restype = c_long
+
+
+def perf_event_open(attr: PerfEventAttr, tid: int, flags: int) -> int:
+    """perf_event_open(2) for thread `tid` on any CPU: the fd, or -errno."""
+    attr.size = ctypes.sizeof(PerfEventAttr)
+    fd: int = _syscall(c_long(_NR_PERF_EVENT_OPEN), ctypes.byref(attr), c_long(tid), c_long(-1),
+                       c_long(-1), c_long(flags))
+    return fd if fd >= 0 else -ctypes.get_errno()
 
 
 def sched_getcpu() -> int:

@@ -22,7 +22,6 @@ and the backend falls back to a debug register for that thread.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import mmap
@@ -30,10 +29,10 @@ import operator
 import resource
 import os
 import struct
-from ctypes import c_int32, c_long, c_uint16, c_uint32, c_uint64
+
+from . import _ffi
 from typing import Iterator, Mapping, NamedTuple
 
-_NR_PERF_EVENT_OPEN = 298          # x86-64
 _PERF_TYPE_BREAKPOINT = 5
 _HW_BREAKPOINT_X = 4
 _SAMPLE_IP, _SAMPLE_TIME, _SAMPLE_REGS_USER = 1 << 0, 1 << 2, 1 << 12
@@ -78,39 +77,20 @@ class SamplingError(Exception):
         self.lasting = lasting
 
 
-class _Attr(ctypes.Structure):
-    """struct perf_event_attr up to PERF_ATTR_SIZE_VER5 (include/uapi/linux/perf_event.h)."""
-
-    _fields_ = [("type", c_uint32), ("size", c_uint32), ("config", c_uint64),
-                ("sample_period", c_uint64), ("sample_type", c_uint64), ("read_format", c_uint64),
-                ("flags", c_uint64), ("wakeup_watermark", c_uint32), ("bp_type", c_uint32),
-                ("bp_addr", c_uint64), ("bp_len", c_uint64), ("branch_sample_type", c_uint64),
-                ("sample_regs_user", c_uint64), ("sample_stack_user", c_uint32), ("clockid", c_int32),
-                ("sample_regs_intr", c_uint64), ("aux_watermark", c_uint32),
-                ("sample_max_stack", c_uint16), ("reserved_2", c_uint16)]
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_syscall = _libc.syscall
-_syscall.restype = c_long
-
-
 def _open_event(tid: int, address: int) -> int:
     # No wake-ups asked for (no fasync, no poll): with fasync the kernel signals every
     # single sample. The backend looks at the rings on a short tick instead.
-    attr = _Attr(type=_PERF_TYPE_BREAKPOINT, size=ctypes.sizeof(_Attr), sample_period=1,
-                 sample_type=_SAMPLE_IP | _SAMPLE_TIME | _SAMPLE_REGS_USER,
-                 flags=_EXCLUDE_KERNEL | _EXCLUDE_HV | _USE_CLOCKID,
-                 bp_type=_HW_BREAKPOINT_X, bp_addr=address,
-                 bp_len=ctypes.sizeof(ctypes.c_long),     # execute breakpoints must say sizeof(long)
-                 sample_regs_user=_REGS_MASK, clockid=_CLOCK_MONOTONIC)
-    fd = _syscall(c_long(_NR_PERF_EVENT_OPEN), ctypes.byref(attr), c_long(tid), c_long(-1),
-                  c_long(-1), c_long(_PERF_FLAG_FD_CLOEXEC))
+    attr = _ffi.PerfEventAttr(type=_PERF_TYPE_BREAKPOINT, sample_period=1,
+                              sample_type=_SAMPLE_IP | _SAMPLE_TIME | _SAMPLE_REGS_USER,
+                              flags=_EXCLUDE_KERNEL | _EXCLUDE_HV | _USE_CLOCKID,
+                              bp_type=_HW_BREAKPOINT_X, bp_addr=address,
+                              bp_len=8,             # execute breakpoints must say sizeof(long)
+                              sample_regs_user=_REGS_MASK, clockid=_CLOCK_MONOTONIC)
+    fd = _ffi.perf_event_open(attr, tid, _PERF_FLAG_FD_CLOEXEC)
     if fd < 0:
-        err = ctypes.get_errno()
-        raise SamplingError(f"perf_event_open: {os.strerror(err)}",
-                            lasting=err not in (errno.ESRCH, errno.EMFILE, errno.ENOSPC, errno.ENOMEM))
-    return int(fd)
+        raise SamplingError(f"perf_event_open: {os.strerror(-fd)}",
+                            lasting=-fd not in (errno.ESRCH, errno.EMFILE, errno.ENOSPC, errno.ENOMEM))
+    return fd
 
 
 class Sample(NamedTuple):
