@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import click
 
-from . import __version__
+from .version import __version__
 from .errors import EXIT_USAGE, InstrumentError, RecipeErrors, TargetError, UsageError
 
 EPILOG_RUN = """\b

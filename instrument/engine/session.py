@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import __version__, interrupts
+from .. import interrupts
 from ..backend.base import Backend, SpawnOptions
 from ..errors import EXIT_CRASH, EXIT_OK, DebuggerError
 from ..interrupts import Interrupted
+from ..version import __version__
 from .loop import Session
 
 

@@ -253,7 +253,7 @@ def triage(config: TriageConfig, progress: Progress | None = None) -> dict[str, 
 
 def report_meta(config: TriageConfig, worker: Worker) -> dict[str, Any]:
     """The provenance a report carries: command, tool, recipe, target build id, shard."""
-    from .. import __version__
+    from ..version import __version__
     from .classify import rules_digest
 
     recipe = worker.plan.recipe
