@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable, MutableMapping, Protocol
 
 from ..errors import ExpressionError, Location, RecipeError
+from ..expr import Env, Expr, Format, parse, parse_format
 from ..recipe.model import Action, Path as DocPath, Recipe
 
 
@@ -24,7 +25,7 @@ class ActionContext(Protocol):
 
     record: dict[str, Any]                  # the record being built; actions merge fields into it
     regs: MutableMapping[str, int]          # the stopped thread's registers (writes go back on resume)
-    env: Any                                # an instrument.expr.Env for evaluating expressions
+    env: Env                                # for evaluating expressions
 
     def read_memory(self, address: int, size: int) -> bytes: ...
     def write_memory(self, address: int, data: bytes) -> None: ...
@@ -65,21 +66,19 @@ class CompileContext:
     def where(self, path: DocPath) -> Location:
         return self.recipe.where(path)
 
-    def expr(self, value: Any, path: DocPath, *, check_names: bool = True) -> Any:
+    def expr(self, value: Any, path: DocPath, *, check_names: bool = True) -> Expr:
         """Parse an expression, pointing a syntax error at its column in the file."""
-        from .. import expr as expr_mod
         try:
-            parsed = expr_mod.parse(value)
+            parsed = parse(value)
         except ExpressionError as e:
             raise ExpressionError(e.message, e.column, self.where(path).shifted(e.column)) from None
         if check_names:
             self.check_names(parsed.names, value, path)
         return parsed
 
-    def format(self, text: str, path: DocPath) -> Any:
-        from .. import expr as expr_mod
+    def format(self, text: str, path: DocPath) -> Format:
         try:
-            parsed = expr_mod.parse_format(text)
+            parsed = parse_format(text)
         except ExpressionError as e:
             raise ExpressionError(e.message, e.column, self.where(path).shifted(e.column)) from None
         self.check_names(parsed.names, text, path)

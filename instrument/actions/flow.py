@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import registers as regdefs
 from ..recipe.model import Action
 from .base import ActionContext, CompileContext, CompiledAction, action_path, error
 
@@ -9,8 +10,6 @@ ARG_NAMES = {f"arg{i}": i for i in range(6)}
 
 
 def compile_set(action: Action, ctx: CompileContext) -> CompiledAction:
-    from .. import registers as regdefs
-
     assignments = []
     for name, value in action.args.items():
         if name not in ARG_NAMES and name != "retval" and not regdefs.is_register(name):

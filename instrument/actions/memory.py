@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from ..errors import EvaluationError
 from ..recipe.model import Action
 from .base import ActionContext, CompileContext, CompiledAction, action_path, error
@@ -39,17 +41,18 @@ def compile_dump(action: Action, ctx: CompileContext) -> CompiledAction:
 def compile_write(action: Action, ctx: CompileContext) -> CompiledAction:
     args = action.args
     at = ctx.expr(args["at"], action_path(action, "at"))
+    encode: Callable[[ActionContext], bytes]
     if "bytes" in args:
         try:
             payload = bytes.fromhex(str(args["bytes"]))
         except ValueError:
             raise error("'bytes' must be hex digits, e.g. \"90 90 c3\"", ctx, action_path(action, "bytes")) from None
-        encode = lambda ac: payload  # noqa: E731  (constant payload)
+        encode = _constant(payload)
         what = f"{len(payload)} bytes"
     elif "string" in args:
         # C strings: the program reads up to the NUL, so write one.
         payload = str(args["string"]).encode() + b"\0"
-        encode = lambda ac: payload  # noqa: E731
+        encode = _constant(payload)
         what = f"string {args['string']!r}"
     else:
         (kind,) = [k for k in args if k in INT_PAYLOADS]
@@ -65,3 +68,8 @@ def compile_write(action: Action, ctx: CompileContext) -> CompiledAction:
         ac.write_memory(int(at.evaluate(ac.env)), encode(ac))
 
     return CompiledAction("write", f"write {what} at {at.text}", run)
+
+
+def _constant(payload: bytes) -> Callable[[ActionContext], bytes]:
+    """The encoder of a payload fixed when the recipe was compiled."""
+    return lambda ac: payload

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import registers as regdefs
 from ..recipe.model import Action
 from .base import ActionContext, CompileContext, CompiledAction, action_path, error
 
 
 def compile_log(action: Action, ctx: CompileContext) -> CompiledAction:
-    from .. import registers as regdefs
-
     args = action.args
     message: str | None
     reg_spec: Any

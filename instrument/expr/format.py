@@ -1,12 +1,13 @@
-"""Log format strings: literal text with `{expr}` and `{expr:spec}` fields (see expr.py)."""
+"""Log format strings: literal text with `{expr}` and `{expr:spec}` fields (see instrument.expr)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 
-from .errors import EvaluationError, ExpressionError
-from .expr import MAX_FORMAT_LENGTH, MAX_FORMAT_WIDTH, Env, Expr, Value, parse
+from ..errors import EvaluationError, ExpressionError
+from .evaluator import parse
+from .values import MAX_FORMAT_LENGTH, MAX_FORMAT_WIDTH, Env, Expr, Value
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Format:
                 out.append(part)
                 continue
             expr, spec = part
-            value = expr._fn(env)
+            value = expr._fn(env)       # not evaluate(): one call less per field, per hit
             try:
                 out.append(format(value, spec))
             except (ValueError, TypeError) as e:
