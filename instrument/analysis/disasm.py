@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import capstone
 
-from ..symbols.unwind import read_available
+from ..symbols.reader import read_available
 
 ReadMemory = Callable[[int, int], bytes]
 MAX_INSN = 15            # the longest legal x86 instruction

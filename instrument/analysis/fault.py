@@ -8,7 +8,7 @@ import capstone
 from capstone import x86
 
 from ..events import ExceptionCode, ExceptionInfo, exception_name
-from ..symbols.unwind import MEMORY_ERRORS, read_available
+from ..symbols.reader import MEMORY_ERRORS, read_available
 from .disasm import MAX_INSN, engine
 
 ReadMemory = Callable[[int, int], bytes]

@@ -6,40 +6,19 @@ lookup) so it runs the same under any backend and in unit tests.
 
 from __future__ import annotations
 
-import io
 import struct
-from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import capstone
 
-from elftools.dwarf.callframe import FDE, CallFrameInfo, CFARule, RegisterRule
-from elftools.dwarf.dwarf_expr import DWARFExprParser
-from elftools.dwarf.structs import DWARFStructs
-from elftools.elf.elffile import ELFFile
+from .cfi import module_cfi
+from .cfi_rules import (CALLEE_SAVED, DWARF_REGS, MASK, RBP, RIP, RSP, UnwindStop, apply_row, read_u64,
+                        reg_value)
+from .reader import MEMORY_ERRORS, ReadMemory, read_available
 
-from ..errors import InstrumentError, TargetError
-from .filecache import FileCache
-
-ReadMemory = Callable[[int, int], bytes]
 FindModule = Callable[[int], "tuple[str, int] | None"]
-
-# What a memory reader may raise for an unreadable address: the backends raise
-# DebuggerError, /proc/PID/mem raises OSError, a fake reader may raise ValueError.
-MEMORY_ERRORS: tuple[type[BaseException], ...] = (OSError, InstrumentError, ValueError, struct.error)
-
-# DWARF register numbers of the x86-64 SysV psABI (figure 3.36).
-DWARF_REGS: dict[int, str] = {
-    0: "rax", 1: "rdx", 2: "rcx", 3: "rbx", 4: "rsi", 5: "rdi", 6: "rbp", 7: "rsp",
-    8: "r8", 9: "r9", 10: "r10", 11: "r11", 12: "r12", 13: "r13", 14: "r14", 15: "r15",
-    16: "rip",
-}
-RSP, RBP, RIP = 7, 6, 16
-# A callee must preserve these; every other register is unknown in the caller
-# unless the CFI row says where it was saved.
-CALLEE_SAVED = (3, 6, 12, 13, 14, 15)
 
 # `mov rax, 15 (rt_sigreturn); syscall`: glibc's __restore_rt. Its FDE is
 # hand-written (and missing on some builds), so we recognise the code instead.
@@ -76,288 +55,6 @@ class Frame:
         """
         return self.pc if self.method == "context" else self.pc - 1
 
-
-class UnwindStop(Exception):
-    """Internal: the unwinder cannot go further (unreadable memory, unknown register)."""
-
-
-# -- CFI index of one ELF file --
-
-@dataclass
-class _FdeSource:
-    """The FDEs of one CFI section, sorted by start; FDEs parsed only when looked up."""
-
-    cfi: CallFrameInfo
-    starts: list[int]
-    offsets: list[int]                       # section offsets of the FDEs
-    ends: list[int] | None = None            # known when the whole section was parsed
-    parsed: dict[int, FDE] = field(default_factory=dict)
-
-    def find(self, pc: int) -> FDE | None:
-        i = bisect_right(self.starts, pc) - 1
-        if i < 0:
-            return None
-        if self.ends is not None and pc >= self.ends[i]:
-            return None
-        fde = self.parsed.get(self.offsets[i])
-        if fde is None:
-            # pyelftools has no public "parse the entry at this offset"; the
-            # whole-section parse costs ~0.5 s for libc, so use its internal one.
-            entry = self.cfi._parse_entry_at(self.offsets[i])
-            if not isinstance(entry, FDE):
-                return None
-            fde = self.parsed[self.offsets[i]] = entry
-        start = fde["initial_location"]
-        return fde if start <= pc < start + fde["address_range"] else None
-
-
-class ModuleCFI:
-    """The call frame information of one ELF file, indexed by link-time address."""
-
-    def __init__(self, path: str) -> None:
-        self.sources: list[_FdeSource] = []
-        self._rows: dict[int, tuple[list[int], list[dict[Any, Any]]]] = {}
-        with open(path, "rb") as f:
-            elf = ELFFile(f)
-            structs = DWARFStructs(little_endian=elf.little_endian, dwarf_format=32,
-                                   address_size=elf.elfclass // 8)
-            eh = elf.get_section_by_name(".eh_frame")
-            if eh is not None and eh["sh_type"] != "SHT_NOBITS" and eh["sh_size"]:
-                cfi = CallFrameInfo(io.BytesIO(eh.data()), eh["sh_size"], eh["sh_addr"], structs,
-                                    for_eh_frame=True)
-                hdr = elf.get_section_by_name(".eh_frame_hdr")
-                source = _hdr_source(cfi, hdr.data(), hdr["sh_addr"], eh["sh_addr"]) if hdr else None
-                self.sources.append(source or _parsed_source(cfi))
-            dbg = elf.get_section_by_name(".debug_frame")
-            if dbg is not None and dbg["sh_size"]:
-                data = dbg.data()
-                cfi = CallFrameInfo(io.BytesIO(data), len(data), 0, structs, for_eh_frame=False)
-                self.sources.append(_parsed_source(cfi))
-
-    def find_fde(self, pc: int) -> FDE | None:
-        """The FDE covering link-time address pc, .eh_frame first."""
-        for source in self.sources:
-            fde = source.find(pc)
-            if fde is not None:
-                return fde
-        return None
-
-    def row(self, pc: int) -> tuple[dict[Any, Any], int] | None:
-        """The decoded CFI row for pc and the return-address column, or None."""
-        fde = self.find_fde(pc)
-        if fde is None:
-            return None
-        cached = self._rows.get(id(fde))
-        if cached is None:
-            table = fde.get_decoded().table
-            cached = self._rows[id(fde)] = ([r["pc"] for r in table], table)
-        pcs, rows = cached
-        i = bisect_right(pcs, pc) - 1
-        if i < 0:
-            return None
-        return rows[i], fde.cie["return_address_register"]
-
-
-def _hdr_source(cfi: CallFrameInfo, hdr: bytes, hdr_addr: int, eh_addr: int) -> _FdeSource | None:
-    """Read .eh_frame_hdr's binary search table (the one the runtime unwinder uses)."""
-    if len(hdr) < 12:
-        return None
-    version, ptr_enc, count_enc, table_enc = hdr[0], hdr[1], hdr[2], hdr[3]
-    # Every toolchain we know emits pcrel|sdata4, udata4, datarel|sdata4; for
-    # anything else parse the whole section instead.
-    if (version, ptr_enc, count_enc, table_enc) != (1, 0x1B, 0x03, 0x3B):
-        return None
-    (count,) = struct.unpack_from("<I", hdr, 8)
-    if len(hdr) < 12 + 8 * count:
-        return None
-    pairs = struct.unpack_from(f"<{2 * count}i", hdr, 12)
-    starts = [hdr_addr + pairs[2 * i] for i in range(count)]
-    offsets = [hdr_addr + pairs[2 * i + 1] - eh_addr for i in range(count)]
-    return _FdeSource(cfi, starts, offsets)
-
-
-def _parsed_source(cfi: CallFrameInfo) -> _FdeSource:
-    """Parse a whole CFI section (no search table) and sort its FDEs."""
-    fdes = sorted((e for e in cfi.get_entries() if isinstance(e, FDE)), key=lambda e: e["initial_location"])
-    source = _FdeSource(cfi, [e["initial_location"] for e in fdes], [e.offset for e in fdes],
-                        [e["initial_location"] + e["address_range"] for e in fdes])
-    source.parsed = {e.offset: e for e in fdes}
-    return source
-
-
-def _parse_cfi(real: str) -> ModuleCFI | None:
-    try:
-        return ModuleCFI(real)
-    except Exception:  # noqa: BLE001
-        # pyelftools raises a zoo (ELFError, DWARFError, construct errors,
-        # asserts) on odd files; an unparsable module just has no CFI.
-        return None
-
-
-_cfi_cache: FileCache[ModuleCFI | None] = FileCache(_parse_cfi)
-
-
-def module_cfi(path: str) -> ModuleCFI | None:
-    """The CFI of an ELF file, parsed once per file version; None if unreadable."""
-    try:
-        return _cfi_cache.get(path)
-    except TargetError:
-        return None
-
-
-# -- Rule evaluation --
-
-_EXPR_PARSER = DWARFExprParser(DWARFStructs(little_endian=True, dwarf_format=32, address_size=8))
-_EXPR_CACHE: dict[tuple[int, ...], list[Any]] = {}
-_MASK = (1 << 64) - 1
-
-
-def _read_u64(read_memory: ReadMemory, address: int) -> int:
-    try:
-        data = read_memory(address, 8)
-    except MEMORY_ERRORS as exc:
-        raise UnwindStop(f"cannot read {address:#x}") from exc
-    if len(data) != 8:
-        raise UnwindStop(f"short read at {address:#x}")
-    return int.from_bytes(data, "little")
-
-
-def _try_read(read_memory: ReadMemory, address: int, size: int) -> bytes | None:
-    try:
-        return read_memory(address, size)
-    except MEMORY_ERRORS:
-        return None
-
-
-def read_available(read_memory: ReadMemory, address: int, size: int) -> bytes:
-    """Read up to `size` bytes at address, stopping early where memory stops being readable."""
-    whole = _try_read(read_memory, address, size)
-    if whole is not None:
-        return whole
-    # The window crosses into unreadable memory (the end of a mapping, or the
-    # end of a fake reader's buffer): bisect for the readable prefix.
-    readable, unreadable = 0, size
-    while unreadable - readable > 1:
-        middle = (readable + unreadable) // 2
-        if _try_read(read_memory, address, middle) is not None:
-            readable = middle
-        else:
-            unreadable = middle
-    return (_try_read(read_memory, address, readable) or b"") if readable else b""
-
-
-def _reg(regs: Mapping[int, int], num: int) -> int:
-    if num not in regs:
-        raise UnwindStop(f"register {DWARF_REGS.get(num, num)} is unknown in this frame")
-    return regs[num]
-
-
-_BINARY_OPS: dict[str, Callable[[int, int], int]] = {
-    "DW_OP_plus": lambda a, b: a + b, "DW_OP_minus": lambda a, b: a - b,
-    "DW_OP_mul": lambda a, b: a * b, "DW_OP_and": lambda a, b: a & b,
-    "DW_OP_or": lambda a, b: a | b, "DW_OP_xor": lambda a, b: a ^ b,
-    "DW_OP_shl": lambda a, b: a << b, "DW_OP_shr": lambda a, b: a >> b,
-    "DW_OP_ge": lambda a, b: int(a >= b), "DW_OP_gt": lambda a, b: int(a > b),
-    "DW_OP_le": lambda a, b: int(a <= b), "DW_OP_lt": lambda a, b: int(a < b),
-    "DW_OP_eq": lambda a, b: int(a == b), "DW_OP_ne": lambda a, b: int(a != b),
-}
-
-
-def eval_expression(expr: Any, regs: Mapping[int, int], read_memory: ReadMemory,
-                    push: int | None = None) -> int:
-    """Evaluate a DWARF location expression (the subset CFI uses) to a 64-bit value.
-
-    `push` is pushed first: DW_CFA_expression rules start with the CFA on the stack.
-    """
-    key = tuple(expr)
-    ops = _EXPR_CACHE.get(key)
-    if ops is None:
-        ops = _EXPR_CACHE[key] = _EXPR_PARSER.parse_expr(bytes(key))
-    stack: list[int] = [] if push is None else [push]
-    for op in ops:
-        name = op.op_name
-        if name.startswith("DW_OP_breg"):
-            stack.append(_reg(regs, int(name[10:])) + op.args[0])
-        elif name.startswith("DW_OP_lit"):
-            stack.append(int(name[9:]))
-        elif name.startswith("DW_OP_const") or name == "DW_OP_addr":
-            stack.append(op.args[0])
-        elif name == "DW_OP_plus_uconst":
-            stack.append(stack.pop() + op.args[0])
-        elif name in _BINARY_OPS:
-            b, a = stack.pop(), stack.pop()
-            stack.append(_BINARY_OPS[name](a, b))
-        elif name == "DW_OP_deref":
-            stack.append(_read_u64(read_memory, stack.pop() & _MASK))
-        elif name == "DW_OP_dup":
-            stack.append(stack[-1])
-        elif name == "DW_OP_drop":
-            stack.pop()
-        elif name == "DW_OP_swap":
-            stack[-1], stack[-2] = stack[-2], stack[-1]
-        elif name == "DW_OP_over":
-            stack.append(stack[-2])
-        elif name == "DW_OP_neg":
-            stack.append(-stack.pop())
-        elif name == "DW_OP_not":
-            stack.append(~stack.pop())
-        else:
-            raise UnwindStop(f"unsupported DWARF op {name} in CFI")
-    if not stack:
-        raise UnwindStop("empty DWARF expression")
-    return stack[-1] & _MASK
-
-
-def eval_cfa(rule: CFARule, regs: Mapping[int, int], read_memory: ReadMemory) -> int:
-    """The canonical frame address a CFI row's CFA rule gives."""
-    if rule.expr is not None:
-        return eval_expression(rule.expr, regs, read_memory)
-    if rule.reg is None:
-        raise UnwindStop("CFI row without a CFA rule")
-    return (_reg(regs, rule.reg) + (rule.offset or 0)) & _MASK
-
-
-def apply_row(row: Mapping[Any, Any], ra_column: int, regs: Mapping[int, int],
-              read_memory: ReadMemory) -> tuple[int, dict[int, int]]:
-    """Apply one CFI row: return (CFA, the caller's registers, with its pc as RIP)."""
-    cfa = eval_cfa(row["cfa"], regs, read_memory)
-    caller: dict[int, int] = {r: regs[r] for r in CALLEE_SAVED if r in regs}
-    for reg, rule in row.items():
-        if not isinstance(reg, int):
-            continue
-        if rule.type == RegisterRule.SAME_VALUE:
-            value = regs.get(reg)
-        else:
-            value = _apply_rule(rule, cfa, regs, read_memory)
-        if value is None:
-            caller.pop(reg, None)
-        else:
-            caller[reg] = value
-    caller[RSP] = cfa
-    if ra_column not in caller:
-        # DW_CFA_undefined on the return address marks the outermost frame (_start).
-        raise UnwindStop("return address undefined: outermost frame")
-    if ra_column != RIP:
-        caller[RIP] = caller.pop(ra_column)
-    return cfa, caller
-
-
-def _apply_rule(rule: RegisterRule, cfa: int, regs: Mapping[int, int], read_memory: ReadMemory) -> int | None:
-    kind = rule.type
-    if kind == RegisterRule.OFFSET:
-        return _read_u64(read_memory, (cfa + rule.arg) & _MASK)
-    if kind == RegisterRule.VAL_OFFSET:
-        return (cfa + rule.arg) & _MASK
-    if kind == RegisterRule.REGISTER:
-        return regs.get(rule.arg)
-    if kind == RegisterRule.EXPRESSION:
-        return _read_u64(read_memory, eval_expression(rule.arg, regs, read_memory, push=cfa))
-    if kind == RegisterRule.VAL_EXPRESSION:
-        return eval_expression(rule.arg, regs, read_memory, push=cfa)
-    return None  # UNDEFINED / ARCHITECTURAL: unknown in the caller
-
-
-# -- Stepping from one frame to its caller --
 
 @dataclass
 class _State:
@@ -413,7 +110,7 @@ def _sigreturn_step(state: _State, ctx: _Context) -> tuple[int, _State] | None:
             return None
     except MEMORY_ERRORS:
         return None
-    sp = _reg(state.regs, RSP)
+    sp = reg_value(state.regs, RSP)
     gregs_at = sp + UC_MCONTEXT
     try:
         raw = ctx.read_memory(gregs_at, 8 * len(SIGCONTEXT_GREGS))
@@ -451,8 +148,8 @@ def _fp_step(state: _State, ctx: _Context) -> tuple[int, _State] | None:
     if rbp is None or sp is None or rbp % 8 or not sp <= rbp < sp + MAX_FP_STEP:
         return None
     try:
-        saved_rbp = _read_u64(ctx.read_memory, rbp)
-        ret = _read_u64(ctx.read_memory, rbp + 8)
+        saved_rbp = read_u64(ctx.read_memory, rbp)
+        ret = read_u64(ctx.read_memory, rbp + 8)
     except UnwindStop:
         return None
     if ctx.module(ret) is None or (saved_rbp and saved_rbp <= rbp):
@@ -496,7 +193,7 @@ def _step(state: _State, ctx: _Context) -> tuple[int, _State] | None:
 
 
 def _initial_regs(regs: Mapping[str, int]) -> dict[int, int]:
-    return {num: regs[name] & _MASK for num, name in DWARF_REGS.items() if name in regs}
+    return {num: regs[name] & MASK for num, name in DWARF_REGS.items() if name in regs}
 
 
 def unwind(regs: Mapping[str, int], read_memory: ReadMemory, find_module: FindModule,

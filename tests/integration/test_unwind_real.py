@@ -22,7 +22,7 @@ from elftools.elf.elffile import ELFFile
 
 from instrument.analysis import analyze, around
 from instrument.events import ExceptionCode, ExceptionInfo
-from instrument.symbols import unwind as unwind_mod
+from instrument.symbols import cfi as cfi_mod
 from instrument.symbols.unwind import Frame, unwind
 
 # -- a minimal ptrace harness ----------------------------------------------------
@@ -263,9 +263,9 @@ def test_unbounded_recursion_stops_at_depth(crash_of):
 def test_unwinding_the_same_binaries_again_is_cached(crash_of):
     crash = crash_of("crash_double_free")
     first = crash.unwind()
-    cached = unwind_mod._cfi_cache.entries()
+    cached = cfi_mod._cfi_cache.entries()
     assert crash.unwind() == first
-    assert unwind_mod._cfi_cache.entries() == cached       # nothing re-parsed
+    assert cfi_mod._cfi_cache.entries() == cached       # nothing re-parsed
     assert any("libc.so" in path for path, _, _ in cached)
 
 

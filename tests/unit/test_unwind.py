@@ -9,8 +9,10 @@ from elftools.dwarf.callframe import CFARule, RegisterRule
 from hypothesis import given
 from hypothesis import strategies as st
 
+from instrument.symbols import cfi as C
 from instrument.symbols import unwind as U
-from instrument.symbols.unwind import Frame, apply_row, eval_cfa, eval_expression, unwind
+from instrument.symbols.cfi_rules import UnwindStop, apply_row, eval_cfa, eval_expression
+from instrument.symbols.unwind import Frame, unwind
 
 
 class Memory:
@@ -42,7 +44,7 @@ def test_cfa_rule_register_plus_offset() -> None:
 
 
 def test_cfa_rule_on_an_unknown_register_stops() -> None:
-    with pytest.raises(U.UnwindStop):
+    with pytest.raises(UnwindStop):
         eval_cfa(CFARule(reg=RBP, offset=16), {RSP: 0x7000}, Memory())
 
 
@@ -60,9 +62,9 @@ def test_expression_with_deref_reads_memory() -> None:
 
 
 def test_unsupported_expression_op_stops_instead_of_guessing() -> None:
-    with pytest.raises(U.UnwindStop):
+    with pytest.raises(UnwindStop):
         eval_expression([0x96], {}, Memory())          # DW_OP_nop is fine, but leaves an empty stack
-    with pytest.raises(U.UnwindStop):
+    with pytest.raises(UnwindStop):
         eval_expression([0x0E0], {}, Memory())         # DW_OP_GNU_push_tls_address
 
 
@@ -110,13 +112,13 @@ def test_callee_saved_registers_without_a_rule_keep_their_value() -> None:
 
 def test_undefined_return_address_is_the_outermost_frame() -> None:
     row = {"pc": 0, "cfa": CFARule(reg=RSP, offset=8), RIP: RegisterRule(RegisterRule.UNDEFINED)}
-    with pytest.raises(U.UnwindStop):
+    with pytest.raises(UnwindStop):
         apply_row(row, RIP, {RSP: 0x7000, RIP: 0x1000}, Memory())
 
 
 def test_unreadable_saved_register_stops() -> None:
     row = {"pc": 0, "cfa": CFARule(reg=RSP, offset=16), RIP: RegisterRule(RegisterRule.OFFSET, -8)}
-    with pytest.raises(U.UnwindStop):
+    with pytest.raises(UnwindStop):
         apply_row(row, RIP, {RSP: 0x7000, RIP: 0x1000}, Memory())
 
 
@@ -228,10 +230,10 @@ def _libc_path() -> str:
 
 def test_eh_frame_hdr_index_agrees_with_a_full_parse() -> None:
     path = _libc_path()
-    cfi = U.module_cfi(path)
+    cfi = C.module_cfi(path)
     assert cfi is not None and cfi.sources[0].ends is None          # indexed through .eh_frame_hdr
     # A fresh CFI object: a lazily-used one has pyelftools state the full parse trips over.
-    full = U._parsed_source(U.ModuleCFI(path).sources[0].cfi)
+    full = C._parsed_source(C.ModuleCFI(path).sources[0].cfi)
     assert full.starts == cfi.sources[0].starts
     for i in range(0, len(full.starts), max(1, len(full.starts) // 200)):
         start, end = full.starts[i], full.ends[i]
@@ -240,11 +242,11 @@ def test_eh_frame_hdr_index_agrees_with_a_full_parse() -> None:
             assert fde is not None and fde.offset == full.offsets[i]
         if i + 1 < len(full.starts) and full.starts[i + 1] > end:
             assert cfi.find_fde(end) is None                          # a gap between FDEs
-    assert U.module_cfi(path) is cfi                                  # cached per (realpath, mtime)
+    assert C.module_cfi(path) is cfi                                  # cached per (realpath, mtime)
 
 
 def test_rows_are_looked_up_by_address_within_an_fde() -> None:
-    cfi = U.module_cfi(_libc_path())
+    cfi = C.module_cfi(_libc_path())
     assert cfi is not None
     start = cfi.sources[0].starts[len(cfi.sources[0].starts) // 2]
     found = cfi.row(start)
@@ -258,5 +260,5 @@ def test_rows_are_looked_up_by_address_within_an_fde() -> None:
 def test_a_file_that_is_not_elf_has_no_cfi(tmp_path) -> None:
     bogus = tmp_path / "bogus.so"
     bogus.write_bytes(b"not an elf file at all")
-    assert U.module_cfi(str(bogus)) is None
-    assert U.module_cfi(str(tmp_path / "missing.so")) is None
+    assert C.module_cfi(str(bogus)) is None
+    assert C.module_cfi(str(tmp_path / "missing.so")) is None

@@ -1,0 +1,158 @@
+"""Applying one row of DWARF call frame information: CFA and register rules, location expressions.
+
+Works on plain inputs (registers by DWARF number, a memory reader), so the
+unwinder runs the same under any backend and in unit tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from elftools.dwarf.callframe import CFARule, RegisterRule
+from elftools.dwarf.dwarf_expr import DWARFExprParser
+from elftools.dwarf.structs import DWARFStructs
+
+from .reader import MEMORY_ERRORS, ReadMemory
+
+# DWARF register numbers of the x86-64 SysV psABI (figure 3.36).
+DWARF_REGS: dict[int, str] = {
+    0: "rax", 1: "rdx", 2: "rcx", 3: "rbx", 4: "rsi", 5: "rdi", 6: "rbp", 7: "rsp",
+    8: "r8", 9: "r9", 10: "r10", 11: "r11", 12: "r12", 13: "r13", 14: "r14", 15: "r15",
+    16: "rip",
+}
+RSP, RBP, RIP = 7, 6, 16
+# A callee must preserve these; every other register is unknown in the caller
+# unless the CFI row says where it was saved.
+CALLEE_SAVED = (3, 6, 12, 13, 14, 15)
+
+
+class UnwindStop(Exception):
+    """Internal: the unwinder cannot go further (unreadable memory, unknown register)."""
+
+
+_EXPR_PARSER = DWARFExprParser(DWARFStructs(little_endian=True, dwarf_format=32, address_size=8))
+_EXPR_CACHE: dict[tuple[int, ...], list[Any]] = {}
+MASK = (1 << 64) - 1
+
+
+def read_u64(read_memory: ReadMemory, address: int) -> int:
+    """The little-endian word at address; UnwindStop when it cannot be read."""
+    try:
+        data = read_memory(address, 8)
+    except MEMORY_ERRORS as exc:
+        raise UnwindStop(f"cannot read {address:#x}") from exc
+    if len(data) != 8:
+        raise UnwindStop(f"short read at {address:#x}")
+    return int.from_bytes(data, "little")
+
+
+def reg_value(regs: Mapping[int, int], num: int) -> int:
+    """Register `num` of a frame; UnwindStop when this frame lost it."""
+    if num not in regs:
+        raise UnwindStop(f"register {DWARF_REGS.get(num, num)} is unknown in this frame")
+    return regs[num]
+
+
+_BINARY_OPS: dict[str, Callable[[int, int], int]] = {
+    "DW_OP_plus": lambda a, b: a + b, "DW_OP_minus": lambda a, b: a - b,
+    "DW_OP_mul": lambda a, b: a * b, "DW_OP_and": lambda a, b: a & b,
+    "DW_OP_or": lambda a, b: a | b, "DW_OP_xor": lambda a, b: a ^ b,
+    "DW_OP_shl": lambda a, b: a << b, "DW_OP_shr": lambda a, b: a >> b,
+    "DW_OP_ge": lambda a, b: int(a >= b), "DW_OP_gt": lambda a, b: int(a > b),
+    "DW_OP_le": lambda a, b: int(a <= b), "DW_OP_lt": lambda a, b: int(a < b),
+    "DW_OP_eq": lambda a, b: int(a == b), "DW_OP_ne": lambda a, b: int(a != b),
+}
+
+
+def eval_expression(expr: Any, regs: Mapping[int, int], read_memory: ReadMemory,
+                    push: int | None = None) -> int:
+    """Evaluate a DWARF location expression (the subset CFI uses) to a 64-bit value.
+
+    `push` is pushed first: DW_CFA_expression rules start with the CFA on the stack.
+    """
+    key = tuple(expr)
+    ops = _EXPR_CACHE.get(key)
+    if ops is None:
+        ops = _EXPR_CACHE[key] = _EXPR_PARSER.parse_expr(bytes(key))
+    stack: list[int] = [] if push is None else [push]
+    for op in ops:
+        name = op.op_name
+        if name.startswith("DW_OP_breg"):
+            stack.append(reg_value(regs, int(name[10:])) + op.args[0])
+        elif name.startswith("DW_OP_lit"):
+            stack.append(int(name[9:]))
+        elif name.startswith("DW_OP_const") or name == "DW_OP_addr":
+            stack.append(op.args[0])
+        elif name == "DW_OP_plus_uconst":
+            stack.append(stack.pop() + op.args[0])
+        elif name in _BINARY_OPS:
+            b, a = stack.pop(), stack.pop()
+            stack.append(_BINARY_OPS[name](a, b))
+        elif name == "DW_OP_deref":
+            stack.append(read_u64(read_memory, stack.pop() & MASK))
+        elif name == "DW_OP_dup":
+            stack.append(stack[-1])
+        elif name == "DW_OP_drop":
+            stack.pop()
+        elif name == "DW_OP_swap":
+            stack[-1], stack[-2] = stack[-2], stack[-1]
+        elif name == "DW_OP_over":
+            stack.append(stack[-2])
+        elif name == "DW_OP_neg":
+            stack.append(-stack.pop())
+        elif name == "DW_OP_not":
+            stack.append(~stack.pop())
+        else:
+            raise UnwindStop(f"unsupported DWARF op {name} in CFI")
+    if not stack:
+        raise UnwindStop("empty DWARF expression")
+    return stack[-1] & MASK
+
+
+def eval_cfa(rule: CFARule, regs: Mapping[int, int], read_memory: ReadMemory) -> int:
+    """The canonical frame address a CFI row's CFA rule gives."""
+    if rule.expr is not None:
+        return eval_expression(rule.expr, regs, read_memory)
+    if rule.reg is None:
+        raise UnwindStop("CFI row without a CFA rule")
+    return (reg_value(regs, rule.reg) + (rule.offset or 0)) & MASK
+
+
+def apply_row(row: Mapping[Any, Any], ra_column: int, regs: Mapping[int, int],
+              read_memory: ReadMemory) -> tuple[int, dict[int, int]]:
+    """Apply one CFI row: return (CFA, the caller's registers, with its pc as RIP)."""
+    cfa = eval_cfa(row["cfa"], regs, read_memory)
+    caller: dict[int, int] = {r: regs[r] for r in CALLEE_SAVED if r in regs}
+    for reg, rule in row.items():
+        if not isinstance(reg, int):
+            continue
+        if rule.type == RegisterRule.SAME_VALUE:
+            value = regs.get(reg)
+        else:
+            value = _apply_rule(rule, cfa, regs, read_memory)
+        if value is None:
+            caller.pop(reg, None)
+        else:
+            caller[reg] = value
+    caller[RSP] = cfa
+    if ra_column not in caller:
+        # DW_CFA_undefined on the return address marks the outermost frame (_start).
+        raise UnwindStop("return address undefined: outermost frame")
+    if ra_column != RIP:
+        caller[RIP] = caller.pop(ra_column)
+    return cfa, caller
+
+
+def _apply_rule(rule: RegisterRule, cfa: int, regs: Mapping[int, int], read_memory: ReadMemory) -> int | None:
+    kind = rule.type
+    if kind == RegisterRule.OFFSET:
+        return read_u64(read_memory, (cfa + rule.arg) & MASK)
+    if kind == RegisterRule.VAL_OFFSET:
+        return (cfa + rule.arg) & MASK
+    if kind == RegisterRule.REGISTER:
+        return regs.get(rule.arg)
+    if kind == RegisterRule.EXPRESSION:
+        return read_u64(read_memory, eval_expression(rule.arg, regs, read_memory, push=cfa))
+    if kind == RegisterRule.VAL_EXPRESSION:
+        return eval_expression(rule.arg, regs, read_memory, push=cfa)
+    return None  # UNDEFINED / ARCHITECTURAL: unknown in the caller
