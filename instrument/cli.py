@@ -10,6 +10,7 @@ import click
 
 from .version import __version__
 from .errors import EXIT_USAGE, InstrumentError, RecipeErrors, TargetError, UsageError
+from .report import RECORD_FORMATS, REPORT_FORMATS
 
 EPILOG_RUN = """\b
 Examples:
@@ -102,7 +103,7 @@ def main(traceback: bool) -> None:
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--pid", type=int, help="Attach to this running process instead of starting one.")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Override a recipe param (repeatable).")
-@click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(list(RECORD_FORMATS)), default="text", show_default=True,
               help="Record format.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True), callback=_dash_is_stdout,
               help="Write records here instead of stdout ('-': stdout).")
@@ -280,7 +281,7 @@ TRIAGE_CLASSES = ("EXPLOITABLE", "PROBABLY_EXPLOITABLE", "PROBABLY_NOT_EXPLOITAB
 @click.option("--jobs", type=click.IntRange(min=0), default=0, help="Parallel workers (default: the number of cores).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds per run before a hang is killed and recorded as a timeout (default 10).")
 @click.option("--shard", metavar="K/N", help="Only the K-th of N deterministic slices of the sorted inputs.")
-@click.option("--format", "fmt", type=click.Choice(["json", "sarif", "markdown"]), default="json", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(list(REPORT_FORMATS)), default="json", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True), callback=_dash_is_stdout,
               help="Write the report here instead of stdout ('-': stdout).")
 @click.option("--fail-on", type=click.Choice(TRIAGE_CLASSES), default="UNKNOWN", show_default=True,
@@ -320,7 +321,7 @@ def triage(command: tuple[str, ...], recipe: str | None, inputs: str | None, job
 @click.argument("reports", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True), callback=_dash_is_stdout,
               help="Write the merged report here instead of stdout ('-': stdout).")
-@click.option("--format", "fmt", type=click.Choice(["json", "sarif", "markdown"]), default="json", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(list(REPORT_FORMATS)), default="json", show_default=True)
 @click.option("--fail-on", type=click.Choice(TRIAGE_CLASSES), default="UNKNOWN", show_default=True,
               help="Exit 1 when the merged report has a crash of this class or a more severe one.")
 @handle_errors

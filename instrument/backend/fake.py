@@ -9,7 +9,7 @@ Memory is a sparse dict of bytes, so tests can check what the engine wrote.
 
 from __future__ import annotations
 
-from typing import Any, MutableMapping
+from typing import Any, Callable, Mapping, MutableMapping
 
 from ..errors import DebuggerError
 from ..events import (CreateProcessInfo, DebugEvent, EventCode, ExceptionCode, ExceptionInfo,
@@ -38,7 +38,7 @@ class FakeBackend:
         self.closed = False
         self.detached: list[int] = []
         self.killed: list[int] = []
-        self.patched_bytes = None
+        self.patched_bytes: Callable[[int], Mapping[int, bytes]] | None = None
 
     # -- sessions --------------------------------------------------------
     def spawn(self, options: SpawnOptions) -> int:

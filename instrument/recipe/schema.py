@@ -36,22 +36,67 @@ _PATTERN_HINTS = {
 _RANK = {"type": 0, "const": 1, "enum": 1, "additionalProperties": 2, "required": 3}
 
 
+# Actions registered from outside instrument (instrument.actions.register with a
+# schema): name -> (JSON Schema of its value, whether it may be written bare).
+# The shipped actions are described in recipe.schema.json itself.
+_ADDED_ACTIONS: dict[str, tuple[dict[str, Any], bool]] = {}
+
+
 @lru_cache(maxsize=1)
-def _schema() -> dict[str, Any]:
+def _shipped() -> dict[str, Any]:
     text = resources.files("instrument").joinpath("schemas/recipe.schema.json").read_text(encoding="utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 
 
 @lru_cache(maxsize=1)
+def _schema() -> dict[str, Any]:
+    """The shipped schema with the added actions in it."""
+    if not _ADDED_ACTIONS:
+        return _shipped()
+    schema = copy.deepcopy(_shipped())
+    action = schema["$defs"]["action"]
+    for name, (fragment, bare) in _ADDED_ACTIONS.items():
+        action["else"]["properties"][name] = copy.deepcopy(fragment)
+        if bare:
+            action["then"]["enum"].append(name)
+    return schema
+
+
+@lru_cache(maxsize=1)
 def validator() -> Draft202012Validator:
-    """The recipe validator, built once."""
+    """The recipe validator, built once (again after an action is added)."""
     return Draft202012Validator(_schema())
 
 
 def schema_json() -> dict[str, Any]:
     """The recipe JSON Schema (a copy: callers may modify it)."""
     return copy.deepcopy(_schema())
+
+
+def action_kinds() -> tuple[str, ...]:
+    """Every action a recipe may name: the shipped ones, then the added ones."""
+    return ACTION_KINDS + tuple(_ADDED_ACTIONS)
+
+
+def add_action(name: str, fragment: Mapping[str, Any], *, bare: bool = False) -> None:
+    """Let recipes name the action `name`, its value valid under the JSON Schema
+    `fragment`; `bare`: it may also be written without a value (`- name`)."""
+    if name in action_kinds():
+        raise ValueError(f"action '{name}' is already in the recipe schema")
+    _ADDED_ACTIONS[name] = (copy.deepcopy(dict(fragment)), bare)
+    _forget()
+
+
+def remove_action(name: str) -> None:
+    """Undo add_action (a test's clean-up); the shipped actions stay."""
+    if _ADDED_ACTIONS.pop(name, None) is not None:
+        _forget()
+
+
+def _forget() -> None:
+    _schema.cache_clear()
+    validator.cache_clear()
 
 
 def validate_source(source: Source) -> list[SchemaError]:
@@ -113,7 +158,7 @@ def _describe(path: Path) -> str:
         return f"breakpoint {path[1] + 1}"
     if path[:1] == ("params",) and len(path) == 2:
         return f"param '{path[1]}'"
-    if len(path) >= 2 and isinstance(path[-1], str) and isinstance(path[-2], int) and path[-1] in ACTION_KINDS:
+    if len(path) >= 2 and isinstance(path[-1], str) and isinstance(path[-2], int) and path[-1] in action_kinds():
         return f"{path[-1]} action"
     return ".".join(str(p) for p in path)
 
@@ -164,7 +209,7 @@ class _Mapper:
                 continue
             hint = _did_you_mean(key, allowed)
             if "log" in allowed and "dump" in allowed:
-                message = f"unknown action '{key}' (expected one of {_words(ACTION_KINDS)}){hint}"
+                message = f"unknown action '{key}' (expected one of {_words(action_kinds())}){hint}"
             elif "create_process" in allowed:
                 message = f"unknown event '{key}' (expected an event name, an exception name or any){hint}"
             else:
@@ -187,10 +232,10 @@ class _Mapper:
     def _on_enum(self, error: ValidationError, path: Path) -> str:
         value = error.instance
         if path and isinstance(path[-1], int) and _is_action_list(path[:-1]):
-            if value in ACTION_KINDS:
+            if value in action_kinds():
                 return f"action '{value}' needs a value (write '{value}: ...')"
             shown = value if isinstance(value, str) else _show(value)
-            return f"unknown action '{shown}' (expected one of {_words(ACTION_KINDS)})"
+            return f"unknown action '{shown}' (expected one of {_words(action_kinds())})"
         suffix = self._breakpoint_kind(path)
         return f"'{_key_name(path)}' must be one of {_words(error.validator_value)}{suffix}, got {value!r}"
 

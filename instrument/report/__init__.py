@@ -1,61 +1,71 @@
-"""Reporters: the only place that formats output for people (and for machines)."""
+"""Reporters, the only place that formats output for people (and machines): one registry per kind of output.
+
+A new format is a module here plus one line in RECORD_FORMATS (what `instrument
+run --format` writes, record by record) or REPORT_FORMATS (what `instrument
+triage --format` and `merge` write, a whole report at once). The command line
+offers exactly the names registered here.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import sys
-import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Mapping, Protocol, TextIO
+
+from ..errors import UsageError
+from .json import format_json
+from .jsonl import JsonlReporter
+from .markdown import format_markdown
+from .sarif import format_sarif
+from .stream import Flushing, check_output, open_output
+from .text import TextReporter
+
+__all__ = ["RECORD_FORMATS", "REPORT_FORMATS", "Flushing", "RecordWriter", "check_output", "format_report",
+           "open_output", "open_reporter"]
 
 
-class Flushing:
-    """Flushes its stream at most every FLUSH_INTERVAL seconds while records flow,
-    so `tail -f` on an output file keeps up without a write per record."""
+class RecordWriter(Protocol):
+    """Writes session records, one `emit` per record, as they come; `close` flushes."""
 
-    FLUSH_INTERVAL = 0.2
-
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
-        self._last_flush = time.monotonic()
-
-    def write(self, text: str) -> None:
-        self.stream.write(text)
-        now = time.monotonic()
-        if now - self._last_flush >= self.FLUSH_INTERVAL:
-            self.stream.flush()
-            self._last_flush = now
-
-    def close(self) -> None:
-        self.stream.flush()
+    def emit(self, record: dict[str, Any]) -> None: ...
+    def close(self) -> None: ...
 
 
-def open_output(path: str, mode: str = "w", buffering: int = -1) -> Any:
-    """Open an output file the user named with -o; a one-line UsageError when we cannot."""
-    from ..errors import UsageError
+RECORD_FORMATS: dict[str, Callable[[TextIO], RecordWriter]] = {
+    "text": TextReporter,
+    "jsonl": JsonlReporter,
+}
 
-    try:
-        return open(path, mode, encoding="utf-8", buffering=buffering)
-    except OSError as e:
-        raise UsageError(f"cannot write -o {path}: {e.strerror or e}") from None
+REPORT_FORMATS: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "json": format_json,
+    "sarif": format_sarif,
+    "markdown": format_markdown,
+}
 
 
-def check_output(path: str | None) -> None:
-    """Fail now, before any work, when -o names a file we will not be able to write."""
-    if path:
-        open_output(path, "a").close()
+def _unknown(kind: str, fmt: str, known: Mapping[str, object]) -> UsageError:
+    return UsageError(f"unknown {kind} format '{fmt}' (expected one of {', '.join(known)})")
 
 
 @contextlib.contextmanager
-def open_reporter(fmt: str, output: str | None) -> Iterator[Any]:
+def open_reporter(fmt: str, output: str | None) -> Iterator[RecordWriter]:
     """A reporter writing `fmt` records to `output` (a path) or stdout; flushed on every exit."""
-    from .jsonl import JsonlReporter
-    from .text import TextReporter
-
+    make = RECORD_FORMATS.get(fmt)
+    if make is None:
+        raise _unknown("record", fmt, RECORD_FORMATS)
     stream = open_output(output, "w", buffering=1 << 16) if output else sys.stdout
-    reporter = JsonlReporter(stream) if fmt == "jsonl" else TextReporter(stream)
+    reporter = make(stream)
     try:
         yield reporter
     finally:
         reporter.close()
         if output:
             stream.close()
+
+
+def format_report(report: Mapping[str, Any], fmt: str) -> str:
+    """The triage report as text in `fmt` (a name of REPORT_FORMATS)."""
+    write = REPORT_FORMATS.get(fmt)
+    if write is None:
+        raise _unknown("report", fmt, REPORT_FORMATS)
+    return write(report)

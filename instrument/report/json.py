@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import functools
 import json
-from importlib import resources
-from typing import Any, Mapping, TextIO
+from typing import Any, Mapping
 
 from ..errors import UsageError
 
 
 @functools.lru_cache(maxsize=1)
 def _schema_text() -> str:
+    # Imported here, not at the top: importlib.resources costs 7 ms, and the command
+    # line imports this module (for its format names) on every start.
+    from importlib import resources
     return (resources.files("instrument") / "schemas" / "report.schema.json").read_text(encoding="utf-8")
 
 
@@ -23,10 +25,6 @@ def report_schema() -> dict[str, Any]:
 def format_json(report: Mapping[str, Any]) -> str:
     """The report as stable, diff-friendly JSON text (two-space indent, trailing newline)."""
     return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
-
-
-def write_json(report: Mapping[str, Any], stream: TextIO) -> None:
-    stream.write(format_json(report))
 
 
 def load_report(path: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import json
 from json import encoder as _encoder_mod
 from typing import Any, Callable
 
-from . import Flushing
+from .stream import Flushing
 
 
 def _make_encode() -> Callable[[Any], str]:

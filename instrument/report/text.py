@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import Flushing
+from .stream import Flushing
 
 # Control characters other than the newlines we lay out with: a target's strings
 # (str(arg0), its stderr) must not drive the reader's terminal (colours, cursor, title).

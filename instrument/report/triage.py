@@ -6,27 +6,16 @@ import sys
 import time
 from typing import Any, Mapping, TextIO
 
-FORMATS = ("json", "sarif", "markdown")
+from . import format_report
+from .stream import open_output
+
 BAR_WIDTH = 30
-
-
-def format_report(report: Mapping[str, Any], fmt: str) -> str:
-    """The triage report as text in `fmt` (json, sarif or markdown)."""
-    if fmt == "sarif":
-        from .sarif import format_sarif
-        return format_sarif(report)
-    if fmt == "markdown":
-        from .markdown import format_markdown
-        return format_markdown(report)
-    from .json import format_json
-    return format_json(report)
 
 
 def write_report(report: Mapping[str, Any], fmt: str, output: str | None) -> None:
     """Write the report to `output` (a path) or stdout."""
     text = format_report(report, fmt)
     if output:
-        from . import open_output
         with open_output(output) as f:
             f.write(text)
     else:
