@@ -215,12 +215,24 @@ def test_a_background_child_holding_stderr_does_not_hold_up_the_end(tmp_path):
     # sh exits at once; its background child keeps the stderr pipe open for 30 s.
     script = "echo bye >&2; sleep 30 >/dev/null & echo $!; exit 0"
     proc, recs = run_jsonl(tmp_path, "events:\n  debug_string:\n    - log: '{text}'\n", "/bin/sh", "-c", script)
+    child = int(proc.stdout.split()[0])
     try:
         assert [r["text"] for r in recs if r["event"] == "debug_string"] == ["bye"]
         assert recs[-1]["exit_code"] == 0
-        assert recs[-1]["time"] < 1.5, "waited for the background child's end of file"
+        # The session is over while the child still holds the pipe open: it did not wait
+        # for that end of file (how soon it ends: bench/latency.py).
+        assert _running(child), "waited for the background child's end of file"
     finally:
-        os.kill(int(proc.stdout.split()[0]), signal.SIGKILL)
+        os.kill(child, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a container's init may never reap an orphan)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return False
 
 
 def test_dash_output_is_stdout(targets, tmp_path):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -240,10 +239,11 @@ def test_hits_queued_before_a_slot_changes_hands_stay_with_their_breakpoint(targ
 
 def test_the_timeout_holds_while_hits_keep_coming(targets, tmp_path):
     body = HEADER + "breakpoints:\n  - id: hit\n    at: hit\n    type: hardware\n    actions:\n      - log: '{rdi}'\n"
-    started = time.monotonic()
     proc, recs = run_recipe_jsonl(tmp_path, body, targets["spin"], "30", extra=("--timeout", "2"), timeout=60)
-    assert time.monotonic() - started < 15
     assert recs[-1]["ended"] == "timeout" and recs[-1]["breakpoints"]["hit"] > 0, proc.stderr
+    # Killed at the timeout, not left to spin to its own end 28 s later (how soon after
+    # the timeout the session ends: bench/latency.py).
+    assert "spin ok" not in proc.stdout and recs[-1].get("exit_code") is None, proc.stdout
 
 
 def test_threads_that_come_and_go_lose_no_sampled_hit(targets, tmp_path):

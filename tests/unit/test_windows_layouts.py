@@ -429,8 +429,20 @@ def test_aligned_context_is_16_byte_aligned_and_zeroed() -> None:
         assert bytes(ctx) == bytes(ctypes.sizeof(_ffi.CONTEXT))
 
 
-def test_native_layout_matches_this_python() -> None:
-    assert _ffi.NATIVE.pointer_size == ctypes.sizeof(ctypes.c_void_p)
+def test_native_structures_have_the_measured_layout_of_this_pythons_width() -> None:
+    # NATIVE is what the kernel32 prototypes pass: on a 64-bit Python every structure
+    # must have the x64 layout mingw measured (a 32-bit Python: the i386 one), handles
+    # and pointers as wide as this Python's.
+    width = ctypes.sizeof(ctypes.c_void_p)
+    layout = LAYOUT64 if width == 8 else LAYOUT32
+    for name, (size, _, fields) in layout.items():
+        cls = getattr(_ffi.NATIVE, name)
+        assert ctypes.sizeof(cls) == size, name
+        for field, place in fields.items():
+            descriptor = getattr(cls, field)
+            assert (descriptor.offset, descriptor.size) == place, (name, field)
+    assert _ffi.NATIVE.PROCESS_INFORMATION.hProcess.size == width
+    assert _ffi.NATIVE.DEBUG_EVENT.u.size == (160 if width == 8 else 84)
 
 
 # -- _Static_assert lines generated from the ctypes classes -------------------
