@@ -86,7 +86,7 @@ def _param(name: str, raw: Any) -> Param:
     if not isinstance(raw, Mapping):
         return Param(name, type_of_value(raw), raw, False, None, path)
     has_default = "default" in raw
-    default = raw.get("default")
+    default: Any = raw.get("default")
     declared = raw.get("type") or type_of_value(default)
     if declared == "float" and type_of_value(default) == "int":
         default = float(default)

@@ -29,8 +29,8 @@ def markdown_reference(schema: Schema) -> str:
         *_properties_table(schema),
         "",
     ]
-    for name, example in enumerate(schema.get("examples", [])):
-        out += [f"Example {name + 1}:", "", "```yaml", _yaml_block(example), "```", ""]
+    for number, example in enumerate(schema.get("examples", [])):
+        out += [f"Example {number + 1}:", "", "```yaml", _yaml_block(example), "```", ""]
     out += _events_section(schema)
     for key, node in schema.get("properties", {}).items():
         if key != "events" and ("properties" in node or isinstance(node.get("additionalProperties"), dict)):

@@ -202,9 +202,11 @@ class _Mapper:
 
     # -- errors that point at keys ---------------------------------------
     def _unknown_keys(self, error: ValidationError, path: Path) -> list[SchemaError]:
-        allowed = list(error.schema.get("properties", {}))
+        schema: Any = error.schema           # jsonschema's stubs allow Unset; a raised error has them
+        instance: Any = error.instance
+        allowed = list(schema.get("properties", {}))
         out = []
-        for key in error.instance:
+        for key in instance:
             if key in allowed:
                 continue
             hint = _did_you_mean(key, allowed)
@@ -225,7 +227,8 @@ class _Mapper:
 
     # -- one handler per JSON Schema keyword -----------------------------
     def _on_type(self, error: ValidationError, path: Path) -> str:
-        types = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        expected_value: Any = error.validator_value
+        types: list[str] = expected_value if isinstance(expected_value, list) else [expected_value]
         expected = " or ".join(_TYPE_WORDS.get(t, t) for t in types)
         return f"'{_key_name(path)}': expected {expected}, got {_show(error.instance)}"
 
@@ -237,7 +240,8 @@ class _Mapper:
             shown = value if isinstance(value, str) else _show(value)
             return f"unknown action '{shown}' (expected one of {_words(action_kinds())})"
         suffix = self._breakpoint_kind(path)
-        return f"'{_key_name(path)}' must be one of {_words(error.validator_value)}{suffix}, got {value!r}"
+        allowed: Any = error.validator_value
+        return f"'{_key_name(path)}' must be one of {_words(allowed)}{suffix}, got {value!r}"
 
     def _on_const(self, error: ValidationError, path: Path) -> str:
         if path == ("version",):
@@ -247,7 +251,9 @@ class _Mapper:
         return f"'{_key_name(path)}' must be {error.validator_value!r}, got {error.instance!r}"
 
     def _on_required(self, error: ValidationError, path: Path) -> str:
-        missing = [k for k in error.validator_value if k not in error.instance]
+        required: Any = error.validator_value
+        instance: Any = error.instance
+        missing = [k for k in required if k not in instance]
         if path[:1] == ("params",) and missing == ["type"]:
             return f"param '{path[1]}' needs a 'type' (or a 'default' to infer it from)"
         return f"missing required key '{missing[0]}' in {_describe(path)}"
@@ -285,7 +291,8 @@ class _Mapper:
         return "empty action: write it as '- NAME: VALUE', e.g. '- log: \"text\"'"
 
     def _on_maxProperties(self, error: ValidationError, path: Path) -> str:
-        keys = list(error.instance)
+        instance: Any = error.instance
+        keys = list(instance)
         if path[-1:] == ("write",):
             payloads = [k for k in keys if k != "at"]
             return f"write takes exactly one payload, got {_words(payloads)}"
@@ -293,8 +300,9 @@ class _Mapper:
                 "write each action as its own list item")
 
     def _on_not(self, error: ValidationError, path: Path) -> str:
-        if _is_exclusive(error.validator_value):
-            keys = " and ".join(f"'{k}'" for k in error.validator_value["required"])
+        exclusive: Any = error.validator_value
+        if _is_exclusive(exclusive):
+            keys = " and ".join(f"'{k}'" for k in exclusive["required"])
             return f"{keys} are mutually exclusive: give one of them"
         kind = self._breakpoint_type(path[:-1]) or "soft"
         return f"'{_key_name(path)}' does not apply to a {kind} breakpoint"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from ..errors import Location, RecipeErrors, RecipeSyntaxError
+from ..errors import Location, RecipeError, RecipeErrors, RecipeSyntaxError
 
 Path = tuple[Any, ...]
 
@@ -56,7 +56,7 @@ def parse_source(text: str, file: str = "<recipe>") -> Source:
     return Source(data, builder.positions, builder.key_positions, file, text)
 
 
-def _order(e: RecipeSyntaxError) -> tuple[int, int]:
+def _order(e: RecipeError) -> tuple[int, int]:
     loc = e.location
     return (loc.line, loc.col) if loc else (0, 0)
 
@@ -102,7 +102,7 @@ class _Builder:
         self.file = file
         self.positions: dict[Path, Location] = {}
         self.key_positions: dict[Path, Location] = {}
-        self.errors: list[RecipeSyntaxError] = []
+        self.errors: list[RecipeError] = []
         self._count = 0
         self._active: set[int] = set()
         # Only its scalar constructors are used, on nodes whose tags we
@@ -136,7 +136,7 @@ class _Builder:
         try:
             if isinstance(node, SequenceNode):
                 return self._sequence(node, path)
-            return self._mapping(node, path)
+            return self._mapping(cast(MappingNode, node), path)   # yaml's third kind of node
         finally:
             self._active.discard(id(node))
 

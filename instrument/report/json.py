@@ -19,7 +19,8 @@ def _schema_text() -> str:
 
 def report_schema() -> dict[str, Any]:
     """The report JSON Schema (a fresh copy: callers may modify it)."""
-    return json.loads(_schema_text())
+    schema: dict[str, Any] = json.loads(_schema_text())
+    return schema
 
 
 def format_json(report: Mapping[str, Any]) -> str:
@@ -33,7 +34,7 @@ def load_report(path: str) -> dict[str, Any]:
 
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+            data: dict[str, Any] = json.load(f)
     except OSError as e:
         raise UsageError(f"{path}: cannot read ({e.strerror or e})") from e
     except json.JSONDecodeError as e:

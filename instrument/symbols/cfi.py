@@ -88,7 +88,10 @@ class ModuleCFI:
         i = bisect_right(pcs, pc) - 1
         if i < 0:
             return None
-        return rows[i], fde.cie["return_address_register"]
+        cie = fde.cie            # an FDE always has one; None only in a CIE's type
+        if cie is None:
+            return None
+        return rows[i], cie["return_address_register"]
 
 
 def _hdr_source(cfi: CallFrameInfo, hdr: bytes, hdr_addr: int, eh_addr: int) -> _FdeSource | None:

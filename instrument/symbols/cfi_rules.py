@@ -145,14 +145,17 @@ def apply_row(row: Mapping[Any, Any], ra_column: int, regs: Mapping[int, int],
 
 def _apply_rule(rule: RegisterRule, cfa: int, regs: Mapping[int, int], read_memory: ReadMemory) -> int | None:
     kind = rule.type
+    # What `arg` holds depends on the kind: an offset or register number (int), or
+    # the bytes of a DWARF expression (list); pyelftools types it as their union.
+    arg: Any = rule.arg
     if kind == RegisterRule.OFFSET:
-        return read_u64(read_memory, (cfa + rule.arg) & MASK)
+        return read_u64(read_memory, (cfa + arg) & MASK)
     if kind == RegisterRule.VAL_OFFSET:
-        return (cfa + rule.arg) & MASK
+        return (cfa + int(arg)) & MASK
     if kind == RegisterRule.REGISTER:
-        return regs.get(rule.arg)
+        return regs.get(arg)
     if kind == RegisterRule.EXPRESSION:
-        return read_u64(read_memory, eval_expression(rule.arg, regs, read_memory, push=cfa))
+        return read_u64(read_memory, eval_expression(arg, regs, read_memory, push=cfa))
     if kind == RegisterRule.VAL_EXPRESSION:
-        return eval_expression(rule.arg, regs, read_memory, push=cfa)
+        return eval_expression(arg, regs, read_memory, push=cfa)
     return None  # UNDEFINED / ARCHITECTURAL: unknown in the caller

@@ -18,6 +18,7 @@ from typing import Any
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
+from elftools.elf.segments import NoteSegment
 
 from ..errors import TargetError
 from .demangle import demangle_many, is_mangled, without_parameters
@@ -352,7 +353,7 @@ def _extent(elf: ELFFile) -> tuple[int, int]:
 def _build_id(elf: ELFFile) -> str | None:
     # Segments, not sections: a stripped or section-less file still has PT_NOTE.
     for seg in elf.iter_segments():
-        if seg["p_type"] != "PT_NOTE":
+        if seg["p_type"] != "PT_NOTE" or not isinstance(seg, NoteSegment):   # pyelftools makes every PT_NOTE one
             continue
         for note in seg.iter_notes():
             if note["n_type"] == "NT_GNU_BUILD_ID":

@@ -88,7 +88,9 @@ def _parse(read: Reader, mapped: bool) -> PEImage:
     sections = _sections(read(opt + opt_size, 40 * nsections), nsections)
     to_offset = (lambda rva: rva) if mapped else (lambda rva: _rva_to_offset(rva, sections))
     export_rva, export_size = dirs[0] if dirs else (0, 0)
-    dll_name, exports, ordinals = None, {}, {}
+    dll_name: str | None = None
+    exports: dict[str, Export] = {}
+    ordinals: dict[int, Export] = {}
     if export_rva:
         dll_name, exports, ordinals = _exports(read, to_offset, export_rva, export_size)
     return PEImage(machine, image_base, magic == _PE32_PLUS, dll_name, exports, ordinals)
