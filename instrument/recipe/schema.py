@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from ..errors import Location, SchemaError
-from .model import ACTION_KINDS, Path
+from .model import Path
 from .source import Source
 
 _TYPE_WORDS = {
@@ -75,8 +75,9 @@ def schema_json() -> dict[str, Any]:
 
 
 def action_kinds() -> tuple[str, ...]:
-    """Every action a recipe may name: the shipped ones, then the added ones."""
-    return ACTION_KINDS + tuple(_ADDED_ACTIONS)
+    """Every action a recipe may name (the schema's, so what validates): the shipped
+    ones, then the added ones."""
+    return tuple(_schema()["$defs"]["action"]["else"]["properties"])
 
 
 def add_action(name: str, fragment: Mapping[str, Any], *, bare: bool = False) -> None:
