@@ -26,7 +26,7 @@ from functools import lru_cache
 from typing import Callable, Protocol, Union
 
 from .errors import EvaluationError, ExpressionError
-from .registers import MASK64, is_register
+from .arch.x86_64 import MASK64, is_register
 
 MAX_LENGTH = 2000          # characters in one expression
 MAX_FORMAT_LENGTH = 10000  # characters in one format string

@@ -9,7 +9,7 @@ from .base import ActionContext, CompileContext, CompiledAction, action_path, er
 
 
 def compile_log(action: Action, ctx: CompileContext) -> CompiledAction:
-    from .. import registers as regdefs
+    from ..arch import x86_64 as regdefs
 
     args = action.args
     message: str | None

@@ -20,6 +20,7 @@ from elftools.dwarf.dwarf_expr import DWARFExprParser
 from elftools.dwarf.structs import DWARFStructs
 from elftools.elf.elffile import ELFFile
 
+from ..arch.x86_64 import MASK64 as _MASK
 from ..errors import InstrumentError, TargetError
 from .filecache import FileCache
 
@@ -209,7 +210,6 @@ def module_cfi(path: str) -> ModuleCFI | None:
 
 _EXPR_PARSER = DWARFExprParser(DWARFStructs(little_endian=True, dwarf_format=32, address_size=8))
 _EXPR_CACHE: dict[tuple[int, ...], list[Any]] = {}
-_MASK = (1 << 64) - 1
 
 
 def _read_u64(read_memory: ReadMemory, address: int) -> int:
