@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import registers as regdefs
+from ..arch import x86_64 as regdefs
 from ..recipe.model import Action
 from .base import ActionContext, CompileContext, CompiledAction, action_path, error
 
@@ -23,7 +23,7 @@ def compile_set(action: Action, ctx: CompileContext) -> CompiledAction:
             if name in ARG_NAMES:
                 ac.write_arg(ARG_NAMES[name], v)
             else:
-                regdefs.write_register(ac.regs, "rax" if name == "retval" else name, v & (2**64 - 1))
+                regdefs.write_register(ac.regs, "rax" if name == "retval" else name, v & regdefs.MASK64)
 
     text = ", ".join(f"{n}={e.text}" for n, e in assignments)
     return CompiledAction("set", f"set {text}", run)
@@ -33,7 +33,7 @@ def compile_return(action: Action, ctx: CompileContext) -> CompiledAction:
     value = ctx.expr(action.args, action_path(action))
 
     def run(ac: ActionContext) -> None:
-        ac.force_return(int(value.evaluate(ac.env)) & (2**64 - 1))
+        ac.force_return(int(value.evaluate(ac.env)) & regdefs.MASK64)
 
     return CompiledAction("return", f"return {value.text}", run)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import registers as regdefs
+from ..arch import x86_64 as regdefs
 from ..recipe.model import Action
 from .base import ActionContext, CompileContext, CompiledAction, action_path, error
 

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
-from functools import lru_cache
 from typing import Any, Callable
 
-import capstone
-
+from ..arch.x86_64 import MAX_INSN
+from ..arch.x86_64.decode import engine
 from ..symbols.reader import read_available
 
 ReadMemory = Callable[[int, int], bytes]
-MAX_INSN = 15            # the longest legal x86 instruction
 BACKTRACK = 30           # how far before pc `around` looks for an instruction boundary
 MAX_FUNCTION_WALK = 1 << 16
-
-
-@lru_cache(maxsize=2)
-def engine(detail: bool = False) -> capstone.Cs:
-    """A shared capstone engine (building one costs more than disassembling a window)."""
-    cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-    cs.detail = detail
-    return cs
 
 
 def _insn(insn: Any) -> dict[str, Any]:

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-import capstone
-from capstone import x86
-
-from ..events import ExceptionCode, ExceptionInfo, exception_name
+from ..arch.x86_64 import MASK64, MAX_INSN, is_canonical
+from ..arch.x86_64.decode import decode, memory_operands, register_operands, register_value
+from ..events import Access, ExceptionCode, ExceptionInfo, exception_name
 from ..symbols.reader import MEMORY_ERRORS, read_available
-from .disasm import MAX_INSN, engine
+
+__all__ = ["analyze", "bare_symbol", "is_canonical", "operand_access", "refine"]
 
 ReadMemory = Callable[[int, int], bytes]
 
 SI_KERNEL = 0x80           # si_code of a #GP: the kernel reports si_addr 0
 STACK_SLACK = 64 << 10     # a fault this close to rsp is the stack running out
 STACK_GUARD_GAP = 1 << 20  # Linux keeps 256 pages unmapped below a growing stack
-MASK = (1 << 64) - 1
 
 # Where glibc ends up when its own checks abort the process.
 STACK_PROTECTOR = {"__stack_chk_fail", "__stack_chk_fail_local"}
@@ -33,43 +32,12 @@ MEMORY_FAULT_SIGNALS = {"SIGSEGV", "SIGBUS"}
 MEMORY_FAULT_CODES = {ExceptionCode.ACCESS_VIOLATION, ExceptionCode.GUARD_PAGE,
                       ExceptionCode.STACK_OVERFLOW, ExceptionCode.IN_PAGE_ERROR}
 
-_SUBREGISTERS = {f"e{n}": f"r{n}" for n in ("ax", "bx", "cx", "dx", "si", "di", "bp", "sp")}
-_SUBREGISTERS.update({f"r{n}d": f"r{n}" for n in range(8, 16)})
-
-
-def is_canonical(address: int) -> bool:
-    """x86-64 addresses must sign-extend bit 47; others raise #GP, not a page fault."""
-    top = address >> 47
-    return top == 0 or top == (1 << 17) - 1
 
 
 def bare_symbol(symbol: str) -> str:
     """`libc.so.6!abort+0x1a` -> `abort`."""
     name = symbol.rsplit("!", 1)[-1]
     return name.split("+", 1)[0].strip()
-
-
-def _register(name: str, regs: Mapping[str, int], insn: Any) -> int:
-    if name == "rip":
-        return insn.address + insn.size      # rip-relative operands use the next pc
-    if name in regs:
-        return regs[name]
-    if name in _SUBREGISTERS:
-        return regs.get(_SUBREGISTERS[name], 0) & 0xFFFFFFFF
-    return 0
-
-
-def effective_address(insn: Any, op: Any, regs: Mapping[str, int]) -> int:
-    """base + index*scale + disp (+ fs/gs base) of a capstone memory operand."""
-    mem = op.mem
-    address = mem.disp
-    if mem.base:
-        address += _register(insn.reg_name(mem.base), regs, insn)
-    if mem.index:
-        address += _register(insn.reg_name(mem.index), regs, insn) * mem.scale
-    if mem.segment in (x86.X86_REG_FS, x86.X86_REG_GS):
-        address += regs.get("fs_base" if mem.segment == x86.X86_REG_FS else "gs_base", 0)
-    return address & MASK
 
 
 def _read_u64(read_memory: ReadMemory, address: int) -> int | None:
@@ -86,12 +54,11 @@ def _near(a: int, b: int | None) -> bool:
 
 def _branch_target(insn: Any, regs: Mapping[str, int], read_memory: ReadMemory) -> int | None:
     """Where an indirect call/jmp goes: the register, or the pointer in memory."""
-    for op in insn.operands:
-        if op.type == x86.X86_OP_REG:
-            return _register(insn.reg_name(op.reg), regs, insn) & MASK
-        if op.type == x86.X86_OP_MEM:
-            return _read_u64(read_memory, effective_address(insn, op, regs))
-    return None
+    mems = memory_operands(insn, regs)
+    if mems:
+        return _read_u64(read_memory, mems[0].address)
+    names = register_operands(insn)
+    return register_value(names[0], regs, insn) & MASK64 if names else None
 
 
 def operand_access(insn: Any, regs: Mapping[str, int], read_memory: ReadMemory,
@@ -109,40 +76,34 @@ def operand_access(insn: Any, regs: Mapping[str, int], read_memory: ReadMemory,
             return "read", rsp
         # A non-canonical return target raises #GP at the ret itself.
         return ("execute", target) if general_protection or not is_canonical(target) else ("read", rsp)
-    mems = [op for op in insn.operands if op.type == x86.X86_OP_MEM]
-    addresses = [effective_address(insn, op, regs) for op in mems]
+    mems = memory_operands(insn, regs)
     if mnemonic in ("call", "jmp"):
-        for op, address in zip(mems, addresses):
-            if _near(address, fault_address) or (general_protection and not is_canonical(address)):
-                return "read", address
+        for mem in mems:
+            if _near(mem.address, fault_address) or (general_protection and not is_canonical(mem.address)):
+                return "read", mem.address
         if mnemonic == "call" and _near(rsp - 8, fault_address):
             return "write", rsp - 8
         target = _branch_target(insn, regs, read_memory)
         if target is not None and not is_canonical(target):
             return "execute", target
         return ("write", rsp - 8) if mnemonic == "call" else ("execute", target)
-    for op, address in zip(mems, addresses):
-        matches = _near(address, fault_address) if not general_protection else not is_canonical(address)
+    # A read-modify-write operand reports as a write: the conservative call for triage.
+    for mem in mems:
+        matches = _near(mem.address, fault_address) if not general_protection else not is_canonical(mem.address)
         if matches:
-            return _op_access(op), address
+            return mem.access.value, mem.address
     if mnemonic.startswith("push"):
         return "write", rsp - 8
     if mnemonic.startswith("pop"):
         return "read", rsp
     if mems:
-        chosen = next((i for i, op in enumerate(mems) if op.access & capstone.CS_AC_WRITE), 0)
-        return _op_access(mems[chosen]), fault_address if not general_protection else addresses[chosen]
+        chosen = next((mem for mem in mems if mem.access == Access.WRITE), mems[0])
+        return chosen.access.value, fault_address if not general_protection else chosen.address
     return "read", fault_address
 
 
-def _op_access(op: Any) -> str:
-    # A read-modify-write operand reports as a write: the conservative call for triage.
-    return "write" if op.access & capstone.CS_AC_WRITE else "read"
-
-
 def _decode(read_memory: ReadMemory, pc: int) -> Any | None:
-    code = read_available(read_memory, pc, MAX_INSN)
-    return next(iter(engine(detail=True).disasm(code, pc, 1)), None)
+    return decode(read_available(read_memory, pc, MAX_INSN), pc)
 
 
 def _stack_exhausted(fault_address: int | None, rsp: int | None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Mapping, MutableMapping, Protocol
 
+from ..arch.x86_64 import Abi, abi_of
 from ..events import DebugEvent
 
 
@@ -21,14 +22,19 @@ class Capabilities:
 
     os: str                        # "linux" | "windows"
     arch: str                      # "x86_64" | "x86"
-    abi: str                       # "sysv" | "ms_x64": where arg0..arg5 live
-    hardware_breakpoints: int      # debug-register slots (4 on x86)
+    abi: Abi                       # where arg0..arg5 live (a name such as "sysv" is accepted)
+    hardware_breakpoints: int      # debug-register slots (arch.x86_64.DEBUG_SLOTS)
     memory_breakpoints: bool       # guard pages
     follow_forks: bool
     attach: bool
     # Registers a hardware execute breakpoint can report without stopping its thread
     # (set_hardware_breakpoint(sample=True)); empty: every hit stops the thread.
     sampled_registers: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        # A backend naming an ABI the register code cannot read fails here, at
+        # its creation, not when a recipe first reads an argument.
+        object.__setattr__(self, "abi", abi_of(self.abi))
 
 
 @dataclass(frozen=True)

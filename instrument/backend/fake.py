@@ -12,12 +12,12 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, MutableMapping
 
 from ..errors import DebuggerError
+from ..arch.x86_64 import DEBUG_SLOTS, USER_REGS_FIELDS, Abi
 from ..events import (CreateProcessInfo, DebugEvent, EventCode, ExceptionCode, ExceptionInfo,
                       ExitProcessInfo)
-from ..registers import USER_REGS_FIELDS
 from .base import Capabilities, Module, SpawnOptions
 
-FAKE_CAPABILITIES = Capabilities(os="linux", arch="x86_64", abi="sysv", hardware_breakpoints=4,
+FAKE_CAPABILITIES = Capabilities(os="linux", arch="x86_64", abi=Abi.SYSV, hardware_breakpoints=DEBUG_SLOTS,
                                  memory_breakpoints=True, follow_forks=True, attach=True)
 
 

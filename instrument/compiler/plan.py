@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from ..actions import CompileContext, CompiledAction, compile_action
+from ..arch.x86_64 import MASK64, watch_aligned
 from ..errors import EvaluationError, Location, RecipeError, RecipeErrors, UsageError
 from ..events import EVENT_CODES_BY_NAME, DebugEvent, EventCode, ExceptionCode, ExceptionInfo
 from ..recipe.model import Action, Recipe
@@ -166,7 +167,7 @@ def _check_constant_address(at: Any, location: Location) -> None:
         value = at.constant_value()
     except EvaluationError as e:
         raise RecipeError(f"breakpoint address '{at.text}': {e}", location) from None
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**64:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MASK64:
         raise RecipeError(f"breakpoint address '{at.text}' is {value!r}, not an address", location)
 
 
@@ -175,7 +176,7 @@ def _breakpoint_plan(bp: Any, ctx: CompileContext, at: Any, module: str | None,
     errors: list[RecipeError] = []
     size = bp.effective_size
     if bp.type == "hardware" and bp.effective_access != "execute" and static_address is not None \
-            and static_address % size:
+            and not watch_aligned(static_address, size):
         # Known from the program's symbols (a load base is page-aligned, so PIE keeps it).
         errors.append(RecipeError(
             f"hardware watch of {size} bytes at {bp.at} ({static_address:#x}) is not aligned: the address "

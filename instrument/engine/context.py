@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, MutableMapping
 
-from .. import registers as regdefs
+from ..arch import x86_64 as regdefs
 from ..errors import DebuggerError, EvaluationError
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ class StopContext:
             raise EvaluationError(_saying(f"cannot write {len(data)} bytes at {address:#x}", e)) from None
 
     def write_arg(self, index: int, value: int) -> None:
-        regdefs.write_arg(self.session.abi, index, self.regs, value & (2**64 - 1), self.write_memory)
+        regdefs.write_arg(self.session.abi, index, self.regs, value & regdefs.MASK64, self.write_memory)
 
     def backtrace(self, depth: int) -> list[dict[str, Any]]:
         return self.session.inspector.backtrace(self.process, self.regs, depth)

@@ -8,7 +8,7 @@ from ..errors import DebuggerError, EvaluationError
 from ..events import DebugEvent, EventCode, ExceptionCode, ExceptionInfo
 from .breakpoints import BreakpointState, PendingReturn, SoftSite
 from .context import StopContext, StopEnv
-from .emulate import emulate
+from ..arch.x86_64 import emulate
 from .records import event_fields, record_fields
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ class HitHandling:
     def step_over(self: Session, process: ProcessState, tid: int, site: SoftSite) -> bool:
         """Run the original instruction under the int3, then put the int3 back.
 
-        Prologue instructions are emulated (engine/emulate.py): no second stop,
+        Prologue instructions are emulated (arch/x86_64/prologue.py): no second stop,
         and the int3 never leaves memory. Everything else is single-stepped."""
         if site.code and emulate(site.code, self.backend.registers(tid), process.read, process.raw_write):
             return False

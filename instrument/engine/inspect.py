@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping
 
-from .. import registers as regdefs
+from ..arch import x86_64 as regdefs
 from ..errors import DebuggerError, EvaluationError
 from ..events import ExceptionCode
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import registers as regdefs
+from ..arch import x86_64 as regdefs
 
 
 def sampled_registers(plan: Any, abi: str) -> frozenset[str] | None:

@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Callable
 
 from ..errors import EvaluationError, ExpressionError
-from ..registers import MASK64
+from ..arch.x86_64 import MASK64
 from .parser import Node, Parser
 from .values import (BUILTIN_NAMES, MAX_LENGTH, MAX_SHIFT, STR_CAP, STR_LIMIT_CAP, Env, Expr, Fn, NoEnv,
                      Value)

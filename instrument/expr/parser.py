@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ExpressionError
-from ..registers import is_register
+from ..arch.x86_64 import is_register
 from .tokenizer import Token, tokenize
 from .values import MAX_DEPTH, MAX_NESTING, MEMORY_TYPES, Value
 

@@ -7,14 +7,14 @@ from pathlib import Path as FsPath
 from typing import Any, Iterator, Mapping, Sequence
 
 from ..errors import RecipeError, RecipeErrors
-from ..registers import is_register
+from ..arch.x86_64 import DEBUG_SLOTS, is_register, watch_aligned
 from .model import Action, Breakpoint, Param, Path, Recipe
 
 ARG_NAMES = frozenset(f"arg{i}" for i in range(6))
 # Names an expression already gives a meaning to: a param with one of these
 # names could never be read.
 RESERVED_PARAM_NAMES = frozenset({"retval", "hits"}) | ARG_NAMES
-HARDWARE_SLOTS = 4          # x86 has four address debug registers, DR0-DR3
+HARDWARE_SLOTS = DEBUG_SLOTS   # x86 has four address debug registers, DR0-DR3
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _INT_LITERAL = re.compile(r"\s*(0[xX][0-9a-fA-F]+|[0-9]+)\s*")
@@ -129,7 +129,7 @@ def _check_hardware(recipe: Recipe) -> list[RecipeError]:
         address = _literal_address(bp.at)
         # The CPU ignores the low bits of DRn under the LEN mask, so a
         # misaligned watch would silently cover a different range.
-        if address is not None and address % size:
+        if address is not None and not watch_aligned(address, size):
             errors.append(RecipeError(
                 f"hardware watch of {size} bytes at {address:#x} is not aligned: the address must be "
                 f"a multiple of {size}", recipe.where(bp.path + ("at",))))

@@ -12,6 +12,7 @@ from elftools.dwarf.callframe import CFARule, RegisterRule
 from elftools.dwarf.dwarf_expr import DWARFExprParser
 from elftools.dwarf.structs import DWARFStructs
 
+from ..arch.x86_64 import MASK64 as MASK
 from .reader import MEMORY_ERRORS, ReadMemory
 
 # DWARF register numbers of the x86-64 SysV psABI (figure 3.36).
@@ -32,7 +33,6 @@ class UnwindStop(Exception):
 
 _EXPR_PARSER = DWARFExprParser(DWARFStructs(little_endian=True, dwarf_format=32, address_size=8))
 _EXPR_CACHE: dict[tuple[int, ...], list[Any]] = {}
-MASK = (1 << 64) - 1
 
 
 def read_u64(read_memory: ReadMemory, address: int) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from instrument.engine.emulate import REG64, emulate
+from instrument.arch.x86_64 import REG64, emulate
 
 
 def machine(**overrides: int):

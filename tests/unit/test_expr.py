@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from instrument import registers
+from instrument.arch import x86_64 as registers
 from instrument.errors import EvaluationError, ExpressionError, RecipeError
 from instrument.expr import (
     BUILTIN_NAMES, MAX_LENGTH, STR_CAP, Expr, Format, parse, parse_format, read_c_string,

@@ -1,4 +1,4 @@
-"""Tests of instrument.registers: the ptrace register layout, sub-registers and ABI argument slots."""
+"""Tests of instrument.arch.x86_64: the ptrace register layout, sub-registers and ABI argument slots."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from instrument import registers as R
+from instrument.arch import x86_64 as R
 
 FULL = 0x1122334455667788
 
@@ -156,11 +156,81 @@ def test_ms_x64_arguments_use_home_space() -> None:
     assert regs["rcx"] == 42
 
 
+def test_cdecl_arguments_are_4_byte_stack_slots_above_the_return_address() -> None:
+    regs = _regs(rcx=0xBAD, rdx=0xBAD, rsp=0x7000)
+    stack = _Stack(0x7000, [0x0000000A_00401000, 0xFFFFFFFF_0000000B])   # ret, arg0 | arg1, arg2
+    got = [R.read_arg(R.Abi.CDECL, i, regs, stack.read) for i in range(3)]
+    assert got == [0xA, 0xB, 0xFFFFFFFF]
+    R.write_arg("cdecl", 1, regs, -2, stack.write)          # truncated to its 4-byte slot
+    assert stack.read(0x7008, 4) == (0xFFFFFFFE).to_bytes(4, "little")
+    assert stack.read(0x700C, 4) == (0xFFFFFFFF).to_bytes(4, "little")   # arg2 untouched
+    assert R.arg_register("cdecl", 0) is None and R.arg_register(R.Abi.MS_X64, 3) == "r9"
+
+
 def test_abi_tables() -> None:
     assert R.ARG_REGISTERS["sysv"] == ("rdi", "rsi", "rdx", "rcx", "r8", "r9")
     assert R.ARG_REGISTERS["ms_x64"] == ("rcx", "rdx", "r8", "r9")
+    assert R.ARG_REGISTERS[R.Abi.CDECL] == ()
     assert R.RETURN_REGISTER == "rax"
+    # Every ABI is an enum member equal to the name backends and reports spell.
+    assert [str(a) for a in R.Abi] == ["sysv", "ms_x64", "cdecl"] and set(R.ABI_SPECS) == set(R.Abi)
     with pytest.raises(ValueError, match="unknown ABI"):
-        R.read_arg("cdecl", 0, _regs(), lambda a, n: b"")
+        R.read_arg("stdcall", 0, _regs(), lambda a, n: b"")
     with pytest.raises(ValueError):
         R.read_arg("sysv", -1, _regs(), lambda a, n: b"")
+
+
+def test_capabilities_take_an_abi_name_and_refuse_an_unknown_one() -> None:
+    from instrument.backend.base import Capabilities
+
+    fields = dict(os="windows", arch="x86", hardware_breakpoints=R.DEBUG_SLOTS, memory_breakpoints=True,
+                  follow_forks=True, attach=True)
+    assert Capabilities(abi="cdecl", **fields).abi is R.Abi.CDECL
+    with pytest.raises(ValueError, match="unknown ABI"):
+        Capabilities(abi="pascal", **fields)
+
+
+# -- debug registers ---------------------------------------------------------------------
+def test_dr7_encoding_and_queries() -> None:
+    assert R.dr7_with_slot(0, 0, "execute", 1) == 0b1
+    assert R.dr7_with_slot(0, 1, "write", 8) == (1 << 2) | (0b01 << 20) | (0b10 << 22)
+    dr7 = R.dr7_with_slot(0, 3, "readwrite", 4)
+    assert dr7 == (1 << 6) | (0b11 << 28) | (0b11 << 30)
+    assert R.dr7_enabled(dr7, 3) and R.dr7_is_watch(dr7, 3) and not R.dr7_enabled(dr7, 2)
+    # Re-encoding a slot replaces its bits; other slots and unrelated bits stay.
+    both = R.dr7_with_slot(R.dr7_with_slot(0x400, 0, "execute", 1), 0, "write", 2)
+    assert both == 0x400 | 0b1 | (0b01 << 16) | (0b01 << 18)
+    assert R.dr7_without_slot(both, 0) == 0x400
+    assert R.dr6_slots(0b1010 | R.DR6_SINGLE_STEP) == (1, 3)
+
+
+@pytest.mark.parametrize("slot, access, size, address, message", [
+    (R.DEBUG_SLOTS, "execute", 1, None, "slot"),
+    (-1, "execute", 1, None, "slot"),
+    (0, "read", 1, None, "access"),
+    (0, "write", 3, None, "size"),
+    (0, "execute", 8, None, "1 byte"),          # one behaviour on both backends: refused
+    (0, "write", 4, 0x1002, "aligned"),
+    (0, "readwrite", 8, 0x1004, "aligned"),
+])
+def test_what_debug_registers_cannot_express_is_refused(slot: int, access: str, size: int,
+                                                        address: int | None, message: str) -> None:
+    from instrument.errors import DebuggerError
+
+    with pytest.raises(DebuggerError, match=message):
+        R.check_hardware_breakpoint(slot, access, size, address)
+    if address is None:
+        with pytest.raises(DebuggerError, match=message):
+            R.dr7_with_slot(0, slot, access, size)
+
+
+def test_watch_alignment_and_execute_addresses() -> None:
+    assert R.watch_aligned(0x1000, 8) and R.watch_aligned(0x1006, 2) and not R.watch_aligned(0x1006, 4)
+    R.check_hardware_breakpoint(0, "execute", 1, 0x401003)      # instructions sit anywhere
+
+
+def test_machine_facts() -> None:
+    assert R.MASK64 == 0xFFFF_FFFF_FFFF_FFFF and R.PAGE_SIZE == 4096 and R.MAX_INSN == 15
+    assert R.to_signed64(R.MASK64) == -1 and R.to_signed64(5) == 5
+    assert list(R.pages_of(0x1FFF, 2)) == [0x1000, 0x2000] and list(R.pages_of(0x3000, 0)) == [0x3000]
+    assert R.page_of(0x1234) == 0x1000

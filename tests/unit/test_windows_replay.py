@@ -11,6 +11,7 @@ with the pid and tid it came with, contexts only set while the thread is stopped
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import threading
 from collections import deque
 from pathlib import Path
@@ -18,13 +19,17 @@ from typing import Any
 
 import pytest
 
+from instrument.arch.x86_64 import DR6_SINGLE_STEP, RESUME_FLAG, TRAP_FLAG, Abi
 from instrument.backend.base import SpawnOptions
+from instrument.backend.fake import FAKE_CAPABILITIES, FakeBackend
 from instrument.backend.windows import _ffi
-from instrument.backend.windows.context import DR6_SINGLE_STEP, RESUME_FLAG, TRAP_FLAG
 from instrument.backend.windows.debuggee import WindowsBackend
 from instrument.backend.windows.decode import decode_event, read_cstring
 from instrument.errors import DebuggerError, TargetError
-from instrument.events import Access, EventCode, ExceptionCode
+from instrument.compiler.plan import compile_plan
+from instrument.engine.session import run
+from instrument.events import Access, DebugEvent, EventCode, ExceptionCode, ExceptionInfo
+from instrument.recipe.load import load_recipe
 
 S = _ffi.STRUCTS64
 RAW = [bytes.fromhex(line) for line in
@@ -440,3 +445,45 @@ def test_import_does_not_load_kernel32_on_linux() -> None:
     import instrument.backend.windows  # noqa: F401 - the import itself is the test
     with pytest.raises(DebuggerError):
         WindowsBackend()
+
+
+# -- a 32-bit debugger: the cdecl ABI ---------------------------------------------------
+class _CdeclModules:
+    """Module map of a fake program with no symbols (the breakpoint is at an address)."""
+
+    def add(self, module: Any) -> None: ...
+    def remove(self, base: int) -> None: ...
+    def extent(self, base: int) -> None: return None
+    def resolve(self, name: str) -> int: raise KeyError(name)
+    def find(self, address: int) -> None: return None
+    def is_ifunc(self, address: int) -> bool: return False
+    def describe(self, address: int, **options: Any) -> dict[str, Any]:
+        return {"module": "fake", "offset": address, "symbol": None}
+    def image_of(self, module: Any) -> None: return None
+    def symbol_text(self, address: int) -> str: return hex(address)
+
+
+def test_a_32_bit_debugger_reads_cdecl_arguments_at_a_hardware_breakpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A 32-bit debugger's Windows backend names the cdecl ABI. The register code once
+    # did not know it: a hardware breakpoint logging arg0 raised KeyError('cdecl') as
+    # the session was created, and arg0 could not be read at all.
+    monkeypatch.setattr(_ffi, "NATIVE", _ffi.STRUCTS32)
+    capabilities = WindowsBackend(kernel32=object()).capabilities
+    assert (capabilities.arch, capabilities.abi) == ("x86", Abi.CDECL)
+
+    backend = FakeBackend([("reach", MAIN_TID, 0x401000, {"rsp": 0x7000}),
+                           ("event", DebugEvent(EventCode.EXCEPTION_DEBUG_EVENT, 100, MAIN_TID,
+                                                ExceptionInfo(ExceptionCode.SINGLE_STEP, 0x401000,
+                                                              hw_slots=(0,))))],
+                          memory={0x7000 + i: b for i, b in enumerate(
+                              (0x401234).to_bytes(4, "little") + (0x11).to_bytes(4, "little")
+                              + (0xFFFFFFFE).to_bytes(4, "little"))})
+    backend.capabilities = dataclasses.replace(FAKE_CAPABILITIES, os="windows", arch="x86", abi=capabilities.abi)
+    recipe = load_recipe("version: 1\nname: t\ndescription: test\nbreakpoints:\n  - id: h\n    at: 0x401000\n"
+                         "    type: hardware\n    actions:\n      - log: 'arg0={arg0:#x} arg1={arg1:#x}'\n",
+                         file="t.yaml")
+    records: list[dict[str, Any]] = []
+    run(compile_plan(recipe, command=["fake"]), emit=records.append, backend=backend,
+        module_map_factory=_CdeclModules)
+    # [esp] is the return address; the arguments follow in 4-byte slots.
+    assert [r["message"] for r in records if r["event"] == "breakpoint"] == ["arg0=0x11 arg1=0xfffffffe"]

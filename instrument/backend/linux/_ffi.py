@@ -10,6 +10,7 @@ from ctypes import (
 )
 from typing import Any
 
+from ...arch.x86_64 import MASK64
 from ...errors import DebuggerError
 
 # -- requests and constants (include/uapi/linux/ptrace.h) ---------------------------
@@ -158,7 +159,7 @@ def ptrace(request: int, tid: int, addr: int | None = None, data: int | object |
 
 def peek_user(tid: int, offset: int) -> int:
     """One word of struct user (debug registers), as an unsigned 64-bit value."""
-    return ptrace(PTRACE_PEEKUSER, tid, offset) & 0xFFFF_FFFF_FFFF_FFFF
+    return ptrace(PTRACE_PEEKUSER, tid, offset) & MASK64
 
 
 def get_event_msg(tid: int) -> int:

@@ -17,11 +17,11 @@ import signal
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+from ...arch.x86_64 import MASK64 as _MASK
 from ...errors import DebuggerError, TargetLost
 from . import _ffi
 from .state import signal_name
 
-_MASK = (1 << 64) - 1
 _ESRCH = 3
 _ARGUMENT_REGISTERS = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")
 _RED_ZONE = 128

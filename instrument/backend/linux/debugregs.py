@@ -9,41 +9,24 @@ including each thread created later, before that thread runs.
 from __future__ import annotations
 
 import os
-
 from dataclasses import dataclass, field
+from typing import AbstractSet
 
-from ...errors import DebuggerError
+from ...arch.x86_64 import (
+    DEBUG_SLOTS as SLOTS, DR6, DR7, check_hardware_breakpoint, dr6_slots, dr7_enabled, dr7_is_watch,
+    dr7_with_slot, dr7_without_slot,
+)
 from . import _ffi
 
-SLOTS = 4
-DR6 = 6
-DR7 = 7
-# R/W bits of DR7 (Intel SDM vol. 3, 17.2.4).
-_RW_BITS = {"execute": 0b00, "write": 0b01, "readwrite": 0b11}
-# LEN bits: note 8 bytes is 0b10, not 0b11.
-_LEN_BITS = {1: 0b00, 2: 0b01, 4: 0b11, 8: 0b10}
+__all__ = ["DR6", "DR7", "SLOTS", "HardwareSlots", "cleared", "encode", "read", "take_dr6", "write"]
+
+# This backend's names for the one DR7 encoder (instrument.arch.x86_64.debugregs).
+encode = dr7_with_slot
+cleared = dr7_without_slot
 
 
 def _offset(register: int) -> int:
     return _ffi.USER_DEBUGREG_OFFSET + register * 8
-
-
-def encode(dr7: int, slot: int, access: str, size: int) -> int:
-    """DR7 with `slot` locally enabled for `access` of `size` bytes."""
-    if access not in _RW_BITS:
-        raise DebuggerError(f"hardware breakpoint access must be execute, write or readwrite, not {access!r}")
-    if access == "execute":
-        size = 1   # instruction breakpoints must use LEN 00
-    if size not in _LEN_BITS:
-        raise DebuggerError(f"hardware breakpoint size must be 1, 2, 4 or 8, not {size}")
-    shift = 16 + slot * 4
-    dr7 = cleared(dr7, slot)
-    return dr7 | (1 << (slot * 2)) | (_RW_BITS[access] << shift) | (_LEN_BITS[size] << (shift + 2))
-
-
-def cleared(dr7: int, slot: int) -> int:
-    """DR7 with `slot`'s enable, R/W and LEN bits off."""
-    return dr7 & ~((0b11 << (slot * 2)) | (0b1111 << (16 + slot * 4)))
 
 
 def read(tid: int, register: int) -> int:
@@ -82,7 +65,7 @@ def take_dr6(tid: int, slots: HardwareSlots | None = None, pc: int = 0) -> tuple
     dr6 = read(tid, DR6)
     if not _DR6_RESET_BY_KERNEL:
         write(tid, DR6, 0)
-    return tuple(slot for slot in range(SLOTS) if dr6 >> slot & 1)
+    return dr6_slots(dr6)
 
 
 @dataclass
@@ -102,20 +85,14 @@ class HardwareSlots:
         self._derive()
 
     def set(self, slot: int, address: int, access: str, size: int, *, sampled: bool = False) -> None:
-        if not 0 <= slot < SLOTS:
-            raise DebuggerError(f"hardware breakpoint slot must be 0-3, not {slot}")
-        dr7 = encode(self.dr7, slot, access, size)
-        if access != "execute" and address % size:
-            # The CPU ignores the low address bits of a watch, so an unaligned
-            # watch would silently cover the wrong bytes.
-            raise DebuggerError(f"hardware watchpoint at {address:#x} is not aligned to its size {size}")
+        check_hardware_breakpoint(slot, access, size, address)   # before anything changes
+        self.dr7 = dr7_with_slot(self.dr7, slot, access, size)
         self.addresses[slot] = address
-        self.dr7 = dr7
         self.sampled = self.sampled | {slot} if sampled and access == "execute" else self.sampled - {slot}
         self._derive()
 
     def clear(self, slot: int) -> None:
-        self.dr7 = cleared(self.dr7, slot)
+        self.dr7 = dr7_without_slot(self.dr7, slot)
         self.addresses[slot] = 0
         self.sampled = self.sampled - {slot}
         self._derive()
@@ -130,10 +107,10 @@ class HardwareSlots:
 
     def is_watch(self, slot: int) -> bool:
         """Whether `slot` watches data (write/readwrite) rather than an instruction."""
-        return bool(self.dr7 >> (16 + slot * 4) & 0b11)
+        return dr7_is_watch(self.dr7, slot)
 
     def enabled(self, slot: int) -> bool:
-        return bool(self.dr7 >> (slot * 2) & 0b11)
+        return dr7_enabled(self.dr7, slot)
 
     def execute_slots_at(self, pc: int) -> tuple[int, ...]:
         """The execute slots on `pc` when they alone can have fired, that is when no
@@ -144,14 +121,14 @@ class HardwareSlots:
     def active(self) -> bool:
         return self.dr7 != 0
 
-    def apply(self, tid: int, without: frozenset[int] | set[int] = frozenset()) -> None:
+    def apply(self, tid: int, without: AbstractSet[int] = frozenset()) -> None:
         """Program a stopped thread, but the slots `without` (sampled in it by perf
         events instead): addresses first, so that enabling in DR7 (which is when the
         kernel registers the perf breakpoint) sees the right address."""
         dr7 = self.dr7
         for slot in without:
-            dr7 = cleared(dr7, slot)
+            dr7 = dr7_without_slot(dr7, slot)
         for slot in range(SLOTS):
-            if dr7 >> (slot * 2) & 0b11:
+            if dr7_enabled(dr7, slot):
                 write(tid, slot, self.addresses[slot])
         write(tid, DR7, dr7)

@@ -32,6 +32,7 @@ import signal
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from ...arch.x86_64 import MASK64 as _MASK
 from ...errors import DebuggerError, TargetLost
 from ...events import Access, DebugEvent, EventCode, ExceptionCode, ExceptionInfo
 from . import _ffi, procfs
@@ -48,7 +49,6 @@ SEGV_ACCERR = 2
 SYSCALL_INSN = b"\x0f\x05"
 MAX_TRIES = 32          # steps of one instruction (or one injected syscall) before giving up
 _ESRCH = 3
-_MASK = (1 << 64) - 1
 
 
 def page_of(address: int) -> int:
@@ -124,7 +124,7 @@ MAX_INSN = 15      # bytes in the longest x86 instruction
 def _decode(code: bytes, pc: int) -> Any | None:
     # capstone is imported on the first guarded fault, not at start-up: most
     # sessions have no memory breakpoint.
-    from ...analysis.disasm import engine
+    from ...arch.x86_64.decode import engine
 
     key = (pc, code)
     insn = _decoded.get(key)
@@ -145,7 +145,7 @@ def classify_access(code: bytes, pc: int, regs: Any, fault: int) -> tuple[Access
     import capstone
     from capstone import x86
 
-    from ...analysis.fault import effective_address
+    from ...arch.x86_64.decode import effective_address
 
     if fault == pc:
         return Access.EXECUTE, fault, fault + 1

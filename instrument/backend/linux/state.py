@@ -9,6 +9,7 @@ import os
 import signal
 from typing import TYPE_CHECKING, Callable, Iterator, MutableMapping
 
+from ...arch.x86_64 import MASK64
 from ...errors import DebuggerError, TargetLost
 from ...events import ExceptionCode, ExceptionInfo
 from . import _ffi, debugregs, perfbp, procfs
@@ -91,7 +92,7 @@ class RegisterView(MutableMapping[str, int]):
         if name not in _NAMES:
             raise KeyError(name)
         th = self._thread
-        setattr(th.regs if th.regs_valid else self._load(th), name, value & 0xFFFF_FFFF_FFFF_FFFF)
+        setattr(th.regs if th.regs_valid else self._load(th), name, value & MASK64)
         th.regs_dirty = True
 
     def __delitem__(self, name: str) -> None:

@@ -30,6 +30,7 @@ import time
 from collections import deque
 from typing import Callable, Mapping, MutableMapping
 
+from ...arch.x86_64 import DEBUG_SLOTS, Abi
 from ...errors import DebuggerError, TargetError, TargetLost
 from ...events import (
     CreateProcessInfo, CreateThreadInfo, DebugEvent, EventCode, ExceptionCode, ExceptionInfo,
@@ -75,7 +76,7 @@ class LinuxBackend(GuardControl):
     """ptrace backend: spawn or attach, report events, step, read and write the target."""
 
     capabilities = Capabilities(
-        os="linux", arch="x86_64", abi="sysv", hardware_breakpoints=4,
+        os="linux", arch="x86_64", abi=Abi.SYSV, hardware_breakpoints=DEBUG_SLOTS,
         memory_breakpoints=True, follow_forks=True, attach=True,
         sampled_registers=perfbp.SAMPLED_REGISTERS,
     )

@@ -16,7 +16,7 @@ from ctypes import (
     c_uint32, c_uint64, c_void_p, c_wchar_p,
 )
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from ...errors import DebuggerError
 
@@ -112,32 +112,39 @@ _GPRS64 = ("Rax", "Rcx", "Rdx", "Rbx", "Rsp", "Rbp", "Rsi", "Rdi",
            "R8", "R9", "R10", "R11", "R12", "R13", "R14", "R15", "Rip")
 
 
+# (name, ctypes type) lists built by comprehension: typed as Any for ctypes' stubs.
+_X64_CONTEXT_FIELDS: list[tuple[str, Any]] = (
+    [(f"P{i}Home", c_uint64) for i in range(1, 7)]
+    + [("ContextFlags", c_uint32), ("MxCsr", c_uint32)]
+    + [(f"Seg{s}", c_uint16) for s in ("Cs", "Ds", "Es", "Fs", "Gs", "Ss")]
+    + [("EFlags", c_uint32)]
+    + [(f"Dr{i}", c_uint64) for i in (0, 1, 2, 3, 6, 7)]
+    + [(r, c_uint64) for r in _GPRS64]
+    + [("_flt", _FLT_UNION), ("VectorRegister", M128A * 26), ("VectorControl", c_uint64),
+       ("DebugControl", c_uint64), ("LastBranchToRip", c_uint64),
+       ("LastBranchFromRip", c_uint64), ("LastExceptionToRip", c_uint64),
+       ("LastExceptionFromRip", c_uint64)]
+)
+
+
 class CONTEXT(Structure):
     """The x64 CONTEXT (winnt.h). Windows wants it 16-byte aligned: use aligned_context()."""
 
     _align_ = 16
     _anonymous_ = ("_flt",)
-    _fields_ = (
-        [(f"P{i}Home", c_uint64) for i in range(1, 7)]
-        + [("ContextFlags", c_uint32), ("MxCsr", c_uint32)]
-        + [(f"Seg{s}", c_uint16) for s in ("Cs", "Ds", "Es", "Fs", "Gs", "Ss")]
-        + [("EFlags", c_uint32)]
-        + [(f"Dr{i}", c_uint64) for i in (0, 1, 2, 3, 6, 7)]
-        + [(r, c_uint64) for r in _GPRS64]
-        + [("_flt", _FLT_UNION), ("VectorRegister", M128A * 26), ("VectorControl", c_uint64),
-           ("DebugControl", c_uint64), ("LastBranchToRip", c_uint64),
-           ("LastBranchFromRip", c_uint64), ("LastExceptionToRip", c_uint64),
-           ("LastExceptionFromRip", c_uint64)]
-    )
+    _fields_ = _X64_CONTEXT_FIELDS
+
+
+_FLOATING_SAVE_AREA_FIELDS: list[tuple[str, Any]] = [
+    (n, c_uint32) for n in ("ControlWord", "StatusWord", "TagWord", "ErrorOffset", "ErrorSelector",
+                            "DataOffset", "DataSelector")] + [("RegisterArea", c_uint8 * 80), ("Cr0NpxState", c_uint32)]
 
 
 class FLOATING_SAVE_AREA(Structure):
-    _fields_ = [(n, c_uint32) for n in ("ControlWord", "StatusWord", "TagWord", "ErrorOffset",
-                                        "ErrorSelector", "DataOffset", "DataSelector")] + [
-        ("RegisterArea", c_uint8 * 80), ("Cr0NpxState", c_uint32)]
+    _fields_ = _FLOATING_SAVE_AREA_FIELDS
 
 
-_X86_CONTEXT_FIELDS = (
+_X86_CONTEXT_FIELDS: list[tuple[str, Any]] = (
     [("ContextFlags", c_uint32)]
     + [(f"Dr{i}", c_uint32) for i in (0, 1, 2, 3, 6, 7)]
     + [("FloatSave", FLOATING_SAVE_AREA)]
@@ -197,7 +204,7 @@ class LDT_ENTRY(Structure):
 
 
 # -- structures whose pointers, handles and SIZE_Ts change width ---------------
-def _width_dependent(ptr: type) -> SimpleNamespace:
+def _width_dependent(ptr: type[c_uint32] | type[c_uint64]) -> SimpleNamespace:
     """Build the pointer-width-dependent structures with `ptr` for HANDLE/LPVOID/SIZE_T.
 
     Pointers are plain integers here: the debugger never dereferences them in
@@ -265,7 +272,7 @@ for _ns in (STRUCTS32, STRUCTS64):
 NATIVE = STRUCTS64 if ctypes.sizeof(c_void_p) == 8 else STRUCTS32
 
 
-def aligned_context(cls: type = CONTEXT) -> Any:
+def aligned_context(cls: type[Structure] = CONTEXT) -> Any:
     """A zeroed CONTEXT at a 16-byte aligned address.
 
     x64 Windows rejects a misaligned CONTEXT in Get/SetThreadContext with
@@ -293,8 +300,12 @@ def _describe(winerror: int) -> str:
     return fmt(winerror).strip() if fmt else "see winerror.h"
 
 
-def _raise_last(function: str) -> None:
-    raise Win32Error(function, ctypes.get_last_error())
+# ctypes.get_last_error exists on Windows only (and typeshed declares it there only).
+_get_last_error: Callable[[], int] = getattr(ctypes, "get_last_error", lambda: 0)
+
+
+def _raise_last(function: str) -> NoReturn:
+    raise Win32Error(function, _get_last_error())
 
 
 def _check_bool(result: int, func: Any, args: tuple[Any, ...]) -> int:
@@ -396,11 +407,42 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any], Callable[..., Any] | None]] = {
 }
 
 
+_Function = Callable[..., Any]
+
+
 class Kernel32:
     """The declared kernel32 functions as attributes (CreateProcessW, WaitForDebugEvent...).
 
     The backend only calls what is declared here; tests substitute any object
     with the same attribute names (a scripted stand-in)."""
+
+    # One attribute per _PROTOTYPES entry (set in __init__), declared for the type checker.
+    CreateProcessW: _Function
+    DebugActiveProcess: _Function
+    DebugActiveProcessStop: _Function
+    DebugSetProcessKillOnExit: _Function
+    WaitForDebugEvent: _Function
+    ContinueDebugEvent: _Function
+    GetThreadContext: _Function
+    SetThreadContext: _Function
+    Wow64GetThreadContext: _Function
+    Wow64SetThreadContext: _Function
+    IsWow64Process: _Function
+    ReadProcessMemory: _Function
+    WriteProcessMemory: _Function
+    VirtualProtectEx: _Function
+    VirtualQueryEx: _Function
+    FlushInstructionCache: _Function
+    TerminateProcess: _Function
+    SuspendThread: _Function
+    ResumeThread: _Function
+    CloseHandle: _Function
+    GetFinalPathNameByHandleW: _Function
+    GetStdHandle: _Function
+    GetCurrentProcess: _Function
+    DuplicateHandle: _Function
+    OpenProcess: _Function
+    OpenThread: _Function
 
     def __init__(self, dll: Any) -> None:
         for name, (restype, argtypes, errcheck) in _PROTOTYPES.items():

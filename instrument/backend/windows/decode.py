@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import ctypes
 from types import SimpleNamespace
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
+from ...arch.x86_64 import dr6_slots
 from ...errors import DebuggerError
 from ...events import (
-    Access, CreateProcessInfo, CreateThreadInfo, DebugEvent, DebugStringInfo, EventCode,
+    Access, CreateProcessInfo, CreateThreadInfo, DebugEvent, DebugStringInfo, EventCode, EventInfo,
     ExceptionCode, ExceptionInfo, ExitProcessInfo, ExitThreadInfo, LoadDllInfo, RipInfo,
     UnloadDllInfo,
 )
 from . import _ffi
-from .context import dr6_slots
 
 # ExceptionInformation[0] of an access violation / guard page / in-page error.
 _ACCESS_BY_FLAG = {0: Access.READ, 1: Access.WRITE, 8: Access.EXECUTE}  # 8: DEP
@@ -125,7 +125,8 @@ def _rip(u: Any, pid: int, tid: int, view: TargetView | None, psize: int) -> Rip
     return RipInfo(error=f"RIP: Win32 error {u.RipInfo.dwError}, type {u.RipInfo.dwType}")
 
 
-_DECODERS = {
+# event code -> decoder(u, pid, tid, view, debuggee pointer size) of its DEBUG_EVENT union member
+_DECODERS: dict[EventCode, Callable[[Any, int, int, TargetView | None, int], EventInfo]] = {
     EventCode.EXCEPTION_DEBUG_EVENT: _exception,
     EventCode.CREATE_THREAD_DEBUG_EVENT: _create_thread,
     EventCode.CREATE_PROCESS_DEBUG_EVENT: _create_process,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...arch.x86_64 import pages_of
 from ...events import DebugEvent
 from ..base import Module
 from .context import Registers
@@ -51,7 +52,7 @@ class Unguarded:
     def __init__(self, protect: Protect, proc: Process, address: int, size: int) -> None:
         self._protect = protect
         self._book = proc.guards
-        self._pages = [p for p in proc.guards.pages_of(address, size) if proc.guards.owns(p)]
+        self._pages = [p for p in pages_of(address, size) if proc.guards.owns(p)]
 
     def __enter__(self) -> None:
         for page in self._pages:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import subprocess
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Callable
 
 from . import _ffi
 
@@ -46,6 +46,10 @@ class Win32:
         old = ctypes.c_uint32()
         self.k.VirtualProtectEx(process, address, size, protection, old)
         return int(old.value)
+
+    def protector(self, process: int) -> Callable[[int, int, int], int]:
+        """`protect` bound to one process: the guard book's Protect callback."""
+        return lambda address, size, protection: self.protect(process, address, size, protection)
 
     def protection(self, process: int, address: int) -> int:
         mbi = self.structs.MEMORY_BASIC_INFORMATION()
@@ -109,8 +113,10 @@ class Win32:
         stdin_file = None
         if stdin_path is not None:
             import msvcrt  # Windows only, like this code path
+            # typeshed declares get_osfhandle on win32 only; the type checker runs anywhere.
+            osfhandle: Callable[[int], int] = getattr(msvcrt, "get_osfhandle")
             stdin_file = open(stdin_path, "rb")
-            sources[0] = msvcrt.get_osfhandle(stdin_file.fileno())
+            sources[0] = osfhandle(stdin_file.fileno())
         copies: list[int] = []
         try:
             me = self.k.GetCurrentProcess()

@@ -1,12 +1,15 @@
-"""The x86-64 register file: ptrace's register names, sub-registers, and ABI argument slots."""
+"""The x86-64 register file: ptrace's register names, sub-registers, reads and writes of any of them."""
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, MutableMapping
+from typing import Mapping, MutableMapping
+
+from .machine import MASK64
 
 # The fields of Linux's `struct user_regs_struct` (sys/user.h), in memory
 # order: the Linux backend lays its ctypes structure out from this tuple, so
-# the order is ABI, not taste.
+# the order is ABI, not taste. Every backend names registers this way (a
+# Windows CONTEXT is mapped onto these names too).
 USER_REGS_FIELDS: tuple[str, ...] = (
     "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8",
     "rax", "rcx", "rdx", "rsi", "rdi", "orig_rax", "rip", "cs", "eflags",
@@ -20,7 +23,11 @@ GENERAL_REGISTERS: tuple[str, ...] = (
     "rip", "eflags",
 )
 
-MASK64 = (1 << 64) - 1
+# x86-64 register numbers (ModRM/opcode encoding order) -> register names.
+REG64: tuple[str, ...] = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
+                          "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
+
+RETURN_REGISTER = "rax"
 
 _FULL = frozenset(USER_REGS_FIELDS)
 
@@ -55,22 +62,6 @@ def _build_sub_registers() -> dict[str, tuple[str, int, int]]:
 SUB_REGISTERS: dict[str, tuple[str, int, int]] = _build_sub_registers()
 
 ALL_REGISTERS: frozenset[str] = _FULL | frozenset(SUB_REGISTERS)
-
-ARG_REGISTERS: dict[str, tuple[str, ...]] = {
-    "sysv": ("rdi", "rsi", "rdx", "rcx", "r8", "r9"),
-    "ms_x64": ("rcx", "rdx", "r8", "r9"),
-}
-
-RETURN_REGISTER = "rax"
-
-# Where the first stack-passed argument lives at function entry, relative to
-# rsp: SysV has only the return address above it (rsp+8); the Microsoft x64
-# ABI also reserves 32 bytes of home space for rcx/rdx/r8/r9, so arg4 is at
-# rsp+0x28 and arg5 at rsp+0x30.
-_FIRST_STACK_ARG = {"sysv": 0x8, "ms_x64": 0x28}
-
-ReadMemory = Callable[[int, int], bytes]
-WriteMemory = Callable[[int, bytes], None]
 
 
 def is_register(name: str) -> bool:
@@ -118,48 +109,3 @@ def write_register(regs: MutableMapping[str, int], name: str, value: int) -> Non
         return
     old = regs[full] & MASK64
     regs[full] = (old & ~(field << shift) & MASK64) | ((value & field) << shift)
-
-
-def _stack_slot(abi: str, index: int, regs: Mapping[str, int]) -> int:
-    """The address of stack-passed argument `index` at function entry."""
-    in_registers = len(ARG_REGISTERS[abi])
-    return (regs["rsp"] + _FIRST_STACK_ARG[abi] + 8 * (index - in_registers)) & MASK64
-
-
-def _check_arg(abi: str, index: int) -> None:
-    if abi not in ARG_REGISTERS:
-        raise ValueError(f"unknown ABI {abi!r}; expected one of {sorted(ARG_REGISTERS)}")
-    if index < 0:
-        raise ValueError(f"argument index must be >= 0, got {index}")
-
-
-def read_arg(abi: str, index: int, regs: Mapping[str, int], read_memory: ReadMemory) -> int:
-    """Integer argument `index` (0-based) of the function just entered, under `abi`.
-
-    Only exact at function entry: after the prologue rsp has moved and the
-    callee may have reused the argument registers.
-    """
-    _check_arg(abi, index)
-    names = ARG_REGISTERS[abi]
-    if index < len(names):
-        return regs[names[index]] & MASK64
-    data = read_memory(_stack_slot(abi, index, regs), 8)
-    if len(data) != 8:
-        raise ValueError(f"short read of stack argument {index}")
-    return int.from_bytes(data, "little")
-
-
-def write_arg(
-    abi: str,
-    index: int,
-    regs: MutableMapping[str, int],
-    value: int,
-    write_memory: WriteMemory,
-) -> None:
-    """Replace integer argument `index` of the function just entered, under `abi`."""
-    _check_arg(abi, index)
-    names = ARG_REGISTERS[abi]
-    if index < len(names):
-        regs[names[index]] = value & MASK64
-        return
-    write_memory(_stack_slot(abi, index, regs), (value & MASK64).to_bytes(8, "little"))

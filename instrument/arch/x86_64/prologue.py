@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from typing import Callable, MutableMapping
 
-MASK64 = (1 << 64) - 1
-# x86-64 register numbers (ModRM/opcode encoding order) -> ptrace names.
-REG64 = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
-         "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
+from .machine import MASK64
+from .registers import REG64
+
+__all__ = ["ENDBR64", "REG64", "emulate"]
+
 ENDBR64 = b"\xf3\x0f\x1e\xfa"
 
 ReadMemory = Callable[[int, int], bytes]
