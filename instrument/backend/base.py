@@ -12,7 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Mapping, MutableMapping, Protocol
 
-from ..events import DebugEvent
+from ..events import DebugEvent, Module
+
+# Module is a value of instrument.events (the symbol layer, below this one, maps addresses
+# into it); it is named here too because backends report it (Backend.modules).
+__all__ = ["Backend", "Capabilities", "Module", "SpawnOptions"]
 
 
 @dataclass(frozen=True)
@@ -29,19 +33,6 @@ class Capabilities:
     # Registers a hardware execute breakpoint can report without stopping its thread
     # (set_hardware_breakpoint(sample=True)); empty: every hit stops the thread.
     sampled_registers: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class Module:
-    """A loaded image: the main program or a shared library / DLL."""
-
-    path: str      # as the loader names it (absolute where known)
-    base: int      # load bias: runtime address = base + link-time address (ELF);
-                   # the image base (PE)
-
-    @property
-    def name(self) -> str:
-        return self.path.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)
