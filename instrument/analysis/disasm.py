@@ -6,7 +6,7 @@ from collections import Counter
 from functools import lru_cache
 from typing import Any, Callable
 
-import capstone
+import capstone  # type: ignore[import-untyped, unused-ignore]  # capstone ships no type information
 
 from ..symbols.unwind import read_available
 

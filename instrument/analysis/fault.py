@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-import capstone
-from capstone import x86
+import capstone  # type: ignore[import-untyped, unused-ignore]  # capstone ships no type information
+from capstone import x86  # type: ignore[import-untyped, unused-ignore]
 
 from ..events import ExceptionCode, ExceptionInfo, exception_name
 from ..symbols.unwind import MEMORY_ERRORS, read_available
@@ -51,7 +51,7 @@ def bare_symbol(symbol: str) -> str:
 
 def _register(name: str, regs: Mapping[str, int], insn: Any) -> int:
     if name == "rip":
-        return insn.address + insn.size      # rip-relative operands use the next pc
+        return int(insn.address + insn.size)      # rip-relative operands use the next pc
     if name in regs:
         return regs[name]
     if name in _SUBREGISTERS:
@@ -69,7 +69,7 @@ def effective_address(insn: Any, op: Any, regs: Mapping[str, int]) -> int:
         address += _register(insn.reg_name(mem.index), regs, insn) * mem.scale
     if mem.segment in (x86.X86_REG_FS, x86.X86_REG_GS):
         address += regs.get("fs_base" if mem.segment == x86.X86_REG_FS else "gs_base", 0)
-    return address & MASK
+    return int(address) & MASK
 
 
 def _read_u64(read_memory: ReadMemory, address: int) -> int | None:

@@ -1,4 +1,4 @@
-"""Which hardware breakpoints are sampled (engine/sampling.py), and how a perf ring
+"""Which hardware breakpoints are sampled (compiler/sampling.py), and how a perf ring
 is read (backend/linux/perfbp.py): whole samples, a wrap at the end, lost hits."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 
 from instrument.backend.linux import perfbp
 from instrument.compiler.plan import compile_plan
-from instrument.engine.sampling import can_sample, sampled_registers
+from instrument.compiler.sampling import can_sample, sampled_registers
 from instrument.recipe.load import load_recipe
 
 HEADER = "version: 1\nname: t\ndescription: test\ntarget:\n  run: [./x]\n"
