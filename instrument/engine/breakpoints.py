@@ -36,7 +36,7 @@ class State(enum.Enum):
     SPENT = "spent"           # reached its limit: armed nowhere, for good
 
 
-_ACTIVE = frozenset({State.ENABLED, State.ONE_SHOT})
+_DISABLED, _ENABLED, _ONE_SHOT, _SPENT = State.DISABLED, State.ENABLED, State.ONE_SHOT, State.SPENT
 
 
 class Breakpoint:
@@ -50,17 +50,15 @@ class Breakpoint:
         self.id = plan.id
         self.hits = 0
         self.ever_armed = False       # reported in the summary when never: a module that never loaded
-        self.state = State.DISABLED
+        self.state = _DISABLED
+        # Armed wherever it can be, and its hits count: ENABLED or ONE_SHOT. Kept with
+        # `state` (by _become) because every hit asks it.
+        self.active = False
         if plan.enabled:
             self.enable()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} {self.state.value} hits={self.hits}>"
-
-    @property
-    def active(self) -> bool:
-        """Armed wherever it can be, and its hits count: ENABLED or ONE_SHOT."""
-        return self.state in _ACTIVE
 
     @property
     def sampled(self) -> bool:
@@ -73,29 +71,32 @@ class Breakpoint:
         indirect function's resolver stands for the implementation it picks)."""
         return self.plan.access == "execute"
 
+    def _become(self, state: State) -> None:
+        self.state = state
+        self.active = state is _ENABLED or state is _ONE_SHOT
+
     def _enabled_state(self) -> State:
         limit = self.plan.limit
         if limit is None:
-            return State.ENABLED
+            return _ENABLED
         left = limit - self.hits
-        return State.SPENT if left <= 0 else State.ONE_SHOT if left == 1 else State.ENABLED
+        return _SPENT if left <= 0 else _ONE_SHOT if left == 1 else _ENABLED
 
     def enable(self) -> None:
-        if self.state is State.DISABLED:
-            self.state = self._enabled_state()
+        if self.state is _DISABLED:
+            self._become(self._enabled_state())
 
     def disable(self) -> None:
-        if self.state in _ACTIVE:
-            self.state = State.DISABLED
+        if self.active:
+            self._become(_DISABLED)
 
     def hit(self) -> None:
-        """Count an accepted hit (only an active breakpoint has them)."""
+        """Count an accepted hit (only an active breakpoint has them): ENABLED stays so
+        until one hit is left (ONE_SHOT), ONE_SHOT becomes SPENT."""
         self.hits += 1
-        self.state = self._enabled_state()
-
-    @property
-    def spent(self) -> bool:
-        return self.state is State.SPENT
+        limit = self.plan.limit
+        if limit is not None and limit - self.hits <= 1:      # else: ENABLED, as it was
+            self._become(self._enabled_state())
 
     # -- placing it in one process: the kinds ---------------------------------------
     def place(self, process: ProcessState, address: int) -> int:

@@ -10,7 +10,7 @@ from ..compiler.table import Handler
 from ..errors import DebuggerError, EvaluationError
 from ..events import DebugEvent, EventCode, ExceptionCode, ExceptionInfo
 from .arming import BreakpointSet
-from .breakpoints import Breakpoint
+from .breakpoints import Breakpoint, State
 from .emulate import emulate
 from .handlers import Handlers
 from .inspect import Inspector
@@ -21,6 +21,7 @@ from .stop import Stop, StopEnv
 
 _EXCEPTION = int(EventCode.EXCEPTION_DEBUG_EVENT)     # a record's code, on every hit
 _IN = SiteState.IN
+_SPENT = State.SPENT
 MAX_SAVED_ARGS = 6
 Regs = MutableMapping[str, int]
 
@@ -86,13 +87,14 @@ class ExceptionDispatch:
         regs = self.backend.registers(tid)
         regs["rip"] = address            # the int3 ran; go back to the instruction it replaced
         users = site.users      # a copy to walk: a hit may take its breakpoint out of the site
+        by_id = self.breakpoints.by_id
         for user in (tuple(users) if len(users) == 1 else sorted(users, key=self.breakpoints.rank)):
             if user == RETURN_USER:
                 self.on_return_hit(process, event, regs, address)
             elif user == IFUNC_USER:
                 self.on_resolver_hit(process, event, regs, address)
             else:
-                self.hit_breakpoint(process, event, self.breakpoints[user], regs, address)
+                self.hit_breakpoint(process, event, by_id[user], regs, address)
         if regs["rip"] != address or process.sites.get(address) is not site or site.state is not _IN:
             return False                 # an action moved pc (return:), or the site is gone: nothing to step over
         return self.step_over(process, tid, site)
@@ -151,7 +153,7 @@ class ExceptionDispatch:
             self.push_return(process, event.tid, bp, regs)
         stop = Stop(env, rec).run(plan.actions)
         self.recorder.emit(rec)
-        if bp.spent:
+        if bp.state is _SPENT:
             self.breakpoints.spent(bp)
         return stop
 
