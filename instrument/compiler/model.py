@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..actions import CompiledAction
-from ..analysis.classify import Rule
 from ..expr import Expr
 from ..recipe.checks import resolve_output_path
 from ..recipe.model import Recipe
 from .table import Handler, HandlerTable
+
+if TYPE_CHECKING:      # for start-up speed: the rules are parsed only for a recipe that has some
+    from ..analysis.classify import Rule
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import struct
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..actions import CompileContext
-from ..analysis.classify import Rule, parse_rules
 from ..backend.base import Capabilities
 from ..errors import EvaluationError, Location, RecipeError, RecipeErrors, TargetError, UsageError
 from ..expr import Expr
@@ -19,6 +18,9 @@ from .resolve import StaticSymbols
 from .sampling import choose_sampled
 from .sections import compile_sections
 from .table import compile_actions
+
+if TYPE_CHECKING:
+    from ..analysis.classify import Rule
 
 __all__ = ["BreakpointPlan", "Plan", "TargetPlan", "compile_plan"]
 
@@ -131,6 +133,7 @@ def _breakpoint_plan(bp: Breakpoint, ctx: CompileContext, at: Expr, module: str 
 def _compile_rules(recipe: Recipe, errors: list[RecipeError]) -> tuple[Rule, ...]:
     if not recipe.rules:
         return ()
+    from ..analysis.classify import parse_rules     # only for a recipe with rules: start-up speed
     try:
         return tuple(parse_rules({"version": 1, "rules": list(recipe.rules)}, "rules"))
     except UsageError as e:

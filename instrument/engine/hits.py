@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any, Callable, MutableMapping
 
-from ..analysis.classify import Rule, annotate, load_rules
 from ..backend.base import Backend
 from ..compiler.table import Handler
 from ..errors import DebuggerError, EvaluationError
@@ -18,6 +17,9 @@ from .process import ProcessState
 from .records import Recorder, event_fields, record_fields
 from .sites import IFUNC_USER, RETURN_USER, PendingReturn, SiteState, SoftSite
 from .stop import Stop, StopEnv
+
+if TYPE_CHECKING:
+    from ..analysis.classify import Rule
 
 _EXCEPTION = int(EventCode.EXCEPTION_DEBUG_EVENT)     # a record's code, on every hit
 _IN = SiteState.IN
@@ -267,6 +269,8 @@ class ExceptionDispatch:
         try:
             rec.update(self.inspector.crash_record(process, info, regs))
             if self.classify and regs is not None:     # SPEC 5: classification and hash
+                # Imported at the first crash, for start-up speed: most sessions have none.
+                from ..analysis.classify import annotate, load_rules
                 annotate(rec, load_rules(first=self.rules) if self.rules else None)
         except (DebuggerError, EvaluationError, OSError) as e:
             rec.setdefault("errors", []).append(f"crash analysis: {e}")
