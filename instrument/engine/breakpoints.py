@@ -54,6 +54,9 @@ class Breakpoint:
         # Armed wherever it can be, and its hits count: ENABLED or ONE_SHOT. Kept with
         # `state` (by _become) because every hit asks it.
         self.active = False
+        # It traps on executing its address, which therefore must be code (an indirect
+        # function's resolver stands for the implementation it picks).
+        self.executes = self._executes()
         if plan.enabled:
             self.enable()
 
@@ -65,10 +68,7 @@ class Breakpoint:
         """Its hits are reported without stopping the thread (the plan's choice)."""
         return self.plan.sampled
 
-    @property
-    def executes(self) -> bool:
-        """It traps on executing its address, which therefore must be code (an
-        indirect function's resolver stands for the implementation it picks)."""
+    def _executes(self) -> bool:
         return self.plan.access == "execute"
 
     def _become(self, state: State) -> None:
@@ -116,8 +116,7 @@ class SoftBreakpoint(Breakpoint):
     kind = "soft"
     inherited_by_fork = True          # the child's memory is a copy, int3s included
 
-    @property
-    def executes(self) -> bool:
+    def _executes(self) -> bool:
         return True
 
     def place(self, process: ProcessState, address: int) -> int:

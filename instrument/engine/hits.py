@@ -241,11 +241,12 @@ class ExceptionDispatch:
             for bp_id in ids:
                 # A hit queued before its slot went to another breakpoint is not that one's.
                 if process.placed.get(bp_id) == info.address:
-                    self.hit_breakpoint(process, event, self.breakpoints[bp_id], sampled, info.address, at=info.time)
+                    self.hit_breakpoint(process, event, self.breakpoints.by_id[bp_id], sampled, info.address, at=info.time)
             return
         regs = self.backend.registers(event.tid)
+        by_id = self.breakpoints.by_id
         for bp_id in ids:
-            bp = self.breakpoints[bp_id]
+            bp = by_id[bp_id]
             if bp.executes:
                 self.hit_breakpoint(process, event, bp, regs, info.address)
             else:
