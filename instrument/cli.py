@@ -133,10 +133,11 @@ def run(recipe: str, command: tuple[str, ...], pid: int | None, sets: tuple[str,
     loaded = load_recipe(find_recipe(recipe))
     backend = get_backend()
     plan = compile_plan(loaded, overrides=parse_sets(sets), command=command or None, pid=pid,
-                        timeout=timeout, capabilities=backend.capabilities, need_target=True)
+                        timeout=timeout, capabilities=backend.capabilities, need_target=True,
+                        sample_hits=not no_sampling)
     with open_reporter(fmt, output) as reporter:
         result = run_session(plan, emit=reporter.emit, backend=backend, all_events=all_events,
-                             out_dir=out_dir, pin_cpu=not no_pin, sample_hits=not no_sampling)
+                             out_dir=out_dir, pin_cpu=not no_pin)
     # Records may be going to a file: say on stderr what went wrong with the recipe itself.
     for message in result.summary.get("errors", []):
         click.echo(f"instrument: warning: {message}", err=True)

@@ -144,6 +144,20 @@ class UnloadDllInfo:
 
 
 @dataclass(frozen=True)
+class Module:
+    """A loaded image: the main program or a shared library / DLL. A value the backends
+    report (Backend.modules) and the symbol layer maps addresses into."""
+
+    path: str      # as the loader names it (absolute where known)
+    base: int      # load bias: runtime address = base + link-time address (ELF);
+                   # the image base (PE)
+
+    @property
+    def name(self) -> str:
+        return self.path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
 class DebugStringInfo:
     text: str
 

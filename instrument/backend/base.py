@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, MutableMapping, Protocol
 
 from ..arch.x86_64 import Abi, abi_of
-from ..events import DebugEvent
+from ..events import DebugEvent, Module
+
+# Module is a value of instrument.events (the symbol layer, below this one, maps addresses
+# into it); it is named here too because backends report it (Backend.modules).
+__all__ = ["Backend", "Capabilities", "Module", "SpawnOptions"]
 
 
 @dataclass(frozen=True)
@@ -35,19 +39,6 @@ class Capabilities:
         # A backend naming an ABI the register code cannot read fails here, at
         # its creation, not when a recipe first reads an argument.
         object.__setattr__(self, "abi", abi_of(self.abi))
-
-
-@dataclass(frozen=True)
-class Module:
-    """A loaded image: the main program or a shared library / DLL."""
-
-    path: str      # as the loader names it (absolute where known)
-    base: int      # load bias: runtime address = base + link-time address (ELF);
-                   # the image base (PE)
-
-    @property
-    def name(self) -> str:
-        return self.path.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,8 @@ class FakeBackend:
         while self.script:
             step = self.script.pop(0)
             if step[0] == "event":
-                return step[1]
+                event: DebugEvent = step[1]
+                return event
             if step[0] == "reach":
                 _, tid, address, regs = step
                 self.regs[tid] = {**dict.fromkeys(USER_REGS_FIELDS, 0), **regs, "rip": address + 1}

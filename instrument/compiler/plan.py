@@ -4,105 +4,46 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+import struct
+from typing import TYPE_CHECKING, Any, Sequence
 
-from ..actions import CompileContext, CompiledAction, compile_action
+from ..actions import CompileContext
 from ..arch.x86_64 import MASK64, watch_aligned
-from ..errors import EvaluationError, Location, RecipeError, RecipeErrors, UsageError
-from ..events import EVENT_CODES_BY_NAME, DebugEvent, EventCode, ExceptionCode, ExceptionInfo
-from ..recipe.model import Action, Recipe
+from ..backend.base import Capabilities
+from ..errors import EvaluationError, Location, RecipeError, RecipeErrors, TargetError, UsageError
+from ..expr import Expr
+from ..recipe.checks import apply_params, substitute
+from ..recipe.model import Breakpoint, Recipe
+from .model import BreakpointPlan, Plan, TargetPlan
+from .resolve import StaticSymbols
+from .sampling import choose_sampled
+from .sections import compile_sections
+from .table import compile_actions
 
-CATCH_ALL = "any"
-EXCEPTION_KEYS: dict[str, int] = {c.name.lower(): int(c) for c in ExceptionCode}
+if TYPE_CHECKING:
+    from ..analysis.classify import Rule
 
-
-@dataclass(frozen=True)
-class Handler:
-    """The compiled actions of one `events:` entry (or of `crash:`)."""
-
-    key: str                                 # "load_dll", "access_violation", "any", "crash"
-    actions: tuple[CompiledAction, ...]
-
-
-@dataclass(frozen=True)
-class HandlerTable:
-    """WinAppDbg's dispatch order as data: specific exception code, then event code, then catch-all."""
-
-    by_exception: dict[int, Handler] = field(default_factory=dict)
-    by_event: dict[EventCode, Handler] = field(default_factory=dict)
-    catch_all: Handler | None = None
-
-    def lookup(self, event: DebugEvent) -> list[Handler]:
-        found: list[Handler] = []
-        if isinstance(event.info, ExceptionInfo) and event.info.code in self.by_exception:
-            found.append(self.by_exception[event.info.code])
-        if event.code in self.by_event:
-            found.append(self.by_event[event.code])
-        if self.catch_all is not None:
-            found.append(self.catch_all)
-        return found
-
-
-@dataclass(frozen=True)
-class BreakpointPlan:
-    id: str
-    type: str                                # soft | hardware | memory
-    at: Any                                  # instrument.expr.Expr
-    module: str | None                       # the `mod` of `mod!sym`: armed when it loads
-    static_address: int | None               # link-time address when known without a process
-    access: str | None
-    size: int
-    when: Any | None                         # Expr
-    limit: int | None
-    enabled: bool
-    actions: tuple[CompiledAction, ...]
-    on_return: tuple[CompiledAction, ...] | None
-    line: int
-
-
-@dataclass(frozen=True)
-class TargetPlan:
-    argv: tuple[str, ...] | None
-    attach: int | None
-    env: dict[str, str] | None
-    cwd: str | None
-    stdin: str | None
-    timeout: float | None
-    follow_forks: bool
-
-
-@dataclass(frozen=True)
-class Plan:
-    recipe: Recipe
-    params: dict[str, Any]
-    target: TargetPlan
-    breakpoints: tuple[BreakpointPlan, ...]
-    table: HandlerTable
-    crash: Handler | None
-    rules: tuple[Any, ...] = ()              # the recipe's crash classification rules (triage.classify.Rule)
-
-    @property
-    def deferred(self) -> tuple[BreakpointPlan, ...]:
-        return tuple(b for b in self.breakpoints if b.module is not None)
+__all__ = ["BreakpointPlan", "Plan", "TargetPlan", "compile_plan"]
 
 
 def compile_plan(recipe: Recipe, *, overrides: dict[str, str] | None = None,
                  command: Sequence[str] | None = None, pid: int | None = None,
-                 timeout: float | None = None, capabilities: Any = None,
-                 need_target: bool = False) -> Plan:
+                 timeout: float | None = None, capabilities: Capabilities | None = None,
+                 need_target: bool = False, sample_hits: bool = True) -> Plan:
     """Compile a loaded recipe. `command`/`pid`/`timeout` are the CLI's overrides.
 
-    Raises RecipeErrors with every error found, each with its file:line:col."""
-    from ..recipe.checks import apply_params
+    With the backend's `capabilities`, the recipe is checked against them and the
+    hardware breakpoints whose hits can be sampled are chosen (compiler/sampling.py;
+    `sample_hits` False: none, every hit stops the target); without, the plan is
+    backend-neutral and the engine chooses its sampled breakpoints by the same rule.
 
+    Raises RecipeErrors with every error found, each with its file:line:col."""
     params = apply_params(recipe, overrides or {}, require_all=need_target)
     errors: list[RecipeError] = []
     target = _target_plan(recipe, params, command, pid, timeout, errors)
     if need_target and target.argv is None and target.attach is None:
         raise UsageError("no target: give the recipe a `target: run:` or `attach:`, "
                          "or a command after `--`, or --pid")
-    from .resolve import StaticSymbols
     symbols = StaticSymbols.for_program(target.argv[0] if target.argv else None, target.cwd)
     ctx = CompileContext(recipe, params, frozenset(b.id for b in recipe.breakpoints), symbols)
     breakpoints = []
@@ -116,7 +57,7 @@ def compile_plan(recipe: Recipe, *, overrides: dict[str, str] | None = None,
             errors.append(e)
         except RecipeErrors as e:
             errors.extend(e.errors)
-    table, crash = _compile_handlers(recipe, ctx, errors)
+    table = compile_sections(recipe, ctx, errors)
     rules = _compile_rules(recipe, errors)
     if capabilities is not None:
         _check_capabilities(recipe, capabilities, errors)
@@ -125,30 +66,22 @@ def compile_plan(recipe: Recipe, *, overrides: dict[str, str] | None = None,
     if errors:
         errors.sort(key=lambda e: (e.location.line if e.location else 0, e.location.col if e.location else 0))
         raise RecipeErrors(errors)
-    return Plan(recipe, params, target, tuple(breakpoints), table, crash, rules)
+    plan = Plan(recipe, params, target, tuple(breakpoints), table, rules)
+    if capabilities is not None:
+        plan = choose_sampled(plan, capabilities.abi, capabilities.sampled_registers, enabled=sample_hits)
+    return plan
 
 
-def _compile_actions(actions: Iterable[Action], ctx: CompileContext, errors: list[RecipeError]) -> tuple[CompiledAction, ...]:
-    compiled = []
-    for action in actions:
-        try:
-            compiled.append(compile_action(action, ctx))
-        except RecipeError as e:
-            errors.append(e)
-    return tuple(compiled)
-
-
-def _compile_breakpoint(bp: Any, ctx: CompileContext, symbols: Any, unset: frozenset[str] = frozenset()) -> BreakpointPlan:
+def _compile_breakpoint(bp: Breakpoint, ctx: CompileContext, symbols: StaticSymbols,
+                        unset: frozenset[str] = frozenset()) -> BreakpointPlan:
     at_path = tuple(bp.path) + ("at",)
     at_text = bp.at
     if isinstance(at_text, str) and any("{" + name + "}" in at_text for name in unset):
-        from ..expr import Expr
         at = Expr(at_text, frozenset(), lambda env: 0, False)   # placeholder: never armed
         return _breakpoint_plan(bp, ctx, at, None, None)
     if isinstance(at_text, str) and "{" in at_text:
         # `at: "{function}"`: a param names the place (a symbol, an address); the
         # result is still parsed by the expression language, never evaluated as code.
-        from ..recipe.checks import substitute
         try:
             at_text = substitute(at_text, ctx.params)
         except RecipeError as e:
@@ -160,7 +93,7 @@ def _compile_breakpoint(bp: Any, ctx: CompileContext, symbols: Any, unset: froze
     return _breakpoint_plan(bp, ctx, at, module, static_address)
 
 
-def _check_constant_address(at: Any, location: Location) -> None:
+def _check_constant_address(at: Expr, location: Location) -> None:
     """An `at:` that reads nothing is known now: one that cannot be an address
     (`1/0`, a string) is a recipe error, not a breakpoint that never arms."""
     try:
@@ -171,7 +104,7 @@ def _check_constant_address(at: Any, location: Location) -> None:
         raise RecipeError(f"breakpoint address '{at.text}' is {value!r}, not an address", location)
 
 
-def _breakpoint_plan(bp: Any, ctx: CompileContext, at: Any, module: str | None,
+def _breakpoint_plan(bp: Breakpoint, ctx: CompileContext, at: Expr, module: str | None,
                      static_address: int | None) -> BreakpointPlan:
     errors: list[RecipeError] = []
     size = bp.effective_size
@@ -187,8 +120,8 @@ def _breakpoint_plan(bp: Any, ctx: CompileContext, at: Any, module: str | None,
             when = ctx.expr(bp.when, tuple(bp.path) + ("when",))
         except RecipeError as e:
             errors.append(e)
-    actions = _compile_actions(bp.actions, ctx, errors)
-    on_return = _compile_actions(bp.on_return, ctx, errors) if bp.on_return is not None else None
+    actions = compile_actions(bp.actions, ctx, errors)
+    on_return = compile_actions(bp.on_return, ctx, errors) if bp.on_return is not None else None
     if errors:
         raise RecipeErrors(errors) if len(errors) > 1 else errors[0]
     return BreakpointPlan(
@@ -198,28 +131,10 @@ def _breakpoint_plan(bp: Any, ctx: CompileContext, at: Any, module: str | None,
     )
 
 
-def _compile_handlers(recipe: Recipe, ctx: CompileContext, errors: list[RecipeError]) -> tuple[HandlerTable, Handler | None]:
-    by_exception: dict[int, Handler] = {}
-    by_event: dict[EventCode, Handler] = {}
-    catch_all = None
-    for key, actions in recipe.events.items():
-        handler = Handler(key, _compile_actions(actions, ctx, errors))
-        if key == CATCH_ALL:
-            catch_all = handler
-        elif key in EVENT_CODES_BY_NAME:
-            by_event[EVENT_CODES_BY_NAME[key]] = handler
-        elif key in EXCEPTION_KEYS:
-            by_exception[EXCEPTION_KEYS[key]] = handler
-        else:  # the schema lists the keys; this guards against the two drifting apart
-            errors.append(RecipeError(f"unknown event '{key}'", recipe.where(("events", key), key=True)))
-    crash = Handler("crash", _compile_actions(recipe.crash, ctx, errors)) if recipe.crash else None
-    return HandlerTable(by_exception, by_event, catch_all), crash
-
-
-def _compile_rules(recipe: Recipe, errors: list[RecipeError]) -> tuple[Any, ...]:
+def _compile_rules(recipe: Recipe, errors: list[RecipeError]) -> tuple[Rule, ...]:
     if not recipe.rules:
         return ()
-    from ..triage.classify import parse_rules
+    from ..analysis.classify import parse_rules     # only for a recipe with rules: start-up speed
     try:
         return tuple(parse_rules({"version": 1, "rules": list(recipe.rules)}, "rules"))
     except UsageError as e:
@@ -229,10 +144,11 @@ def _compile_rules(recipe: Recipe, errors: list[RecipeError]) -> tuple[Any, ...]
 
 def _target_plan(recipe: Recipe, params: dict[str, Any], command: Sequence[str] | None,
                  pid: int | None, timeout: float | None, errors: list[RecipeError]) -> TargetPlan:
-    from ..recipe.checks import substitute
-
     t = recipe.target
-    sub = lambda s: substitute(str(s), params)  # noqa: E731
+
+    def sub(text: object) -> str:
+        return substitute(str(text), params)
+
     argv: tuple[str, ...] | None = None
     attach: int | None = pid
     if command:
@@ -271,11 +187,9 @@ def _which(program: str, cwd: str | None) -> str | None:
 _ELF_MACHINES = {3: "x86", 62: "x86_64", 40: "arm", 183: "aarch64"}
 
 
-def _check_program_arch(program: str, cwd: str | None, caps: Any) -> None:
+def _check_program_arch(program: str, cwd: str | None, caps: Capabilities) -> None:
     """Refuse an ELF built for another architecture before starting it (a 32-bit
     program would run, but every register and address we report would be wrong)."""
-    import struct
-
     path = program if os.path.isabs(program) or not cwd else os.path.join(cwd, program)
     try:
         with open(path, "rb") as f:
@@ -287,11 +201,10 @@ def _check_program_arch(program: str, cwd: str | None, caps: Any) -> None:
     machine = struct.unpack_from("<H", head, 18)[0]
     arch = "x86" if head[4] == 1 and machine == 3 else _ELF_MACHINES.get(machine, f"machine {machine}")
     if arch != caps.arch:
-        from ..errors import TargetError
         raise TargetError(f"{program} is built for {arch}; this backend debugs {caps.arch} programs only")
 
 
-def _check_capabilities(recipe: Recipe, caps: Any, errors: list[RecipeError]) -> None:
+def _check_capabilities(recipe: Recipe, caps: Capabilities, errors: list[RecipeError]) -> None:
     hardware = [b for b in recipe.breakpoints if b.type == "hardware"]
     if len(hardware) > caps.hardware_breakpoints:
         bp = hardware[caps.hardware_breakpoints]

@@ -10,10 +10,17 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import EvaluationError, Location, SymbolError
-from ..expr import SOURCE_LINE
+from ..errors import EvaluationError, Location, SymbolError, TargetError
+from ..events import Module
+from ..expr import SOURCE_LINE, Expr, Value
+from .model import Plan
+
+# The symbol layer (pyelftools) is imported where first used: `instrument validate` of a
+# recipe without a program to check it against never loads it.
+if TYPE_CHECKING:
+    from ..symbols.modules import StaticResolver
 
 ANY_LIBRARY = "*"   # `module` of a breakpoint on a symbol the program imports from some library
 
@@ -21,13 +28,15 @@ ANY_LIBRARY = "*"   # `module` of a breakpoint on a symbol the program imports f
 @functools.lru_cache(maxsize=64)
 def _imports(path: str) -> frozenset[str]:
     """Undefined dynamic symbols of an ELF: what its libraries will define."""
+    # pyelftools is imported where first used, for start-up speed.
     from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
 
     names: set[str] = set()
     with open(path, "rb") as f:
         elf = ELFFile(f)
         dynsym = elf.get_section_by_name(".dynsym")
-        if dynsym is not None:
+        if isinstance(dynsym, SymbolTableSection):
             for sym in dynsym.iter_symbols():
                 if sym["st_shndx"] == "SHN_UNDEF" and sym.name:
                     names.add(sym.name.split("@")[0])
@@ -45,7 +54,7 @@ def _is_elf(path: str) -> bool:
 class _LinkTimeEnv:
     """Evaluates an address expression with symbols at their link-time addresses."""
 
-    def __init__(self, resolver: Any, params: dict[str, Any]) -> None:
+    def __init__(self, resolver: StaticResolver | None, params: dict[str, Any]) -> None:
         self.resolver, self.params = resolver, params
 
     def register(self, name: str) -> int:
@@ -54,9 +63,9 @@ class _LinkTimeEnv:
     def read_memory(self, address: int, size: int) -> bytes:
         raise EvaluationError("memory cannot be read before the program runs")
 
-    def lookup(self, name: str) -> Any:
+    def lookup(self, name: str) -> Value:
         if name in self.params:
-            return self.params[name]
+            return self.params[name]  # type: ignore[no-any-return]
         address = self.resolver.resolve(name) if self.resolver is not None else None
         if address is None:
             raise EvaluationError(f"'{name}' has no link-time address")
@@ -68,7 +77,7 @@ class StaticSymbols:
     """The compiler's view of the program on disk (symbols.modules.StaticResolver), or of none."""
 
     program: str | None          # path of an ELF we can read, or None
-    resolver: Any = None
+    resolver: StaticResolver | None = None
 
     @classmethod
     def for_program(cls, argv0: str | None, cwd: str | None) -> StaticSymbols:
@@ -82,16 +91,16 @@ class StaticSymbols:
 
     def knows(self, name: str) -> bool:
         """Does the program define or import `name` (so it has an address at run time)?"""
-        if self.resolver is None:
+        if self.resolver is None or self.program is None:
             return True
         return (self.resolver.resolve(name) is not None or self.resolver.is_deferred(name)
                 or name in _imports(self.program))
 
-    def classify(self, at: Any, params: dict[str, Any], location: Location, text: str) -> tuple[str | None, int | None]:
+    def classify(self, at: Expr, params: dict[str, Any], location: Location, text: str) -> tuple[str | None, int | None]:
         """(module to wait for or None, link-time address or None) for an `at:` expression;
         raises SymbolError, pointing at the name, for what the program does not have."""
         names = [n for n in sorted(at.names) if n not in params]
-        if self.resolver is None:
+        if self.resolver is None or self.program is None:
             return (None, None) if names else (None, _evaluate(at, None, params))
         module: str | None = None
         for name in names:
@@ -111,7 +120,7 @@ class StaticSymbols:
         return None, _evaluate(at, self.resolver, params)
 
 
-def _evaluate(at: Any, resolver: Any, params: dict[str, Any]) -> int | None:
+def _evaluate(at: Expr, resolver: StaticResolver | None, params: dict[str, Any]) -> int | None:
     try:
         return int(at.evaluate(_LinkTimeEnv(resolver, params)))
     except (EvaluationError, ValueError, TypeError):
@@ -144,22 +153,21 @@ class ProgramResolution:
 @functools.lru_cache(maxsize=64)
 def needed_libraries(path: str) -> tuple[str, ...]:
     """DT_NEEDED entries of an ELF: the libraries the loader maps before main runs."""
-    from elftools.elf.dynamic import DynamicSection
+    from elftools.elf.dynamic import DynamicSection     # where first used, for start-up speed
     from elftools.elf.elffile import ELFFile
 
     with open(path, "rb") as f:
         for section in ELFFile(f).iter_sections():
             if isinstance(section, DynamicSection):
-                return tuple(t.needed for t in section.iter_tags() if t.entry.d_tag == "DT_NEEDED")
+                # pyelftools sets `needed` on DT_NEEDED tags only, so its types do not know it.
+                return tuple(t.needed for t in section.iter_tags() if t.entry.d_tag == "DT_NEEDED")  # type: ignore[attr-defined]
     return ()
 
 
-def resolve_plan_statically(plan: Any) -> ProgramResolution:
+def resolve_plan_statically(plan: Plan) -> ProgramResolution:
     """Each breakpoint of a plan compiled with `command=(program,)`: its link-time address, or
     the module it is deferred to. Raises TargetError when the program is not a readable ELF
     (compile_plan has already raised SymbolError for names the program lacks)."""
-    from ..backend.base import Module
-    from ..errors import TargetError
     from ..symbols.elf import open_image
     from ..symbols.modules import module_matches
 

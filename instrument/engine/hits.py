@@ -1,29 +1,51 @@
-"""Exception dispatch for a Session: breakpoint hits (soft, hardware, memory), returns, crashes."""
+"""EXCEPTION_DEBUG_EVENT dispatch: breakpoint hits (soft, hardware, memory), returns, crashes."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, MutableMapping
+from typing import TYPE_CHECKING, Any, Callable, MutableMapping
 
+from ..backend.base import Backend
+from ..compiler.table import Handler
 from ..errors import DebuggerError, EvaluationError
 from ..events import DebugEvent, EventCode, ExceptionCode, ExceptionInfo
-from .breakpoints import BreakpointState, PendingReturn, SoftSite
-from .context import StopContext, StopEnv
+from .arming import BreakpointSet
+from .breakpoints import Breakpoint, State
 from ..arch.x86_64 import emulate
-from .records import event_fields, record_fields
+from .handlers import Handlers
+from .inspect import Inspector
+from .process import ProcessState
+from .records import Recorder, event_fields, record_fields
+from .sites import IFUNC_USER, RETURN_USER, PendingReturn, SiteState, SoftSite
+from .stop import Stop, StopEnv
 
 if TYPE_CHECKING:
-    from .loop import ProcessState, Session
+    from ..analysis.classify import Rule
 
-RETURN_USER = "\0return"      # the SoftSite user that stands for pending on_returns
-IFUNC_USER = "\0resolver"     # ... for an indirect function's resolver we wait to see run
 _EXCEPTION = int(EventCode.EXCEPTION_DEBUG_EVENT)     # a record's code, on every hit
+_IN = SiteState.IN
+_SPENT = State.SPENT
 MAX_SAVED_ARGS = 6
+Regs = MutableMapping[str, int]
 
 
-class HitHandling:
-    """Mixed into Session: everything that happens on an EXCEPTION_DEBUG_EVENT."""
+class ExceptionDispatch:
+    """What happens on an EXCEPTION_DEBUG_EVENT, in the session's processes.
 
-    def on_exception(self: Session, event: DebugEvent) -> bool:
+    `redispatch` is the session's whole dispatch, for the event a single-step over
+    an int3 brings instead of the step (a fault, a watchpoint, the process gone)."""
+
+    def __init__(self, backend: Backend, processes: dict[int, ProcessState], breakpoints: BreakpointSet,
+                 handlers: Handlers, recorder: Recorder, inspector: Inspector, *, crash: Handler | None,
+                 classify: bool, rules: tuple[Rule, ...], redispatch: Callable[[DebugEvent], bool]) -> None:
+        self.backend, self.processes, self.breakpoints = backend, processes, breakpoints
+        self.handlers, self.recorder, self.inspector = handlers, recorder, inspector
+        self.crash, self.classify, self.rules = crash, classify, rules
+        self.redispatch = redispatch
+        self.host = handlers.host
+        self.crashed = False
+
+    def on_exception(self, event: DebugEvent) -> bool:
+        """Handle one exception; True: pass it on to the target."""
         info: ExceptionInfo = event.info  # type: ignore[assignment]
         process = self.processes.get(event.pid)
         if process is None:
@@ -44,128 +66,118 @@ class HitHandling:
             # watch traps after the access.
             ids = [process.hw_slots[s] for s in info.hw_slots if s in process.hw_slots]
             if ids:
-                self.on_hardware_hit(process, event, ids)
+                self.on_hardware_hit(process, event, info, ids)
             return False
         elif info.code == ExceptionCode.GUARD_PAGE:
-            self.on_guard_hit(process, event)
+            self.on_guard_hit(process, event, info)
             return False
         regs = self._regs(event.tid)
-        self.run_event_handlers(event, regs=regs)
+        self.handlers.run_event_handlers(event, regs=regs)
         if not info.first_chance:
-            self.on_crash(process, event, regs)
+            self.on_crash(process, event, info, regs)
         return True
 
-    def _regs(self: Session, tid: int) -> MutableMapping[str, int] | None:
+    def _regs(self, tid: int) -> Regs | None:
         try:
             return self.backend.registers(tid)
         except DebuggerError:
             return None
 
     # -- soft breakpoints --------------------------------------------------------
-    def on_soft_hit(self: Session, process: ProcessState, event: DebugEvent, site: SoftSite) -> bool:
+    def on_soft_hit(self, process: ProcessState, event: DebugEvent, site: SoftSite) -> bool:
         tid, address = event.tid, site.address
         regs = self.backend.registers(tid)
         regs["rip"] = address            # the int3 ran; go back to the instruction it replaced
-        for user in sorted(site.users, key=self._user_order):
+        users = site.users      # a copy to walk: a hit may take its breakpoint out of the site
+        by_id = self.breakpoints.by_id
+        for user in (tuple(users) if len(users) == 1 else sorted(users, key=self.breakpoints.rank)):
             if user == RETURN_USER:
                 self.on_return_hit(process, event, regs, address)
             elif user == IFUNC_USER:
                 self.on_resolver_hit(process, event, regs, address)
             else:
-                self.hit_breakpoint(process, event, self.breakpoints[user], regs, address)
-        if regs["rip"] != address or process.sites.get(address) is not site or not site.inserted:
+                self.hit_breakpoint(process, event, by_id[user], regs, address)
+        if regs["rip"] != address or process.sites.get(address) is not site or site.state is not _IN:
             return False                 # an action moved pc (return:), or the site is gone: nothing to step over
         return self.step_over(process, tid, site)
 
-    def _user_order(self: Session, user: str) -> int:
-        return self.order.index(user) if user in self.breakpoints else -1
-
-    def step_over(self: Session, process: ProcessState, tid: int, site: SoftSite) -> bool:
+    def step_over(self, process: ProcessState, tid: int, site: SoftSite) -> bool:
         """Run the original instruction under the int3, then put the int3 back.
 
         Prologue instructions are emulated (arch/x86_64/prologue.py): no second stop,
-        and the int3 never leaves memory. Everything else is single-stepped."""
+        and the int3 never leaves memory. Everything else is single-stepped, the
+        site RUNNING meanwhile."""
         if site.code and emulate(site.code, self.backend.registers(tid), process.read, process.raw_write):
             return False
         self.backend.hold_others(tid)        # no sibling may run past the int3 while it is out
-        site.remove(process.raw_write)
+        site.step_out(process.raw_write)
         try:
             stepped = self.backend.single_step(tid)
         finally:
-            if process.alive and site.users and process.sites.get(site.address) is site:
-                try:
-                    site.insert(process.read, process.raw_write)
-                except DebuggerError:
-                    pass        # the process died during the step; its exit event follows
+            try:
+                site.step_back(process.raw_write, keep=process.alive and bool(site.users)
+                               and process.sites.get(site.address) is site)
+            except DebuggerError:
+                pass        # the process died during the step; its exit event follows
         info = stepped.info
         if isinstance(info, ExceptionInfo) and info.code == ExceptionCode.SINGLE_STEP and not info.hw_slots:
             return False
         # The instruction under the breakpoint did something else: a fault, a
         # hardware watchpoint, or the process went away. Handle that event here;
         # the caller's resume then continues this thread with its verdict.
-        return self.dispatch(stepped) if stepped.code == EventCode.EXCEPTION_DEBUG_EVENT or stepped.pid in self.processes else False
+        if stepped.code == EventCode.EXCEPTION_DEBUG_EVENT or stepped.pid in self.processes:
+            return self.redispatch(stepped)
+        return False
 
-    def hit_breakpoint(self: Session, process: ProcessState, event: DebugEvent, state: BreakpointState,
-                       regs: MutableMapping[str, int], address: int, *, at: float | None = None,
-                       **extra: Any) -> StopContext | None:
-        if not state.active:
+    def hit_breakpoint(self, process: ProcessState, event: DebugEvent, bp: Breakpoint, regs: Regs,
+                       address: int, *, at: float | None = None, **extra: Any) -> Stop | None:
+        if not bp.active:
             return None
-        plan = state.plan
+        plan = bp.plan
         fields: dict[str, Any] = {"address": address, **extra}   # what expressions see: values
+        env = StopEnv(self.host, process, event.tid, regs, fields, bp.hits)
         if plan.when is not None:
-            env = StopEnv(self, process, event.tid, regs, fields, state.hits)
             try:
                 taken = bool(plan.when.evaluate(env))
             except EvaluationError as e:
-                self._warn_once(f"breakpoint {state.id}: condition failed: {e}")
+                self.recorder.warn_once(f"breakpoint {bp.id}: condition failed: {e}")
                 taken = False
             if not taken:
                 return None
-        state.count_hit()
-        rec = self.record("breakpoint", _EXCEPTION, event.pid, event.tid, at=at,
-                          id=plan.id, type=plan.type, hits=state.hits, address=hex(address),
-                          symbol=process.modules.symbol_text(address))
+        bp.hit()
+        env.hits = bp.hits
+        rec = self.recorder.record("breakpoint", _EXCEPTION, event.pid, event.tid, at=at,
+                                   id=plan.id, type=plan.type, hits=bp.hits, address=hex(address),
+                                   symbol=process.modules.symbol_text(address))
         if extra:
             rec.update(record_fields(extra))
         if plan.on_return is not None:
-            self.push_return(process, event.tid, state, regs)
-        ctx = self.run_actions(plan.actions, process, event.tid, regs, rec, fields, state.hits)
-        self.emit(rec)
-        if state.spent:
-            for p in self.processes.values():
-                try:
-                    self.disarm(p, state)
-                except DebuggerError:
-                    pass      # its process is gone, its exit event not handled yet
-        return ctx
-
-    def _warn_once(self: Session, message: str) -> None:
-        """A problem with the recipe met at run time: once into the summary's `errors`
-        (SPEC 5 has no record of its own for it; the CLI repeats them on stderr)."""
-        if message not in self.errors:
-            self.errors.append(message)
+            self.push_return(process, event.tid, bp, regs)
+        stop = Stop(env, rec).run(plan.actions)
+        self.recorder.emit(rec)
+        if bp.state is _SPENT:
+            self.breakpoints.spent(bp)
+        return stop
 
     # -- on_return ------------------------------------------------------------
-    def push_return(self: Session, process: ProcessState, tid: int, state: BreakpointState,
-                    regs: MutableMapping[str, int]) -> None:
+    def push_return(self, process: ProcessState, tid: int, bp: Breakpoint, regs: Regs) -> None:
         rsp = regs["rsp"]
-        self._drop_unwound_returns(process, tid, rsp, state.id)
-        env = StopEnv(self, process, tid, regs, {})
+        self._drop_unwound_returns(process, tid, rsp, bp.id)
+        env = StopEnv(self.host, process, tid, regs, {})
         args = []
         for i in range(MAX_SAVED_ARGS):
             try:
                 args.append(int(env.lookup(f"arg{i}")))
             except EvaluationError:
                 break       # a stack-passed argument we cannot read: keep the ones before it
-        self._expect_return(process, rsp, PendingReturn(state.id, tid, rsp + 8, tuple(args), state.hits))
+        self._expect_return(process, rsp, PendingReturn(bp.id, tid, rsp + 8, tuple(args), bp.hits))
 
-    def on_resolver_hit(self: Session, process: ProcessState, event: DebugEvent,
-                        regs: MutableMapping[str, int], resolver: int) -> None:
+    def on_resolver_hit(self, process: ProcessState, event: DebugEvent, regs: Regs, resolver: int) -> None:
         """The loader runs an indirect function's resolver: catch what it returns."""
         rsp = regs["rsp"]
         self._expect_return(process, rsp, PendingReturn(IFUNC_USER, event.tid, rsp + 8, (resolver,), 0))
 
-    def _expect_return(self: Session, process: ProcessState, rsp: int, pending: PendingReturn) -> None:
+    def _expect_return(self, process: ProcessState, rsp: int, pending: PendingReturn) -> None:
         """Wait for the call at function entry (return address at [rsp]) to return."""
         try:
             ret = int.from_bytes(process.read(rsp, 8), "little")
@@ -174,8 +186,7 @@ class HitHandling:
         process.returns.setdefault(ret, []).append(pending)
         process.add_user(ret, RETURN_USER)
 
-    def _drop_unwound_returns(self: Session, process: ProcessState, tid: int, rsp: int,
-                              breakpoint_id: str) -> None:
+    def _drop_unwound_returns(self, process: ProcessState, tid: int, rsp: int, breakpoint_id: str) -> None:
         """A call entered with its return slot at `rsp`: frames of this thread whose
         return slot is at or below it were unwound without returning (longjmp, a C++
         exception) and never will return; forget them, or the next return at that
@@ -194,8 +205,7 @@ class HitHandling:
                 del process.returns[address]
                 process.drop_user(address, RETURN_USER)
 
-    def on_return_hit(self: Session, process: ProcessState, event: DebugEvent,
-                      regs: MutableMapping[str, int], address: int) -> None:
+    def on_return_hit(self, process: ProcessState, event: DebugEvent, regs: Regs, address: int) -> None:
         pending = process.returns.get(address, [])
         rsp = regs["rsp"]
         matched = [p for p in pending if p.tid == event.tid and p.expected_rsp == rsp]
@@ -207,16 +217,16 @@ class HitHandling:
             if p.breakpoint_id == IFUNC_USER:
                 target = regs["rax"]
                 if process.modules.find(target) is not None:
-                    self.resolved_indirect(process, p.entry_args[0], target)
-                    self.arm_all(process)          # the breakpoints that waited for it
+                    self.breakpoints.resolved_indirect(process, p.entry_args[0], target)
+                    self.breakpoints.arm_all(process)          # the breakpoints that waited for it
                 continue
             plan = self.breakpoints[p.breakpoint_id].plan
-            rec = self.record("return", int(EventCode.EXCEPTION_DEBUG_EVENT), event.pid, event.tid,
-                              id=p.breakpoint_id, type=plan.type, hits=p.entry_hits, address=hex(address),
-                              symbol=process.modules.symbol_text(address), retval=hex(regs["rax"]))
-            self.run_actions(plan.on_return or (), process, event.tid, regs, rec, {"address": address},
-                             p.entry_hits, p.entry_args)
-            self.emit(rec)
+            rec = self.recorder.record("return", _EXCEPTION, event.pid, event.tid,
+                                       id=p.breakpoint_id, type=plan.type, hits=p.entry_hits, address=hex(address),
+                                       symbol=process.modules.symbol_text(address), retval=hex(regs["rax"]))
+            self.handlers.run_actions(plan.on_return or (), process, event.tid, regs, rec, {"address": address},
+                                      p.entry_hits, p.entry_args)
+            self.recorder.emit(rec)
         if keep:
             process.returns[address] = keep
         else:
@@ -224,28 +234,28 @@ class HitHandling:
             process.drop_user(address, RETURN_USER)
 
     # -- hardware and memory breakpoints ------------------------------------------
-    def on_hardware_hit(self: Session, process: ProcessState, event: DebugEvent, ids: list[str]) -> None:
-        info: ExceptionInfo = event.info  # type: ignore[assignment]
-        if info.registers is not None:          # sampled: the thread has run on (sampling.py)
+    def on_hardware_hit(self, process: ProcessState, event: DebugEvent, info: ExceptionInfo,
+                        ids: list[str]) -> None:
+        if info.registers is not None:          # sampled: the thread has run on (compiler/sampling.py)
+            sampled: Regs = info.registers      # type: ignore[assignment]  # read-only: nothing writes a sample
             for bp_id in ids:
                 # A hit queued before its slot went to another breakpoint is not that one's.
                 if process.placed.get(bp_id) == info.address:
-                    self.hit_breakpoint(process, event, self.breakpoints[bp_id], info.registers,  # type: ignore[arg-type]
-                                        info.address, at=info.time)
+                    self.hit_breakpoint(process, event, self.breakpoints.by_id[bp_id], sampled, info.address, at=info.time)
             return
         regs = self.backend.registers(event.tid)
+        by_id = self.breakpoints.by_id
         for bp_id in ids:
-            state = self.breakpoints[bp_id]
-            if state.plan.access == "execute":
-                self.hit_breakpoint(process, event, state, regs, info.address)
+            bp = by_id[bp_id]
+            if bp.executes:
+                self.hit_breakpoint(process, event, bp, regs, info.address)
             else:
                 watched = process.armed.get(bp_id)
-                address = self.resolve(process, state) if watched else info.address
-                self.hit_breakpoint(process, event, state, regs, address if address is not None else info.address,
-                                    pc=info.address, access=state.plan.access)
+                address = self.breakpoints.resolve(process, bp) if watched is not None else info.address
+                self.hit_breakpoint(process, event, bp, regs, address if address is not None else info.address,
+                                    pc=info.address, access=bp.plan.access)
 
-    def on_guard_hit(self: Session, process: ProcessState, event: DebugEvent) -> None:
-        info: ExceptionInfo = event.info  # type: ignore[assignment]
+    def on_guard_hit(self, process: ProcessState, event: DebugEvent, info: ExceptionInfo) -> None:
         fault = info.fault_address if info.fault_address is not None else info.address
         regs = self.backend.registers(event.tid)
         for start, (bp_id, size) in list(process.guards.items()):
@@ -254,16 +264,19 @@ class HitHandling:
                                     pc=info.address, access=info.access.value if info.access else None)
 
     # -- crashes ----------------------------------------------------------------------
-    def on_crash(self: Session, process: ProcessState, event: DebugEvent,
-                 regs: MutableMapping[str, int] | None) -> None:
+    def on_crash(self, process: ProcessState, event: DebugEvent, info: ExceptionInfo, regs: Regs | None) -> None:
         self.crashed = True
-        rec = self.record("crash", int(EventCode.EXCEPTION_DEBUG_EVENT), event.pid, event.tid)
+        rec = self.recorder.record("crash", _EXCEPTION, event.pid, event.tid)
         try:
-            rec.update(self.inspector.crash_record(process, event.info, regs))
+            rec.update(self.inspector.crash_record(process, info, regs))
+            if self.classify and regs is not None:     # SPEC 5: classification and hash
+                # Imported at the first crash, for start-up speed: most sessions have none.
+                from ..analysis.classify import annotate, load_rules
+                annotate(rec, load_rules(first=self.rules) if self.rules else None)
         except (DebuggerError, EvaluationError, OSError) as e:
             rec.setdefault("errors", []).append(f"crash analysis: {e}")
-        if self.plan.crash is not None:
+        if self.crash is not None:
             fields = event_fields(event)
             fields.update({k: rec[k] for k in ("module", "symbol", "access") if rec.get(k) is not None})
-            self.run_actions(self.plan.crash.actions, process, event.tid, regs, rec, fields)
-        self.emit(rec)
+            self.handlers.run_actions(self.crash.actions, process, event.tid, regs, rec, fields)
+        self.recorder.emit(rec)

@@ -1,62 +1,63 @@
-"""Looking at a stopped thread: backtraces, disassembly and the crash record's analysis."""
+"""Looking at a stopped thread: backtraces, disassembly, the crash record's analysis, int3 placement checks."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..arch import x86_64 as regdefs
 from ..errors import DebuggerError, EvaluationError
-from ..events import ExceptionCode
+from ..events import ExceptionCode, ExceptionInfo
+from .process import ProcessState
 
-if TYPE_CHECKING:
-    from .loop import ProcessState
+# capstone (analysis.disasm, analysis.fault) and the CFI unwinder (symbols.unwind) are
+# imported where first used: a session that never disassembles nor unwinds starts faster.
+
+Reader = Callable[[int, int], bytes]
+
+
+def _find_module(process: ProcessState) -> Callable[[int], tuple[str, int] | None]:
+    def find(pc: int) -> tuple[str, int] | None:
+        module = process.modules.find(pc)
+        return None if module is None else (module.path, module.base)
+    return find
+
+
+def soft_site_problem(process: ProcessState, address: int) -> str | None:
+    """Why an int3 must not go at `address`, or None: it would overwrite data (a
+    variable named by mistake), or land inside an instruction (`sym+off` with a
+    wrong offset), either of which corrupts the target silently."""
+    module = process.modules.find(address)
+    image = process.modules.image_of(module) if module is not None else None
+    if module is not None and image is not None and hasattr(image, "is_code") \
+            and not image.is_code(address - module.base):
+        return (f"{process.modules.symbol_text(address)} is not code: a software breakpoint "
+                "would overwrite data; watch a variable with `type: hardware` (access: write) "
+                "or `type: memory`")
+    described = process.modules.describe(address, lines=False)
+    symbol = described.get("symbol") or ""
+    offset = int(symbol.rsplit("+0x", 1)[1], 16) if "+0x" in symbol else 0
+    if 0 < offset <= 4096:
+        from ..analysis.disasm import disassemble
+
+        start = address - offset
+        for insn in disassemble(process.read, start, offset + 1):
+            if insn["address"] == address:
+                return None
+            if insn["address"] < address < insn["address"] + insn["size"]:
+                where = process.modules.symbol_text(insn["address"])
+                return (f"{process.modules.symbol_text(address)} is inside the instruction "
+                        f"`{insn['text']}` at {where}: an int3 there would corrupt it")
+    return None
 
 
 class Inspector:
-    def __init__(self, backend: Any, rules: tuple[Any, ...] = ()) -> None:
-        self.backend = backend
-        self.recipe_rules = rules           # a recipe's own classification rules
-
-    def _reader(self, process: ProcessState):
-        return lambda address, size: process.read(address, size)
-
-    def _find_module(self, process: ProcessState):
-        def find(pc: int) -> tuple[str, int] | None:
-            module = process.modules.find(pc)
-            return None if module is None else (module.path, module.base)
-        return find
-
-    def soft_site_problem(self, process: ProcessState, address: int) -> str | None:
-        """Why an int3 must not go at `address`, or None: it would overwrite data (a
-        variable named by mistake), or land inside an instruction (`sym+off` with a
-        wrong offset), either of which corrupts the target silently."""
-        module = process.modules.find(address)
-        image = process.modules.image_of(module) if module is not None else None
-        if image is not None and hasattr(image, "is_code") and not image.is_code(address - module.base):
-            return (f"{process.modules.symbol_text(address)} is not code: a software breakpoint "
-                    "would overwrite data; watch a variable with `type: hardware` (access: write) "
-                    "or `type: memory`")
-        described = process.modules.describe(address, lines=False)
-        symbol = described.get("symbol") or ""
-        offset = int(symbol.rsplit("+0x", 1)[1], 16) if "+0x" in symbol else 0
-        if 0 < offset <= 4096:
-            from ..analysis.disasm import disassemble
-
-            start = address - offset
-            for insn in disassemble(self._reader(process), start, offset + 1):
-                if insn["address"] == address:
-                    return None
-                if insn["address"] < address < insn["address"] + insn["size"]:
-                    where = process.modules.symbol_text(insn["address"])
-                    return (f"{process.modules.symbol_text(address)} is inside the instruction "
-                            f"`{insn['text']}` at {where}: an int3 there would corrupt it")
-        return None
+    """What actions and crash records see of a stopped thread, beyond its registers."""
 
     def backtrace(self, process: ProcessState, regs: Mapping[str, int], depth: int) -> list[dict[str, Any]]:
         from ..symbols.unwind import unwind
 
         frames = []
-        for frame in unwind(regs, self._reader(process), self._find_module(process), depth):
+        for frame in unwind(regs, process.read, _find_module(process), depth):
             described = process.modules.describe(frame.pc, return_address=frame.lookup_pc != frame.pc)
             entry = {"pc": hex(frame.pc), "module": described.get("module"),
                      "offset": hex(described["offset"]) if described.get("offset") is not None else None,
@@ -73,12 +74,15 @@ class Inspector:
         from ..analysis.disasm import disassemble
 
         found = [{"address": hex(i["address"]), "text": i["text"]}
-                 for i in disassemble(self._reader(process), address, count)]
+                 for i in disassemble(process.read, address, count)]
         if not found:
             raise EvaluationError(f"no instructions could be read at {address:#x}")
         return found
 
-    def crash_record(self, process: ProcessState, info: Any, regs: Mapping[str, int] | None) -> dict[str, Any]:
+    def crash_record(self, process: ProcessState, info: ExceptionInfo,
+                     regs: Mapping[str, int] | None) -> dict[str, Any]:
+        """The analysis fields of a crash record (SPEC 5), all but its classification and
+        hash, which the session adds (analysis.classify) when it classifies."""
         from ..analysis.disasm import around
         from ..analysis.fault import analyze
 
@@ -86,7 +90,7 @@ class Inspector:
         if regs is None:
             return rec
         frames = self.backtrace(process, regs, 32)
-        analysis = analyze(info, regs, self._reader(process), [f.get("symbol") or "" for f in frames], None)
+        analysis = analyze(info, regs, process.read, [f.get("symbol") or "" for f in frames], None)
         rec.update({k: (hex(v) if isinstance(v, int) and k in ("address", "fault_address") else v)
                     for k, v in analysis.items()})
         if isinstance(rec.get("exception_code"), int):
@@ -101,9 +105,7 @@ class Inspector:
         try:
             rec["disassembly"] = [
                 {"address": hex(i["address"]), "text": i["text"], **({"fault": True} if i.get("current") else {})}
-                for i in around(self._reader(process), pc)]
+                for i in around(process.read, pc)]
         except DebuggerError:
             rec["disassembly"] = []
-        from ..triage.classify import annotate, load_rules
-        annotate(rec, load_rules(first=self.recipe_rules) if self.recipe_rules else None)   # SPEC 5
         return rec

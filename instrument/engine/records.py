@@ -1,14 +1,39 @@
-"""The fields an event contributes to its record (values, not presentation: hex strings per SPEC 5)."""
+"""Records: where they go (Recorder), and the fields an event contributes to one (values, not
+presentation: hex strings per SPEC 5)."""
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, Callable
 
 from ..events import (CreateProcessInfo, CreateThreadInfo, DebugEvent, DebugStringInfo, ExceptionInfo,
                       ExitProcessInfo, ExitThreadInfo, LoadDllInfo, RipInfo, UnloadDllInfo, exception_name)
 
 
 ADDRESS_KEYS = frozenset({"address", "fault_address", "base", "start_address", "pc", "exception_code"})
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+class Recorder:
+    """Every record of a session goes out through `emit`, stamped with its time since the
+    session started; problems with the recipe met at run time are kept, once each, for
+    the summary's `errors` (SPEC 5 has no record of its own for them)."""
+
+    def __init__(self, emit: Emit) -> None:
+        self.emit = emit
+        self.start = time.monotonic()
+        self.errors: list[str] = []
+
+    def record(self, event: str, code: int | None, pid: int, tid: int, *, at: float | None = None,
+               **fields: Any) -> dict[str, Any]:
+        """A record of something that happened `at` (time.monotonic(); default: now)."""
+        return {"event": event, "code": code, "pid": pid, "tid": tid,
+                "time": round((time.monotonic() if at is None else at) - self.start, 6), **fields}
+
+    def warn_once(self, message: str) -> None:
+        if message not in self.errors:
+            self.errors.append(message)
 
 
 def record_fields(fields: dict[str, Any]) -> dict[str, Any]:

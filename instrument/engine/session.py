@@ -15,10 +15,15 @@ from typing import Any, Callable
 
 from .. import interrupts
 from ..backend.base import Backend, SpawnOptions
-from ..errors import EXIT_CRASH, EXIT_OK, DebuggerError
+from ..compiler.model import Plan
+from ..compiler.sampling import choose_sampled
+from ..errors import EXIT_CRASH, EXIT_OK, DebuggerError, UsageError
 from ..interrupts import Interrupted
 from ..version import __version__
-from .loop import Session
+from ..symbols.modules import open_module_image
+from .loop import Ending, Session
+from .process import Modules
+from .records import Emit
 
 
 @dataclass(frozen=True)
@@ -27,40 +32,49 @@ class SessionResult:
     summary: dict[str, Any]
 
 
-def run(plan: Any, *, emit: Callable[[dict[str, Any]], None], backend: Backend | None = None,
+def run(plan: Plan, *, emit: Emit, backend: Backend | None = None,
         all_events: bool = False, out_dir: str | Path = ".", pin_cpu: bool = True,
-        sample_hits: bool = True, module_map_factory: Callable[[], Any] | None = None) -> SessionResult:
+        module_map_factory: Callable[[], Modules] | None = None,
+        classify_crashes: bool = True) -> SessionResult:
     """Run `plan`, sending every record to `emit`; return the exit status and the summary.
 
-    `sample_hits`: hardware breakpoints that only log registers may report their hits
-    without stopping the target (engine/sampling.py); False stops it at every hit.
-    `module_map_factory` replaces the ELF module map (tests, backends without ELF files)."""
+    Hardware breakpoints run sampled or stopped as the plan says (compile_plan with the
+    backend's capabilities; a plan compiled without has them chosen here, by the
+    compiler's rule, for `backend`). `module_map_factory` replaces the ELF module map
+    (tests, backends without ELF files). `classify_crashes` False: crash records come
+    without `classification` and `hash`, for a caller that classifies them itself
+    (triage, which first adds what a sanitizer reported)."""
     if backend is None:
-        from ..backend import get_backend
+        from ..backend import get_backend      # lazy: it picks this OS's backend module
         backend = get_backend()
-    session = Session(plan, backend, emit, all_events=all_events, out_dir=out_dir,
-                      module_map_factory=module_map_factory, sample_hits=sample_hits)
+    if not plan.sampling_chosen:
+        caps = backend.capabilities
+        plan = choose_sampled(plan, caps.abi, caps.sampled_registers)
     target = plan.target
+    session = Session(plan, backend, emit, all_events=all_events, out_dir=out_dir,
+                      module_map_factory=module_map_factory, attached=target.attach is not None,
+                      classify_crashes=classify_crashes)
     interrupted: Interrupted | None = None
     with interrupts.deferred():
         try:
             if target.attach is not None:
-                session.attached = True
                 session.main_pid = backend.attach(target.attach)
+            elif target.argv is None:
+                raise UsageError("no target: the plan has neither a command to run nor a pid to attach to")
             else:
                 session.main_pid = backend.spawn(SpawnOptions(
-                    argv=tuple(target.argv), env=target.env, cwd=target.cwd, stdin_path=target.stdin,
+                    argv=target.argv, env=target.env, cwd=target.cwd, stdin_path=target.stdin,
                     follow_forks=target.follow_forks, pin_cpu=pin_cpu and not session.runs_on_at_hits))
             session.run_loop(target.timeout)
         except Interrupted as e:
             interrupted = e
-            session.ended_how = "interrupted"
+            session.ended_how = Ending.INTERRUPTED
         finally:
             # A second Ctrl-C must not stop us halfway through putting the target back.
             with interrupts.ignored():
                 _clean_up(session, backend)
-    if session.crashed and session.ended_how == "exited":
-        session.ended_how = "crashed"
+    if session.crashed and session.ended_how is Ending.EXITED:
+        session.ended_how = Ending.CRASHED
     summary = _summary(session, plan)
     emit(summary)
     status = EXIT_CRASH if session.crashed else EXIT_OK
@@ -71,8 +85,8 @@ def run(plan: Any, *, emit: Callable[[dict[str, Any]], None], backend: Backend |
 
 def _clean_up(session: Session, backend: Backend) -> None:
     """Detach (restoring everything we patched) or kill every process still traced."""
-    keep_running = session.attached or session.end_request == "detach"
-    if session.end_request == "kill":
+    keep_running = session.attached or session.end_request is Ending.DETACHED
+    if session.end_request is Ending.KILLED:
         keep_running = False
     problem: BaseException | None = None
     try:
@@ -84,18 +98,17 @@ def _clean_up(session: Session, backend: Backend) -> None:
     for pid, process in list(session.processes.items()):
         try:
             if keep_running:
-                for state in session.breakpoints.values():
-                    session.disarm(process, state)
+                session.breakpoints.disarm_all(process)
                 for address in list(process.sites):
                     site = process.sites.pop(address)
                     site.remove(process.raw_write)
                 backend.detach(pid)
-                if session.ended_how == "exited":
-                    session.ended_how = "detached"
+                if session.ended_how is Ending.EXITED:
+                    session.ended_how = Ending.DETACHED
             else:
                 backend.kill(pid)
-                if session.ended_how in ("exited", "stopped"):
-                    session.ended_how = "killed"
+                if session.ended_how in (Ending.EXITED, Ending.STOPPED):
+                    session.ended_how = Ending.KILLED
         except DebuggerError:
             pass   # already gone
         process.alive = False
@@ -107,21 +120,20 @@ def _clean_up(session: Session, backend: Backend) -> None:
         raise problem
 
 
-def _summary(session: Session, plan: Any) -> dict[str, Any]:
+def _summary(session: Session, plan: Plan) -> dict[str, Any]:
     recipe = plan.recipe
-    rec = session.record("summary", None, session.main_pid or 0, 0)
+    rec = session.recorder.record("summary", None, session.main_pid or 0, 0)
     rec.update({
-        "ended": session.ended_how,
+        "ended": session.ended_how.value,
         "exit_code": session.exit_code,
         "signal": session.exit_signal,
         "crashed": session.crashed,
-        "breakpoints": {bp_id: session.breakpoints[bp_id].hits for bp_id in session.order},
+        "breakpoints": {bp.id: bp.hits for bp in session.breakpoints},
         "recipe": {"name": recipe.name, "sha256": recipe.sha256},
         "tool": {"name": "instrument", "version": __version__},
         "target": _target_info(plan),
     })
-    never = [bp_id for bp_id in session.order
-             if not session.breakpoints[bp_id].ever_armed and session.breakpoints[bp_id].plan.enabled]
+    never = [bp.id for bp in session.breakpoints if not bp.ever_armed and bp.plan.enabled]
     if never:
         rec["not_armed"] = never      # e.g. its module never loaded, or its address was refused
     if session.errors:
@@ -129,12 +141,11 @@ def _summary(session: Session, plan: Any) -> dict[str, Any]:
     return rec
 
 
-def _target_info(plan: Any) -> dict[str, Any]:
+def _target_info(plan: Plan) -> dict[str, Any]:
     info: dict[str, Any] = {}
     if plan.target.argv:
         info["path"] = plan.target.argv[0]
         try:
-            from ..symbols.modules import open_module_image
             info["build_id"] = open_module_image(plan.target.argv[0]).build_id
         except Exception:  # noqa: BLE001 - provenance is best effort; never fail the run for it
             info["build_id"] = None

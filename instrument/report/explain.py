@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..compiler.resolve import ANY_LIBRARY
-from ..engine.sampling import can_sample
+from ..compiler.sampling import choose_sampled
 from ..events import EventCode, exception_name
 
 
@@ -15,7 +15,10 @@ def _actions(actions: Any, indent: str) -> list[str]:
 
 def explain(plan: Any, sampled_registers: frozenset[str] = frozenset(), abi: str = "sysv") -> str:
     """The plan for a person; `sampled_registers`/`abi`: the backend's (Capabilities),
-    to say which hardware breakpoints will not stop the target."""
+    to say which hardware breakpoints will not stop the target, for a plan compiled
+    without them (a plan compiled with them says so itself: BreakpointPlan.sampled)."""
+    if not plan.sampling_chosen:
+        plan = choose_sampled(plan, abi, sampled_registers)
     r = plan.recipe
     out = [f"recipe {r.name} (version {r.version}, sha256 {r.sha256[:16]}...)"]
     if r.description:
@@ -72,7 +75,7 @@ def explain(plan: Any, sampled_registers: frozenset[str] = frozenset(), abi: str
             out.append(f"    when {bp.when.text}")
         if bp.limit is not None:
             out.append(f"    limit {bp.limit}")
-        if can_sample(bp, abi, sampled_registers):
+        if bp.sampled:
             out.append("    sampled: its hits only read registers, so the target runs on "
                        "(--no-sampling: stop at each)")
         out += _actions(bp.actions, "    ")

@@ -19,7 +19,7 @@ def _code(text: str) -> str:
 
 
 def _top_frames(crash: Mapping[str, Any]) -> str:
-    from ..triage.signature import frame_key, significant_frames
+    from ..analysis.signature import frame_key, significant_frames
 
     keys = [frame_key(f) for f in significant_frames(crash.get("frames") or [])[:TOP_FRAMES]]
     return " ← ".join(_code(k) for k in keys) if keys else "(no frames)"

@@ -19,7 +19,7 @@ FINGERPRINT = "instrumentStackHash/v1"
 
 def _location(crash: Mapping[str, Any], root: Path) -> dict[str, Any]:
     """The top frame with a source file (else the top frame's module), as a SARIF location."""
-    from ..triage.signature import frame_key, significant_frames
+    from ..analysis.signature import frame_key, significant_frames
 
     frames = significant_frames(crash.get("frames") or [])
     with_file = next((f for f in frames if f.get("file")), None)

@@ -11,7 +11,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Union
 
-from ..backend.base import Module
+from ..events import Module
 from .elf import ElfImage, ImageError, open_image
 from .pe_image import PeImage, open_pe_image
 

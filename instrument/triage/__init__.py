@@ -1,1 +1,1 @@
-"""Crash triage: run inputs (runner), classify crashes (classify + rules.yaml), hash stacks (signature), build reports."""
+"""Crash triage: run inputs (runner) and build reports (report_model); crashes are classified and hashed by instrument.analysis."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..errors import EXIT_CRASH, EXIT_OK, UsageError
-from .classify import CLASSES, severity
+from ..analysis.classify import CLASSES, severity
 
 REPORT_FORMAT = "instrument-triage"
 REPORT_VERSION = 1

@@ -13,9 +13,9 @@ from typing import Any, Callable, Iterator
 
 from ..errors import UsageError
 from ..events import EventCode, ExceptionCode
-from .classify import annotate, load_rules
+from ..analysis.classify import annotate, load_rules
 from .report_model import build_report, normalize_crash
-from .sanitizer import parse_report, sanitizer_env
+from ..analysis.sanitizer import parse_report, sanitizer_env
 
 PLACEHOLDER = "@@"
 DEFAULT_RECIPE = "crash-triage"
@@ -124,7 +124,9 @@ class Worker:
                 stderr.append(str(rec.get("text", "")))
 
         with _target_output_hidden(self.quiet_stderr):
-            result = run_session(plan, emit=emit, out_dir=self.config.out_dir, pin_cpu=self.config.pin_cpu)
+            # Classified once, in _outcome: with the sanitizer's report and every --rules file.
+            result = run_session(plan, emit=emit, out_dir=self.config.out_dir, pin_cpu=self.config.pin_cpu,
+                                 classify_crashes=False)
         return self._outcome(path, result.summary, crashes, stderr)
 
     def _outcome(self, path: str | None, summary: dict[str, Any], crashes: list[dict[str, Any]],
@@ -143,7 +145,7 @@ class Worker:
 
 def _with_debug_strings(table: Any) -> Any:
     """The handler table with an (empty) debug_string handler, so stderr lines reach `emit`."""
-    from ..compiler.plan import Handler
+    from ..compiler.table import Handler
 
     if EventCode.OUTPUT_DEBUG_STRING_EVENT in table.by_event:
         return table
@@ -254,7 +256,7 @@ def triage(config: TriageConfig, progress: Progress | None = None) -> dict[str, 
 def report_meta(config: TriageConfig, worker: Worker) -> dict[str, Any]:
     """The provenance a report carries: command, tool, recipe, target build id, shard."""
     from ..version import __version__
-    from .classify import rules_digest
+    from ..analysis.classify import rules_digest
 
     recipe = worker.plan.recipe
     build_id = None

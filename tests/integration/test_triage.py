@@ -45,7 +45,7 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def summary(report: dict) -> list[tuple]:
-    from instrument.triage.signature import frame_key, significant_frames
+    from instrument.analysis.signature import frame_key, significant_frames
     return [(b["class"], b["rule"], b["count"],
              [frame_key(f) for f in significant_frames(b["crash"]["frames"])[:2]]) for b in report["buckets"]]
 

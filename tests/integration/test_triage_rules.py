@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from instrument.triage.classify import default_rules
+from instrument.analysis.classify import default_rules
 from instrument.triage.runner import TriageConfig, Worker
 
 # (program, argv[1] or None, class, rule)
@@ -80,7 +80,7 @@ def test_sanitizer_report_is_attached(targets):
     assert crash["sanitizer"]["bug_type"] == "heap-buffer-overflow"
     assert crash["sanitizer"]["access"] == "write" and crash["sanitizer"]["size"] == 1
     # The frames that identify the bug start at the program, not in the sanitizer runtime.
-    from instrument.triage.signature import frame_key, significant_frames
+    from instrument.analysis.signature import frame_key, significant_frames
     assert frame_key(significant_frames(crash["frames"])[0]) == "triage_asan!overflow_write"
 
 

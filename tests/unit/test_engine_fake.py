@@ -191,3 +191,79 @@ def test_a_failing_action_becomes_an_error_field():
     hit = next(r for r in records if r["event"] == "breakpoint")
     assert hit["message"] == "after"
     assert "cannot read" in hit["errors"][0]
+
+
+def test_breakpoint_state_machine():
+    from instrument.engine.breakpoints import KINDS, State, make_breakpoint
+
+    text = HEADER + ("breakpoints:\n  - id: two\n    at: hit\n    limit: 2\n"
+                     "  - id: later\n    at: leaf\n    type: hardware\n    enabled: false\n")
+    two, later = compile_plan(load_recipe(text, file="t.yaml"), command=["fake"]).breakpoints
+    bp = make_breakpoint(two)
+    assert isinstance(bp, KINDS["soft"]) and (bp.state, bp.active) == (State.ENABLED, True)
+    bp.hit()
+    assert bp.state is State.ONE_SHOT and bp.active          # one hit left before its limit
+    bp.disable()
+    assert (bp.state, bp.active) == (State.DISABLED, False)
+    bp.enable()
+    assert bp.state is State.ONE_SHOT
+    bp.hit()
+    assert (bp.state, bp.active, bp.hits) == (State.SPENT, False, 2)
+    bp.enable()
+    assert bp.state is State.SPENT                            # a limit reached is for good
+    hw = make_breakpoint(later)
+    assert isinstance(hw, KINDS["hardware"]) and hw.state is State.DISABLED
+    hw.enable()
+    assert hw.state is State.ENABLED and hw.executes
+
+
+def test_an_int3_is_out_only_while_its_thread_steps_over_it():
+    from instrument.engine.sites import SiteState
+
+    text = HEADER + "breakpoints:\n  - id: h\n    at: hit\n"
+    seen = []
+
+    class Watching(FakeBackend):
+        def single_step(self, tid: int) -> DebugEvent:
+            seen.append((self.memory[HIT], [s.state for p in sess.processes.values() for s in p.sites.values()]))
+            return super().single_step(tid)
+
+    plan = compile_plan(load_recipe(text, file="t.yaml"), command=["fake"])
+    backend = Watching([reach(HIT), reach(HIT)], memory={HIT: ORIGINAL})
+    from instrument.engine.loop import Session
+    sess = Session(plan, backend, [].append, module_map_factory=FakeModules)
+    backend.spawn(None)  # type: ignore[arg-type]
+    sess.run_loop(None)
+    assert seen == [(ORIGINAL, [SiteState.RUNNING])] * 2
+    assert backend.memory[HIT] == 0xCC          # back in after each step (the process "exited" with it)
+
+
+def crash_script() -> list:
+    fault = DebugEvent(EventCode.EXCEPTION_DEBUG_EVENT, 100, 100,
+                       ExceptionInfo(ExceptionCode.ACCESS_VIOLATION, HIT, first_chance=False, fault_address=0,
+                                     signal="SIGSEGV"))
+    return [reach(0x4444), ("event", fault)]
+
+
+def test_a_crash_is_classified_once_by_the_engine_unless_the_caller_does_it():
+    text = HEADER + "crash:\n  - log: 'crashed in {module}'\n"
+    _, records, _ = session(text, crash_script())
+    crash = next(r for r in records if r["event"] == "crash")
+    assert crash["classification"]["class"] and set(crash["hash"]) == {"major", "minor"}
+    assert crash["message"] == "crashed in fake"
+    _, records, _ = session(text, crash_script(), classify_crashes=False)
+    crash = next(r for r in records if r["event"] == "crash")
+    assert "classification" not in crash and "hash" not in crash and crash["message"] == "crashed in fake"
+
+
+def test_a_new_handler_section_is_one_registration(monkeypatch):
+    from instrument.compiler import sections
+    from instrument.compiler.table import Handler
+
+    def compile_probe(recipe: Any, ctx: Any, table: Any, errors: list) -> None:
+        table.by_event[EventCode.EXIT_THREAD_DEBUG_EVENT] = Handler("probe", ())
+
+    monkeypatch.setitem(sections.SECTIONS, "probe", compile_probe)
+    plan = compile_plan(load_recipe(HEADER, file="t.yaml"), command=["fake"])
+    assert plan.table.by_event[EventCode.EXIT_THREAD_DEBUG_EVENT].key == "probe"
+    assert list(sections.SECTIONS)[:2] == ["events", "crash"]

@@ -1,4 +1,4 @@
-"""Which hardware breakpoints are sampled (engine/sampling.py), and how a perf ring
+"""Which hardware breakpoints are sampled (compiler/sampling.py), and how a perf ring
 is read (backend/linux/perfbp.py): whole samples, a wrap at the end, lost hits."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 
 from instrument.backend.linux import perfbp
 from instrument.compiler.plan import compile_plan
-from instrument.engine.sampling import can_sample, sampled_registers
+from instrument.compiler.sampling import can_sample, sampled_registers
 from instrument.recipe.load import load_recipe
 
 HEADER = "version: 1\nname: t\ndescription: test\ntarget:\n  run: [./x]\n"
@@ -59,6 +59,23 @@ def test_registers_perf_cannot_sample_keep_the_thread_stopped():
     assert sampled_registers(plan, "sysv") == {"rip", "fs_base"}
     assert not can_sample(plan, "sysv", REGS)
     assert not can_sample(plan_of("    type: hardware\n"), "sysv", frozenset())    # a backend that cannot
+
+
+def test_the_compiler_records_which_breakpoints_are_sampled():
+    from instrument.backend.base import Capabilities
+    from instrument.compiler.sampling import choose_sampled
+
+    caps = Capabilities(os="linux", arch="x86_64", abi="sysv", hardware_breakpoints=4, memory_breakpoints=True,
+                        follow_forks=True, attach=True, sampled_registers=REGS)
+    text = HEADER + ("breakpoints:\n  - id: logs\n    at: 0x401000\n    type: hardware\n"
+                     "  - id: stops\n    at: 0x402000\n    type: hardware\n    actions:\n      - backtrace: {depth: 2}\n")
+    plan = compile_plan(load_recipe(text, file="t.yaml"), capabilities=caps)
+    assert plan.sampling_chosen and [b.sampled for b in plan.breakpoints] == [True, False]
+    off = compile_plan(load_recipe(text, file="t.yaml"), capabilities=caps, sample_hits=False)
+    assert off.sampling_chosen and not any(b.sampled for b in off.breakpoints)
+    neutral = compile_plan(load_recipe(text, file="t.yaml"))     # no backend in view: chosen at run time
+    assert not neutral.sampling_chosen and not any(b.sampled for b in neutral.breakpoints)
+    assert [b.sampled for b in choose_sampled(neutral, "sysv", REGS).breakpoints] == [True, False]
 
 
 # -- reading a ring ---------------------------------------------------------------------

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from instrument.errors import UsageError
-from instrument.triage.classify import CLASSES, annotate, classify, default_rules, load_rules, mnemonic_of
-from instrument.triage.signature import frame_key, significant_frames, stack_hash
+from instrument.analysis.classify import CLASSES, annotate, classify, default_rules, load_rules, mnemonic_of
+from instrument.analysis.signature import frame_key, significant_frames, stack_hash
 
 
 def crash(**fields):

@@ -12,9 +12,9 @@ from instrument.errors import UsageError
 from instrument.report.json import format_json, load_report, report_schema
 from instrument.report.markdown import format_markdown
 from instrument.report.sarif import to_sarif
-from instrument.triage.classify import annotate
+from instrument.analysis.classify import annotate
 from instrument.triage.report_model import build_report, exit_status, merge_reports
-from instrument.triage.sanitizer import parse_report, sanitizer_env
+from instrument.analysis.sanitizer import parse_report, sanitizer_env
 
 SARIF_SCHEMA = Path(__file__).parent / "data" / "sarif-schema-2.1.0.json"
 META = {"command": ["./app", "@@"], "tool": {"name": "instrument", "version": "0.1.0"},

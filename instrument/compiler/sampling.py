@@ -1,4 +1,4 @@
-"""Which hardware breakpoints can be sampled: reported without stopping the thread.
+"""Which hardware breakpoints are sampled: reported without stopping the thread.
 
 A backend that can (Capabilities.sampled_registers; Linux through perf
 events, backend/linux/perfbp.py) reports such a hit with the registers it
@@ -6,16 +6,20 @@ had and lets the thread run on. That is only right when nothing the hit does
 needs the thread where it was: every action a `log` of registers and
 expressions over them (no memory, no change to the target, no return to
 catch), and the condition likewise. Everything else stops the thread.
+
+The choice is the compiler's and is recorded in the Plan
+(BreakpointPlan.sampled); the engine arms each breakpoint the way the plan says.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
 
 from ..arch import x86_64 as regdefs
+from .model import BreakpointPlan, Plan
 
 
-def sampled_registers(plan: Any, abi: str) -> frozenset[str] | None:
+def sampled_registers(plan: BreakpointPlan, abi: str) -> frozenset[str] | None:
     """The full registers the hits of breakpoint `plan` read, when they read nothing
     else and change nothing; None when its hits need the thread stopped."""
     if plan.type != "hardware" or plan.access != "execute" or plan.on_return is not None:
@@ -44,6 +48,15 @@ def sampled_registers(plan: Any, abi: str) -> frozenset[str] | None:
     return frozenset(full)
 
 
-def can_sample(plan: Any, abi: str, available: frozenset[str]) -> bool:
+def can_sample(plan: BreakpointPlan, abi: str, available: frozenset[str]) -> bool:
     needed = sampled_registers(plan, abi)
     return needed is not None and needed <= available
+
+
+def choose_sampled(plan: Plan, abi: str, available: frozenset[str], *, enabled: bool = True) -> Plan:
+    """`plan` with its sampled breakpoints chosen for a backend of this `abi` that can
+    sample `available` registers (Capabilities.abi, .sampled_registers); `enabled`
+    False: none is sampled (`--no-sampling`), every hit stops the target."""
+    breakpoints = tuple(dataclasses.replace(bp, sampled=enabled and can_sample(bp, abi, available))
+                        for bp in plan.breakpoints)
+    return dataclasses.replace(plan, breakpoints=breakpoints, sampling_chosen=True)

@@ -1,29 +1,44 @@
 """One stop of one thread, as expressions and actions see it.
 
 `StopEnv` is the `instrument.expr.Env` for a stop: registers, memory, ABI
-argument aliases, `hits`, params, the event's fields and symbols.
-`StopContext` is the `ActionContext` the compiled actions run against.
+argument aliases, `hits`, params, the event's fields and symbols. `Stop` is
+the `ActionContext` the compiled actions of one handler run against, with
+the record they fill in. Both reach the session only through `StopHost`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, MutableMapping
+from typing import Any, Mapping, MutableMapping, Protocol, Sequence
 
 from ..arch import x86_64 as regdefs
-from ..errors import DebuggerError, EvaluationError
-
-if TYPE_CHECKING:
-    from .loop import ProcessState, Session
+from ..actions import CompiledAction
+from ..backend.base import Backend
+from ..errors import DebuggerError, EvaluationError, InstrumentError, RecipeError
+from .inspect import Inspector
+from .process import ProcessState
 
 MAX_CSTRING = 4096
 
 
+class StopHost(Protocol):
+    """What a stop needs of the session it happens in (engine.loop.Session)."""
+
+    backend: Backend
+    abi: str
+    params: Mapping[str, Any]
+    inspector: Inspector
+
+    def set_enabled(self, breakpoint_id: str, enabled: bool) -> None: ...
+    def request_end(self, how: str) -> None: ...
+    def output_path(self, name: str) -> Path: ...
+
+
 class StopEnv:
-    def __init__(self, session: Session, process: ProcessState, tid: int,
+    def __init__(self, host: StopHost, process: ProcessState, tid: int,
                  regs: MutableMapping[str, int] | None, fields: dict[str, Any],
                  hits: int = 0, entry_args: tuple[int, ...] | None = None) -> None:
-        self.session, self.process, self.tid = session, process, tid
+        self.host, self.process, self.tid = host, process, tid
         self.regs, self.fields, self.hits, self.entry_args = regs, fields, hits, entry_args
 
     def register(self, name: str) -> int:
@@ -33,7 +48,7 @@ class StopEnv:
 
     def read_memory(self, address: int, size: int) -> bytes:
         try:
-            return self.session.backend.read_memory(self.process.pid, address, size)
+            return self.host.backend.read_memory(self.process.pid, address, size)
         except DebuggerError as e:
             raise EvaluationError(_saying(f"cannot read {size} bytes at {address:#x}", e)) from None
 
@@ -44,7 +59,7 @@ class StopEnv:
                 return self.entry_args[index]
             if self.regs is None:
                 raise EvaluationError(f"no registers at this event (asked for '{name}')")
-            return regdefs.read_arg(self.session.abi, index, self.regs, self.read_memory)
+            return regdefs.read_arg(self.host.abi, index, self.regs, self.read_memory)
         if name == "retval":
             return self.register("rax")
         if name == "hits":
@@ -55,27 +70,42 @@ class StopEnv:
             return self.process.pid
         if name == "tid":
             return self.tid
-        if name in self.session.plan.params:
-            return self.session.plan.params[name]
+        if name in self.host.params:
+            return self.host.params[name]
         try:
             return self.process.modules.resolve(name)
         except KeyError:
             raise EvaluationError(f"unknown name '{name}'") from None
 
 
-class StopContext:
+class Stop:
     """The ActionContext of instrument.actions.base, for one stop."""
 
-    def __init__(self, session: Session, process: ProcessState, tid: int,
-                 env: StopEnv, record: dict[str, Any]) -> None:
-        self.session, self.process, self.tid, self.env, self.record = session, process, tid, env, record
+    def __init__(self, env: StopEnv, record: dict[str, Any]) -> None:
+        self.host, self.process, self.tid = env.host, env.process, env.tid
+        self.env, self.record = env, record
         self.returned: int | None = None
+
+    def run(self, actions: Sequence[CompiledAction]) -> Stop:
+        """Run `actions` in order; one that fails leaves its error in the record's
+        `errors` and the others still run."""
+        for action in actions:
+            try:
+                action.run(self)
+            except (EvaluationError, DebuggerError, InstrumentError, OSError, ValueError) as e:
+                message = e.message if isinstance(e, RecipeError) else str(e)
+                self.record.setdefault("errors", []).append(f"{action.kind}: {message}")
+        return self
 
     @property
     def regs(self) -> MutableMapping[str, int]:
         if self.env.regs is None:
             raise EvaluationError("no registers at this event")
         return self.env.regs
+
+    @regs.setter
+    def regs(self, regs: MutableMapping[str, int]) -> None:
+        self.env.regs = regs
 
     def read_memory(self, address: int, size: int) -> bytes:
         return self.env.read_memory(address, size)
@@ -87,19 +117,19 @@ class StopContext:
             raise EvaluationError(_saying(f"cannot write {len(data)} bytes at {address:#x}", e)) from None
 
     def write_arg(self, index: int, value: int) -> None:
-        regdefs.write_arg(self.session.abi, index, self.regs, value & regdefs.MASK64, self.write_memory)
+        regdefs.write_arg(self.host.abi, index, self.regs, value & regdefs.MASK64, self.write_memory)
 
     def backtrace(self, depth: int) -> list[dict[str, Any]]:
-        return self.session.inspector.backtrace(self.process, self.regs, depth)
+        return self.host.inspector.backtrace(self.process, self.regs, depth)
 
     def disassemble(self, address: int | None, count: int) -> list[dict[str, Any]]:
-        return self.session.inspector.disassemble(self.process, self.regs["rip"] if address is None else address, count)
+        return self.host.inspector.disassemble(self.process, self.regs["rip"] if address is None else address, count)
 
     def set_enabled(self, breakpoint_id: str, enabled: bool) -> None:
-        self.session.set_enabled(breakpoint_id, enabled)
+        self.host.set_enabled(breakpoint_id, enabled)
 
     def end_session(self, how: str) -> None:
-        self.session.request_end(how)
+        self.host.request_end(how)
 
     def force_return(self, value: int) -> None:
         """Return from the current function now: rax = value, pop the return address.
@@ -113,8 +143,7 @@ class StopContext:
         self.returned = value
 
     def output_path(self, name: str) -> Path:
-        from ..recipe.checks import resolve_output_path
-        return resolve_output_path(self.session.out_dir, name)
+        return self.host.output_path(name)
 
 
 def _saying(what: str, error: DebuggerError) -> str:

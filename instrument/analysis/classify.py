@@ -12,6 +12,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import yaml
 
 from ..errors import UsageError
+from .signature import stack_hash
 
 # Most severe first (SPEC section 6); --fail-on compares positions in this tuple.
 CLASSES = ("EXPLOITABLE", "PROBABLY_EXPLOITABLE", "PROBABLY_NOT_EXPLOITABLE", "NOT_EXPLOITABLE", "UNKNOWN")
@@ -76,7 +77,7 @@ def _parse(text: str, source: str) -> list[Rule]:
 
 def parse_rules(data: Any, source: str) -> list[Rule]:
     """Rules from plain data ({"version": 1, "rules": [...]}); raises UsageError naming `source`."""
-    import jsonschema
+    import jsonschema  # type: ignore[import-untyped, unused-ignore]  # where first used, for start-up speed
 
     errors = sorted(jsonschema.Draft7Validator(RULES_SCHEMA).iter_errors(data), key=lambda e: list(e.path))
     if errors:
@@ -98,8 +99,8 @@ def _regex(pattern: str, where: str) -> re.Pattern[str]:
 
 @functools.lru_cache(maxsize=1)
 def default_rules() -> tuple[Rule, ...]:
-    """The rules shipped with the package (instrument/triage/rules.yaml)."""
-    text = (resources.files("instrument.triage") / "rules.yaml").read_text(encoding="utf-8")
+    """The rules shipped with the package (instrument/analysis/rules.yaml)."""
+    text = (resources.files("instrument.analysis") / "rules.yaml").read_text(encoding="utf-8")
     return tuple(_parse(text, "rules.yaml"))
 
 
@@ -227,8 +228,6 @@ def classify(crash: Mapping[str, Any], rules: Sequence[Rule] | None = None) -> d
 
 def annotate(crash: dict[str, Any], rules: Sequence[Rule] | None = None) -> dict[str, Any]:
     """Add `classification` and `hash` (SPEC section 5) to a crash record, in place; return it."""
-    from .signature import stack_hash
-
     crash["classification"] = classify(crash, rules)
     crash["hash"] = stack_hash(crash.get("frames") or [], crash)
     return crash

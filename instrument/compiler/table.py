@@ -1,0 +1,65 @@
+"""The debug-event handler table: compiled handlers keyed the way the engine dispatches them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from ..actions import CompileContext, CompiledAction, compile_action
+from ..errors import RecipeError
+from ..events import DebugEvent, EventCode, ExceptionInfo
+from ..recipe.model import Action
+
+
+@dataclass(frozen=True)
+class Handler:
+    """The compiled actions of one handler-section entry (an `events:` key, or `crash:`)."""
+
+    key: str                                 # "load_dll", "access_violation", "any", "crash"
+    actions: tuple[CompiledAction, ...]
+
+
+@dataclass(frozen=True)
+class HandlerTable:
+    """WinAppDbg's dispatch order as data: specific exception code, then event code, then
+    catch-all. `crash` runs on a last-chance exception, after those."""
+
+    by_exception: dict[int, Handler] = field(default_factory=dict)
+    by_event: dict[EventCode, Handler] = field(default_factory=dict)
+    catch_all: Handler | None = None
+    crash: Handler | None = None
+
+    def lookup(self, event: DebugEvent) -> list[Handler]:
+        found: list[Handler] = []
+        if isinstance(event.info, ExceptionInfo) and event.info.code in self.by_exception:
+            found.append(self.by_exception[event.info.code])
+        if event.code in self.by_event:
+            found.append(self.by_event[event.code])
+        if self.catch_all is not None:
+            found.append(self.catch_all)
+        return found
+
+
+@dataclass
+class TableBuilder:
+    """The table while the sections fill it in (compiler/sections); `build` freezes it."""
+
+    by_exception: dict[int, Handler] = field(default_factory=dict)
+    by_event: dict[EventCode, Handler] = field(default_factory=dict)
+    catch_all: Handler | None = None
+    crash: Handler | None = None
+
+    def build(self) -> HandlerTable:
+        return HandlerTable(dict(self.by_exception), dict(self.by_event), self.catch_all, self.crash)
+
+
+def compile_actions(actions: Iterable[Action], ctx: CompileContext,
+                    errors: list[RecipeError]) -> tuple[CompiledAction, ...]:
+    """Compile each action; a bad one goes into `errors` and the rest are still checked."""
+    compiled = []
+    for action in actions:
+        try:
+            compiled.append(compile_action(action, ctx))
+        except RecipeError as e:
+            errors.append(e)
+    return tuple(compiled)

@@ -1,0 +1,130 @@
+"""The per-process state the engine and its helpers share: int3 sites, armed breakpoints, pending returns.
+
+One `ProcessState` per traced process. It sits below everything else in the
+engine (breakpoints, stops, hit dispatch, the session), which all read and
+change it; it knows nothing of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Protocol
+
+from ..backend.base import Backend
+from ..errors import DebuggerError
+from ..events import Module
+from .sites import INT3, RETURN_USER, PendingReturn, SiteState, SoftSite
+
+_IN = SiteState.IN
+_PARENT_ONLY = frozenset({RETURN_USER})
+
+
+class Modules(Protocol):
+    """What the engine asks of a process's module map (symbols.modules.ModuleMap)."""
+
+    def add(self, module: Module) -> None: ...
+    def remove(self, base: int) -> Module | None: ...
+    def extent(self, base: int) -> tuple[int, int] | None: ...
+    def find(self, address: int) -> Module | None: ...
+    def resolve(self, name: str) -> int: ...
+    def is_ifunc(self, address: int) -> bool: ...
+    def in_main_image(self, address: int) -> bool: ...
+    def name_indirect(self, implementation: int, resolver: int) -> None: ...
+    def describe(self, address: int, *, lines: bool = True, return_address: bool = False) -> dict[str, Any]: ...
+    def symbol_text(self, address: int) -> str: ...
+    def image_of(self, module: Module) -> Any: ...      # a symbols ElfImage / PeImage, or None
+    def __iter__(self) -> Iterator[Module]: ...
+
+
+@dataclass
+class ProcessState:
+    pid: int
+    backend: Backend
+    modules: Modules
+    sites: dict[int, SoftSite] = field(default_factory=dict)
+    armed: dict[str, int] = field(default_factory=dict)           # bp id -> where: address (soft, memory) / slot
+    placed: dict[str, int] = field(default_factory=dict)          # bp id -> the address it is armed at
+    hw_slots: dict[int, str] = field(default_factory=dict)        # slot -> bp id
+    guards: dict[int, tuple[str, int]] = field(default_factory=dict)  # address -> (bp id, size)
+    returns: dict[int, list[PendingReturn]] = field(default_factory=dict)
+    image_path: str = ""
+    alive: bool = True
+    unarmable: set[str] = field(default_factory=set)    # bp ids whose address cannot take them
+    retired: set[int] = field(default_factory=set)      # addresses whose int3 we have taken out
+    ifunc_targets: dict[int, int] = field(default_factory=dict)   # indirect function -> implementation
+
+    def read(self, address: int, size: int) -> bytes:
+        """Target memory as the program sees it: the original bytes under our int3s."""
+        data = self.backend.read_memory(self.pid, address, size)
+        for site in self.sites.values():
+            if site.state is _IN and address <= site.address < address + size:
+                off = site.address - address
+                data = data[:off] + site.original + data[off + 1:]
+        return data
+
+    def write(self, address: int, data: bytes) -> None:
+        """Write target memory, keeping our int3 bytes in place over a patch."""
+        end = address + len(data)
+        for site in self.sites.values():
+            if site.address + len(site.code) > address and site.address < end:
+                # Keep the saved instruction bytes in step with what the program now holds.
+                code = bytearray(site.code)
+                for i in range(max(address, site.address), min(end, site.address + len(code))):
+                    code[i - site.address] = data[i - address]
+                site.code = bytes(code)
+            if site.state is _IN and address <= site.address < end:
+                off = site.address - address
+                site.original = data[off:off + 1]
+                data = data[:off] + INT3 + data[off + 1:]
+        self.backend.write_memory(self.pid, address, data)
+
+    def raw_write(self, address: int, data: bytes) -> None:
+        self.backend.write_memory(self.pid, address, data)
+
+    def add_user(self, address: int, user: str) -> None:
+        """`user` (a breakpoint id, RETURN_USER, IFUNC_USER) wants an int3 at `address`."""
+        site = self.sites.get(address)
+        if site is None:
+            site = self.sites[address] = SoftSite(address)
+        site.users.add(user)
+        site.insert(self.read, self.raw_write)
+
+    def drop_user(self, address: int, user: str, *, write: bool = True) -> None:
+        """`user` is done with `address`; the int3 goes with its last user (`write` False:
+        the memory is gone, nothing may be written back)."""
+        site = self.sites.get(address)
+        if site is None:
+            return
+        site.users.discard(user)
+        if not site.users:
+            if self.alive and write:
+                site.remove(self.raw_write)
+                self.retired.add(address)
+            del self.sites[address]
+
+    def retired_trap(self, address: int) -> bool:
+        """Whether an int3 trap at `address` came from an int3 of ours that is gone now:
+        another thread ran into it before we took it out (a spent breakpoint, a return
+        site no thread waits on), and its trap was still queued. Such a trap must not
+        reach the program, whose SIGTRAP would kill it."""
+        if address not in self.retired:
+            return False
+        try:
+            return self.backend.read_memory(self.pid, address, 1) != INT3
+        except DebuggerError:
+            return False
+
+    def inherit_sites(self, parent: ProcessState) -> None:
+        """A fork child's memory is a copy of its parent's, int3 bytes included: take
+        over the parent's sites as they are instead of inserting again. Pending returns
+        belong to the parent's threads, so their int3s go."""
+        for address, site in parent.sites.items():
+            copy = SoftSite(address, site.original, site.state, site.users - _PARENT_ONLY, site.code)
+            if copy.users:
+                self.sites[address] = copy
+            elif copy.state is _IN:
+                copy.remove(self.raw_write)
+
+    def patched_bytes(self) -> dict[int, bytes]:
+        """The original bytes under every int3 we have in this process now."""
+        return {a: s.original for a, s in self.sites.items() if s.state is _IN}
