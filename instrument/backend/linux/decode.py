@@ -31,6 +31,7 @@ class Decoder:
     def __init__(self, tracees: Tracees, guards: Guards, sampling: Sampling,
                  patched_bytes: Callable[[int], Mapping[int, bytes]]) -> None:
         self._t = tracees
+        self._threads, self._procs, self._regs = tracees.threads, tracees.procs, tracees.regs  # every stop
         self._guards = guards
         self._sampling = sampling
         self._patched_bytes = patched_bytes          # the engine's int3s in a process (Backend)
@@ -41,12 +42,12 @@ class Decoder:
         stopped and not held is in an internal stop: the caller continues it."""
         if tid == 0:
             return []          # a wake-up, not a status
-        th = self._t.threads.get(tid)
+        th = self._threads.get(tid)
         if th is None:
             if os.WIFSTOPPED(status):
                 self._early[tid] = status  # a new thread's first stop, ahead of its CLONE event
             return []
-        proc = self._t.procs[th.pid]
+        proc = self._procs[th.pid]
         if not os.WIFSTOPPED(status):
             return self._on_exit(proc, th, status)
         th.stop()
@@ -80,7 +81,7 @@ class Decoder:
 
     def _on_signal(self, proc: Process, th: Thread, sig: int) -> Events:
         info = _ffi.get_siginfo(th.tid, th.siginfo)
-        si_code, rip = info.si_code, self._t.regs(th).rip
+        si_code, rip = info.si_code, self._regs(th).rip
         if sig == _SIGTRAP and si_code in _INT3_CODES and rip - 1 == proc.rdv.brk and proc.rdv.saved is not None:
             return self._on_rendezvous(proc, th)
         if sig == _SIGSEGV:

@@ -41,9 +41,12 @@ class ThreadState(enum.Enum):
     DYING = "dying"          # was held, killed while stopped: its exit status follows
 
 
-# Module-level names: identity tests against them are the cheapest check on the hot path.
+# Module-level names: identity tests against them are the cheapest check on the hot path,
+# and so is `in` on a tuple of them (identity first; a set would hash in Python).
 RUNNING, STOPPED, HELD, DYING = (ThreadState.RUNNING, ThreadState.STOPPED, ThreadState.HELD,
                                  ThreadState.DYING)
+IN_A_STOP = (STOPPED, HELD)         # Thread.stopped
+THE_ENGINES = (HELD, DYING)         # Thread.held
 
 
 class RegisterView(MutableMapping[str, int]):
@@ -104,36 +107,44 @@ class Thread:
     @property
     def stopped(self) -> bool:
         """In a ptrace-stop (internal or held)."""
-        state = self.state
-        return state is STOPPED or state is HELD
+        return self.state in IN_A_STOP
 
     @property
     def held(self) -> bool:
         """The engine owns an event of it: only `resume` continues it."""
-        state = self.state
-        return state is HELD or state is DYING
+        return self.state in THE_ENGINES
 
-    # -- the transitions ---------------------------------------------------------------
+    # -- the transitions (written for the hot path: the common case is tested first) -------
     def stop(self) -> None:
         """A waitpid status says it entered a ptrace-stop: its registers are to be read
         afresh and no signal is pending delivery. A hold survives (see the module doc)."""
-        self.state = HELD if self.state is HELD or self.state is DYING else STOPPED
+        if self.state is RUNNING:
+            self.state = STOPPED
+        elif self.state is DYING:
+            self.state = HELD
         self.regs_valid = False
         self.signal = 0
 
     def hold(self) -> None:
         """The engine owns an event of it now."""
-        self.state = HELD if self.state is STOPPED or self.state is HELD else DYING
+        if self.state is STOPPED:
+            self.state = HELD
+        elif self.state is RUNNING:
+            self.state = DYING
 
     def unhold(self) -> None:
         """No event of it is the engine's (after all, or any more): an internal stop."""
-        self.state = STOPPED if self.state is HELD or self.state is STOPPED else RUNNING
+        if self.state is HELD:
+            self.state = STOPPED
+        elif self.state is DYING:
+            self.state = RUNNING
 
     def ran(self) -> None:
         """Continued (PTRACE_CONT or LISTEN, or it was gone already): what its stop said is spent."""
         self.state = RUNNING
         self.regs_valid = False
-        self.signal, self.trap = 0, None
+        self.signal = 0
+        self.trap = None
 
     def step(self) -> None:
         """Let run for one instruction (PTRACE_SINGLESTEP); its signal and trap stand."""
@@ -142,7 +153,10 @@ class Thread:
 
     def lose(self) -> None:
         """Killed while stopped (ESRCH): no longer stopped; its exit status follows."""
-        self.state = DYING if self.state is HELD or self.state is DYING else RUNNING
+        if self.state is STOPPED:
+            self.state = RUNNING
+        elif self.state is HELD:
+            self.state = DYING
 
 
 class Process:

@@ -10,7 +10,7 @@ from typing import Callable, Iterator
 from ...errors import DebuggerError, TargetLost
 from ...events import DebugEvent, EventCode
 from . import _ffi, perfbp
-from .state import STOPPED, Process, Thread
+from .state import IN_A_STOP, STOPPED, Process, Thread
 
 _ESRCH = 3
 _GONE = 0      # the status of a thread that exited with 0: what is said of one exec took
@@ -87,7 +87,7 @@ class Tracees:
             # Its exit status came in while an event of it still waited in the queue
             # (SIGKILL from outside): the engine's exit event for it follows.
             raise TargetLost(f"thread {tid} has exited")
-        if not th.stopped:
+        if th.state not in IN_A_STOP:       # not th.stopped, without a call: asked on every stop
             raise DebuggerError(f"thread {tid} is not stopped")
         return th
 
@@ -110,7 +110,7 @@ class Tracees:
     def regs(self, th: Thread) -> _ffi.UserRegs:
         """The thread's registers, read once per stop (one PTRACE_GETREGS)."""
         if not th.regs_valid:
-            if not th.stopped:
+            if th.state not in IN_A_STOP:       # not th.stopped, without a call
                 raise DebuggerError(f"thread {th.tid} is not stopped")
             try:
                 _ffi.get_regs(th.tid, th.regs)

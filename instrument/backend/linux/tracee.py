@@ -38,7 +38,7 @@ from .decode import Decoder
 from .guard import Guards
 from .launch import Expired, Launcher, WaitAlarm
 from .sampling import SAMPLE_TICK, Sampling
-from .state import Process, Thread
+from .state import THE_ENGINES, Process, Thread
 from .stops import Events, Status, Tracees
 
 # Forks are traced even when not followed: a fork child inherits our int3 on
@@ -80,8 +80,10 @@ class LinuxBackend:
         self._decoder = Decoder(t, self._guards, self._sampling, self._patches)
         t.decode = self._decoder.handle
         t.step_guarded = self._guards.step_guarded
-        # The registry's containers, never rebound: read on every stop.
-        self._procs, self._threads, self._queue = t.procs, t.threads, t.queue
+        # Read on every stop: the registry's containers (never rebound) and the decoder.
+        self._procs, self._threads, self._queue, self._deferred = t.procs, t.threads, t.queue, t.deferred
+        self._handle = self._decoder.handle
+        self._stopped_thread, self._regs = t.stopped_thread, t.regs
         self._alarm = WaitAlarm()
         self._launcher = Launcher(self._alarm.wake)
         self._closed = False
@@ -244,20 +246,19 @@ class LinuxBackend:
 
     def _queue_status(self, status: Status) -> None:
         """Decode a status into the queue, after the hits sampled before it."""
-        sampling, queue = self._sampling, self._queue
-        if sampling.active:
-            sampling.collect()     # (no pausing here: it would wait for this very stop)
-        had = bool(queue)
-        queue.extend(self._decoder.handle(*status))
-        if queue and not had:
-            sampling.due = len(sampling.samples)          # with those decoding added (exit, exec)
+        if self._sampling.active:
+            self._sampling.collect()     # (no pausing here: it would wait for this very stop)
+        had = bool(self._queue)
+        self._queue.extend(self._handle(*status))
+        if self._queue and not had:
+            self._sampling.due = len(self._sampling.samples)   # with those decoding added (exit, exec)
         self._t.continue_internal(status[0])
 
     def _take_statuses(self) -> None:
         """Handle the stops that came in meanwhile, without waiting: while sampled hits
         keep the engine busy, the blocking wait is never reached, and a thread stopped
         for an event (a new thread, an exec, a soft breakpoint) would wait for good."""
-        deferred = self._t.deferred
+        deferred = self._deferred
         while True:
             if deferred:
                 status = deferred.popleft()
@@ -271,9 +272,8 @@ class LinuxBackend:
             self._queue_status(status)
 
     def _next_status(self, deadline: float | None) -> Status | None:
-        t = self._t
-        if t.deferred:
-            return t.deferred.popleft()
+        if self._deferred:
+            return self._deferred.popleft()
         if not self._procs:
             raise DebuggerError("no traced process to wait for")
         try:
@@ -285,20 +285,20 @@ class LinuxBackend:
             for proc in list(self._procs.values()):
                 self._queue.append(DebugEvent(EventCode.RIP_EVENT, proc.pid, proc.pid,
                                               RipInfo("the traced process vanished (ECHILD)")))
-                t.forget(proc)
+                self._t.forget(proc)
             return (0, -1)
 
     def resume(self, tid: int, *, pass_exception: bool = False) -> None:
         th = self._threads.get(tid)
-        if th is None or not th.held or (self._queue and any(e.tid == tid for e in self._queue)):
+        # (th.held without a call: asked on every stop)
+        if th is None or th.state not in THE_ENGINES or (self._queue and any(e.tid == tid for e in self._queue)):
             return
         if pass_exception and self._second_chance(th):
             return
-        t = self._t
-        t.cont(th, th.signal if pass_exception else 0)
+        self._t.cont(th, th.signal if pass_exception else 0)
         proc = self._procs.get(th.pid)
         if proc is not None and proc.frozen:
-            t.thaw(proc)
+            self._t.thaw(proc)
 
     def hold_others(self, tid: int) -> None:
         self._t.freeze(tid)
@@ -356,8 +356,8 @@ class LinuxBackend:
 
     # -- state of a stopped thread -------------------------------------------
     def registers(self, tid: int) -> MutableMapping[str, int]:
-        th = self._t.stopped_thread(tid)
-        self._t.regs(th)
+        th = self._stopped_thread(tid)
+        self._regs(th)
         return th.view
 
     def read_memory(self, pid: int, address: int, size: int) -> bytes:
