@@ -1,22 +1,23 @@
 """The Linux backend's per-process and per-thread records, and the one place a thread's stop state changes.
 
 A traced thread is in one of four states (`ThreadState`); the methods of
-`Thread` below are the only code that moves it between them:
+`Thread` below are the only code that moves it between them (any other
+pairing leaves the state as it is):
 
-    RUNNING --stop()--> STOPPED --hold()--> HELD --unhold()--> STOPPED
-       ^                  |                   |
-       +-- ran()/step() --+-------------------+      (PTRACE_CONT / LISTEN / SINGLESTEP)
-
-    STOPPED --lose()--> RUNNING        HELD --lose()--> DYING --ran()--> RUNNING
+    stop()    RUNNING -> STOPPED, DYING -> HELD   a waitpid status says it stopped
+    hold()    STOPPED -> HELD, RUNNING -> DYING   an event of it goes to the engine
+    unhold()  HELD -> STOPPED, DYING -> RUNNING   no event of it is the engine's
+    ran()     any -> RUNNING                      PTRACE_CONT or LISTEN (signal, trap spent)
+    step()    any -> RUNNING                      PTRACE_SINGLESTEP (signal, trap kept)
+    lose()    STOPPED -> RUNNING, HELD -> DYING   ESRCH: killed while stopped
 
 STOPPED is an internal stop (a clone parent, a PTRACE_INTERRUPT trap, our
 rendezvous int3): the backend continues it itself. HELD is a stop for an
 event the engine owns: only the engine's `resume` continues it. DYING is a
 held thread killed while stopped (SIGKILL from outside): no longer stopped,
 its exit status follows, and `resume` still counts it as the engine's.
-Entering a stop keeps a hold (an attached thread is held before the signal
-that stopped it is decoded), so `stop()` takes DYING to HELD and RUNNING to
-STOPPED.
+Entering a stop keeps a hold: an attached thread is held for the attach
+events before the signal that stopped it is decoded.
 """
 
 from __future__ import annotations
