@@ -156,8 +156,8 @@ def test_a_sampled_breakpoint_in_an_image_a_child_execs(targets, tmp_path):
 def test_a_target_paused_for_its_backlog_over_and_over_loses_no_hit(targets, monkeypatch):
     # A backlog of 20 queued hits pauses the target (PTRACE_INTERRUPT of every thread)
     # and 10 let it go: thousands of pauses, some as threads exit, none may lose a hit.
-    from instrument.backend.linux import tracee
-    monkeypatch.setattr(tracee, "_SAMPLE_BACKLOG", 20)
+    from instrument.backend.linux import sampling
+    monkeypatch.setattr(sampling, "_SAMPLE_BACKLOG", 20)
     threads, calls = 8, 1500
     for _ in range(3):
         backend, records, status = run_in_process(WORK, targets["threads"], str(threads), str(calls))

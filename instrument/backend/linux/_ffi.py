@@ -78,7 +78,7 @@ class UserRegs(Structure):
     )]
 
 
-REGISTER_NAMES: tuple[str, ...] = tuple(name for name, _ in UserRegs._fields_)
+REGISTER_NAMES: tuple[str, ...] = tuple(field[0] for field in UserRegs._fields_)
 
 
 class SigInfo(Structure):

@@ -28,88 +28,20 @@ is lost and clearing restores the protection we saw when arming.
 from __future__ import annotations
 
 import os
-import signal
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Iterable
 
-from ...arch.x86_64 import MASK64 as _MASK
 from ...errors import DebuggerError, TargetLost
 from ...events import Access, DebugEvent, EventCode, ExceptionCode, ExceptionInfo
 from . import _ffi, procfs
-from .calls import stop_preserved
-from .stops import Events, StopControl
+from .calls import MAX_TRIES, Injector, find_syscall, inject_syscall
+from .pages import (
+    PAGE, PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE, GuardBook, GuardFault, page_of, pages_of, prot_of,
+)
+from .state import Process, Thread
+from .stops import Events, Tracees
 
-if TYPE_CHECKING:
-    from .state import Process, Thread
-
-PAGE = 0x1000
-PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
 SYS_MPROTECT = 10
 SEGV_ACCERR = 2
-SYSCALL_INSN = b"\x0f\x05"
-MAX_TRIES = 32          # steps of one instruction (or one injected syscall) before giving up
-_ESRCH = 3
-
-
-def page_of(address: int) -> int:
-    return address & ~(PAGE - 1)
-
-
-def pages_of(address: int, size: int) -> range:
-    return range(page_of(address), address + max(size, 1), PAGE)
-
-
-def prot_of(perms: str) -> int:
-    """`rw-p` (a /proc/PID/maps permission field) -> PROT_READ|PROT_WRITE."""
-    return ((PROT_READ if perms[0] == "r" else 0) | (PROT_WRITE if perms[1] == "w" else 0)
-            | (PROT_EXEC if perms[2] == "x" else 0))
-
-
-@dataclass
-class GuardBook:
-    """One process's watched ranges and what we did to the protection of their pages."""
-
-    ranges: dict[int, tuple[int, str]] = field(default_factory=dict)   # start -> (size, "write"|"any")
-    original: dict[int, int] = field(default_factory=dict)             # page -> protection before us
-    applied: dict[int, int] = field(default_factory=dict)              # page -> protection we set
-    syscall: int | None = None                                         # a `syscall` instruction
-    released: dict[int, int] = field(default_factory=dict)             # page -> protection given back
-
-    def copy(self) -> GuardBook:
-        """The same book for a fork child: its memory, protections included, is a copy."""
-        return GuardBook(dict(self.ranges), dict(self.original), dict(self.applied), self.syscall,
-                         dict(self.released))
-
-    def owns(self, address: int) -> bool:
-        return page_of(address) in self.applied
-
-    def wanted(self, page: int) -> int | None:
-        """The protection `page` needs now; None: no range left on it (give it back)."""
-        kinds = {access for start, (size, access) in self.ranges.items()
-                 if start < page + PAGE and page < start + size}
-        if not kinds:
-            return None
-        if "any" in kinds:
-            return PROT_NONE          # the strictest range on the page wins
-        return self.original[page] & ~PROT_WRITE
-
-    def match(self, lo: int, hi: int, access: Access) -> int | None:
-        """The first byte of [lo, hi) inside a range that watches `access`; None: a silent fault."""
-        best: int | None = None
-        for start, (size, kind) in self.ranges.items():
-            if kind == "write" and access != Access.WRITE:
-                continue
-            first = max(lo, start)
-            if first < min(hi, start + size) and (best is None or first < best):
-                best = first
-        return best
-
-
-@dataclass
-class GuardFault:
-    """A thread stopped on a guarded page: the pages its instruction needs open to complete."""
-
-    pages: frozenset[int]
 
 
 # -- the access an instruction made -----------------------------------------------------
@@ -142,7 +74,7 @@ def classify_access(code: bytes, pc: int, regs: Any, fault: int) -> tuple[Access
     A read-modify-write operand (`add [x], 1`) counts as a write. Implicit stack
     operands (push, call, pop, ret) are not listed by capstone, so they go by
     mnemonic."""
-    import capstone
+    import capstone  # type: ignore[import-untyped]
     from capstone import x86
 
     from ...arch.x86_64.decode import effective_address
@@ -171,87 +103,21 @@ def classify_access(code: bytes, pc: int, regs: Any, fault: int) -> tuple[Access
     return (Access.WRITE if writes else Access.READ), fault, fault + 1
 
 
-# -- running one system call inside the target ----------------------------------------------
-def find_syscall(pid: int, read: Any) -> int:
-    """The address of a `syscall` instruction in an executable mapping, the vdso first
-    ([vsyscall] is emulated execute-only memory: never there)."""
-    maps = [m for m in procfs.maps(pid) if m.perms[2] == "x" and m.path != "[vsyscall]"]
-    maps.sort(key=lambda m: m.path != "[vdso]")
-    for m in maps:
-        for at in range(m.start, m.end, 1 << 20):
-            try:
-                data = read(at, min(1 << 20, m.end - at))
-            except DebuggerError:
-                break
-            i = data.find(SYSCALL_INSN)
-            if i >= 0:
-                return at + i
-    raise DebuggerError(f"no syscall instruction found in process {pid} to change page protections")
-
-
-def inject_syscall(tid: int, wait: Callable[[int], int], address: int, number: int, *args: int) -> int:
-    """Make stopped thread `tid` run one system call; return its result (-errno on failure).
-    `wait(tid)` returns the thread's next waitpid status.
-
-    Every register and the thread's stop siginfo are restored afterwards. orig_rax
-    is set to -1 for the call: a thread interrupted inside a blocking system call
-    has orig_rax = its number and rax = -ERESTARTSYS, and the kernel's restart logic
-    (on the way back to user mode) would otherwise rewind our rip by 2. Restoring
-    them afterwards lets that system call restart as it would have."""
-    saved = _ffi.UserRegs()
-    _ffi.ptrace(_ffi.PTRACE_GETREGS, tid, None, saved)
-    regs = _ffi.UserRegs.from_buffer_copy(saved)
-    regs.rax, regs.orig_rax, regs.rip = number, _MASK, address
-    for name, value in zip(("rdi", "rsi", "rdx", "r10", "r8", "r9"), args):
-        setattr(regs, name, value & _MASK)
-    # A signal that arrives meanwhile is taken at our step (delivered to the tracer
-    # before the instruction runs): stop_preserved sends it again afterwards.
-    with stop_preserved(tid, saved) as late:
-        return _step_syscall(tid, wait, address, regs, late, saved)
-
-
-def _step_syscall(tid: int, wait: Callable[[int], int], address: int, call: _ffi.UserRegs,
-                  late: list[int], saved: _ffi.UserRegs) -> int:
-    regs = _ffi.UserRegs()
-    for _ in range(MAX_TRIES):
-        # Set again before every try: a thread stopped inside a system call (a clone,
-        # fork or exec event stop) first finishes that call on resume, which writes its
-        # result over our rax and traps before our instruction has run.
-        _ffi.ptrace(_ffi.PTRACE_SETREGS, tid, None, call)
-        try:
-            _ffi.ptrace(_ffi.PTRACE_SINGLESTEP, tid, None, 0)
-        except _ffi.SyscallError as e:
-            raise TargetLost(f"thread {tid} vanished while changing page protections: {e}") from None
-        status = wait(tid)
-        sig, event = os.WSTOPSIG(status), status >> 16
-        if event:
-            continue           # a stray PTRACE_INTERRUPT stop: the syscall has not run
-        _ffi.ptrace(_ffi.PTRACE_GETREGS, tid, None, regs)
-        if sig == signal.SIGTRAP and regs.rip == address + len(SYSCALL_INSN):
-            return regs.rax - (1 << 64) if regs.rax >> 63 else regs.rax
-        if regs.rip != address:
-            raise DebuggerError(f"thread {tid} did not run the injected system call (pc {regs.rip:#x})")
-        if sig == signal.SIGTRAP and _ffi.get_siginfo(tid, _ffi.SigInfo()).si_code > 0:
-            # That was the thread's own system call finishing: its result is the thread's
-            # rax from now on. Restoring the rax from before (-ENOSYS) would lose it: a
-            # clone3 that created a thread would look failed, and glibc would create
-            # another thread on the same stack.
-            saved.rax = regs.rax
-        else:
-            late.append(sig)
-    raise DebuggerError(f"thread {tid} never got to run the injected system call")
-
-
 # -- the backend side ------------------------------------------------------------------
-class GuardControl(StopControl):
+class Guards:
     """Memory breakpoints for LinuxBackend: arming, faults, stepping through guarded pages."""
 
-    def set_memory_breakpoint(self, pid: int, address: int, size: int, access: str) -> None:
+    def __init__(self, tracees: Tracees, injector: Injector) -> None:
+        self._t = tracees
+        self._inject = injector
+
+    def set(self, pid: int, address: int, size: int, access: str) -> None:
+        """The Backend's set_memory_breakpoint."""
         if access not in ("write", "any"):
             raise DebuggerError(f"memory breakpoint access must be write or any, not {access!r}")
         if size < 1:
             raise DebuggerError(f"memory breakpoint size must be at least 1, not {size}")
-        proc = self._proc(pid)
+        proc = self._t.proc(pid)
         book = proc.guards = proc.guards or GuardBook()
         old = book.ranges.get(address)        # set again (a fork child's copy, a new size)
         book.ranges[address] = (size, access)
@@ -265,15 +131,16 @@ class GuardControl(StopControl):
                 book.ranges[address] = old
             raise
 
-    def clear_memory_breakpoint(self, pid: int, address: int) -> None:
-        proc = self._proc(pid)
+    def clear(self, pid: int, address: int) -> None:
+        """The Backend's clear_memory_breakpoint."""
+        proc = self._t.proc(pid)
         book = proc.guards
         if book is None or address not in book.ranges:
             return
         size, _ = book.ranges.pop(address)
         self._sync_pages(proc, pages_of(address, size))
 
-    def _release_guards(self, proc: Process) -> None:
+    def release(self, proc: Process) -> None:
         """Give every guarded page its protection back (detach); all threads are stopped."""
         book = proc.guards
         if book is None or not book.applied:
@@ -283,7 +150,7 @@ class GuardControl(StopControl):
         for th in proc.threads.values():
             th.guard = None
 
-    def _sync_pages(self, proc: Process, pages: Any) -> None:
+    def _sync_pages(self, proc: Process, pages: Iterable[int]) -> None:
         """Bring `pages` to the protection the book wants, in as few mprotect calls as runs allow.
 
         Threads are stopped first and the book changed after: a thread that faulted on
@@ -291,7 +158,7 @@ class GuardControl(StopControl):
         guarded, or it would pass for a real access violation (and kill the target)."""
         book = proc.guards
         assert book is not None
-        with self._all_stopped(proc):
+        with self._t.all_stopped(proc):
             maps = None
             changes: list[tuple[int, int]] = []
             for page in pages:
@@ -314,16 +181,8 @@ class GuardControl(StopControl):
             if changes:
                 self._mprotect_runs(proc, self._injection_thread(proc), changes)
 
-    def _wait_injected(self, tid: int) -> int:
-        """The stop that ends an injected step; an exit instead (SIGKILL from outside) is
-        kept for the event loop to report, and the injection is abandoned."""
-        status = self._waitpid_tid(tid)
-        if not os.WIFSTOPPED(status):
-            self._deferred.append((tid, status))
-            raise TargetLost(f"thread {tid} ended while changing page protections")
-        return status
-
-    def _injection_thread(self, proc: Process) -> Thread:
+    @staticmethod
+    def _injection_thread(proc: Process) -> Thread:
         for th in sorted(proc.threads.values(), key=lambda t: t.tid != proc.pid):
             if th.stopped:
                 return th
@@ -344,27 +203,23 @@ class GuardControl(StopControl):
         assert book is not None
         if book.syscall is None:
             book.syscall = find_syscall(proc.pid, proc.read)
-        self._flush(th)        # the engine's pending register edits go in before we save them
-        try:
-            result = inject_syscall(th.tid, self._wait_injected, book.syscall, SYS_MPROTECT, start, length, prot)
-        except _ffi.SyscallError as e:
-            raise self._lost(proc, e) from None
+        result = self._inject.syscall(proc, th, book.syscall, SYS_MPROTECT, start, length, prot)
         if result < 0:
             raise DebuggerError(f"mprotect({start:#x}, {length:#x}, {prot}) in process {proc.pid}: "
                                 f"{os.strerror(-result)}")
 
     # -- faults ------------------------------------------------------------------------
-    def _on_guard_fault(self, proc: Process, th: Thread, si_code: int, address: int) -> Events | None:
+    def on_fault(self, proc: Process, th: Thread, si_code: int, address: int) -> Events | None:
         """A SIGSEGV stop: None when it is not ours (a real access violation); otherwise
-        the GUARD_PAGE event of a hit (thread held), or nothing (thread continued by the
-        caller, which steps it through the page: see _cont)."""
+        the GUARD_PAGE event of a hit (thread held), or nothing (an internal stop: when
+        continued, the thread steps through the page first, see step_guarded)."""
         book = proc.guards
         if book is None or si_code != SEGV_ACCERR:
             return None
         owned = book.owns(address)
         if not owned and page_of(address) not in book.released:
             return None
-        regs = self._regs(th)
+        regs = self._t.regs(th)
         pc = regs.rip
         try:
             code = proc.read(pc, MAX_INSN)
@@ -380,13 +235,14 @@ class GuardControl(StopControl):
         th.signal = 0                # never deliver our own SIGSEGV, not even on detach
         hit = book.match(lo, hi, access)
         if hit is None:
-            th.held = False
+            th.unhold()
             return []
-        th.held = True
+        th.hold()
         return [DebugEvent(EventCode.EXCEPTION_DEBUG_EVENT, proc.pid, th.tid,
                            ExceptionInfo(ExceptionCode.GUARD_PAGE, pc, True, hit, access, "SIGSEGV", si_code))]
 
-    def _stale_fault(self, proc: Process, th: Thread, book: GuardBook, address: int,
+    @staticmethod
+    def _stale_fault(proc: Process, th: Thread, book: GuardBook, address: int,
                      access: Access) -> Events | None:
         """A fault on a page we have given back since: the thread faulted while it was
         guarded and its stop was collected later. If the page allows the access now, the
@@ -396,25 +252,23 @@ class GuardControl(StopControl):
         mapping = procfs.mapping_at(proc.pid, address)
         if mapping is None or prot_of(mapping.perms) != allowed or not allowed & needed:
             return None
-        th.signal, th.held = 0, False
+        th.signal = 0
+        th.unhold()
         return []
 
-    def _cont(self, th: Thread, sig: int) -> None:
-        if th.guard is not None and th.stopped:
-            proc = self._procs.get(th.pid)
-            if proc is not None:
-                try:
-                    with self._all_stopped(proc, keep=th.tid):
-                        self._queue.extend(self._step_past_guard(proc, th))
-                except TargetLost:
-                    th.guard = None
-                    return           # killed under us: its exit status follows
-                if th.tid not in self._threads or th.held:
-                    return           # the step raised an event of its own: the thread waits for it
-                sig = 0
-        super()._cont(th, sig)
+    def step_guarded(self, proc: Process, th: Thread) -> bool:
+        """Before th (stopped on a guarded page) is continued: complete its access, the
+        other threads stopped. True: continue it now, without a signal; False: it must
+        not be (it raised an event of its own that it waits for, or it was killed)."""
+        try:
+            with self._t.all_stopped(proc, keep=th.tid):
+                self._t.queue.extend(self.step_past(proc, th))
+        except TargetLost:
+            th.guard = None
+            return False             # killed under us: its exit status follows
+        return th.tid in self._t.threads and not th.held
 
-    def _step_past_guard(self, proc: Process, th: Thread) -> Events:
+    def step_past(self, proc: Process, th: Thread) -> Events:
         """Execute th's faulting instruction with the guarded pages it touches open again;
         every other thread is stopped. Returns the events the step raised, none when the
         instruction simply completed (th then sits in an internal stop)."""
@@ -424,14 +278,18 @@ class GuardControl(StopControl):
             if fault is None:
                 break
             status = self._step_open(proc, th, sorted(fault.pages))
-            events = self._handle(th.tid, status)
-            if th.tid not in self._threads:
+            events = self._t.decode(th.tid, status)
+            if th.tid not in self._t.threads:
                 return hits + events
             if th.guard is not fault:
                 hits += events       # it touched another guarded page: open that one too
                 continue
             if self._plain_step(th, events):
-                th.guard, th.held = None, bool(hits)
+                th.guard = None
+                if hits:
+                    th.hold()
+                else:
+                    th.unhold()
                 return hits
             if not events and not th.held:
                 continue             # a stray interrupt stop: the instruction has not run yet
@@ -446,21 +304,21 @@ class GuardControl(StopControl):
         self._mprotect_runs(proc, th, [(p, book.original[p]) for p in pages if p in book.applied])
         status: int | None = None
         try:
-            self._flush(th)
-            th.stopped = th.held = False
-            th.regs_valid = False
+            self._t.flush(th)
+            th.step()
             try:
                 _ffi.ptrace(_ffi.PTRACE_SINGLESTEP, th.tid, None, 0)
             except _ffi.SyscallError as e:
-                raise self._lost(proc, e) from None
-            status = self._waitpid_tid(th.tid)
+                raise self._t.lost(proc, e) from None
+            status = self._t.waitpid_tid(th.tid)
         finally:
             self._reprotect(proc, th, pages, status is not None and os.WIFSTOPPED(status))
         return status
 
     def _reprotect(self, proc: Process, th: Thread, pages: list[int], th_stopped: bool) -> None:
         """Close the pages again, through th if its step ended in a stop (of whatever
-        kind: injection preserves it), else through any stopped sibling (th was killed)."""
+        kind: injection preserves it, and th's state is left to the decoding of that
+        stop, which comes next), else through any stopped sibling (th was killed)."""
         book = proc.guards
         if book is None:
             return
@@ -468,11 +326,7 @@ class GuardControl(StopControl):
         if not changes:
             return
         if th_stopped:
-            th.stopped = True
-            try:
-                self._mprotect_runs(proc, th, changes)
-            finally:
-                th.stopped = False    # _handle decodes the step's status next
+            self._mprotect_runs(proc, th, changes)
             return
         others = [t for t in proc.threads.values() if t.stopped and t is not th]
         if others:
@@ -487,7 +341,7 @@ class GuardControl(StopControl):
         return (events[0].tid == th.tid and isinstance(info, ExceptionInfo)
                 and info.code == ExceptionCode.SINGLE_STEP and not info.hw_slots)
 
-    def _fork_guards(self, parent: Process, child_pid: int, follow: bool, vfork: bool) -> GuardBook | None:
+    def fork(self, parent: Process, child_pid: int, follow: bool, vfork: bool) -> GuardBook | None:
         """A fork child inherits the guarded pages: a followed child keeps a copy of the
         book; an unfollowed one gets its protections back before it runs untraced. A vfork
         child shares its parent's pages: nothing to do (nor possible) there."""
@@ -500,7 +354,7 @@ class GuardControl(StopControl):
             try:
                 for page, prot in book.original.items():
                     if page in book.applied:
-                        inject_syscall(child_pid, self._wait_injected, book.syscall, SYS_MPROTECT, page, PAGE, prot)
+                        inject_syscall(child_pid, self._inject.wait, book.syscall, SYS_MPROTECT, page, PAGE, prot)
             except DebuggerError:
                 pass       # the child died already; it is detached next either way
         return None

@@ -54,7 +54,8 @@ class WaitAlarm:
             return os.waitpid(-1, _ffi.WALL)
         if not in_main:
             return self._poll(deadline or 0.0)
-        self._install()
+        if not self._installed:       # checked here: one call less per stop
+            self._install()
         while True:
             if deadline is not None:
                 # A status that is there already wins over a deadline just passed.

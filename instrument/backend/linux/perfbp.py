@@ -1,5 +1,7 @@
-"""Hardware execute breakpoints that never stop the thread: perf_event_open(2)
-breakpoint events that sample the user registers of each hit into a ring buffer.
+"""Hardware execute breakpoints that never stop the thread: perf breakpoint events sampling registers into rings.
+
+Each is a perf_event_open(2) breakpoint event that samples the user registers
+of each hit into a ring buffer.
 
 Why. A ptrace stop costs the target two context switches and the tracer a
 wait, a GETREGS and a CONT per hit: about 22 µs here, before any work. The
@@ -13,7 +15,7 @@ What we keep exact. Each thread has its own events and ring (the kernel
 forbids mmap of inherited per-task events), opened before the thread runs.
 A ring that overflows would lose hits: the kernel says so with a
 PERF_RECORD_LOST, which is counted and reported, and the backend keeps the
-rings drained and throttles a target that outruns us (tracee.py).
+rings drained and throttles a target that outruns us (sampling.py).
 
 Where perf_event_open is refused (kernel.perf_event_paranoid, no breakpoint
 PMU, the locked-memory limit for a ring), `open_ring` raises SamplingError

@@ -1,77 +1,54 @@
-"""Per-process and per-thread bookkeeping of the Linux backend, and the signal -> exception table."""
+"""The Linux backend's per-process and per-thread records, and the one place a thread's stop state changes.
+
+A traced thread is in one of four states (`ThreadState`); the methods of
+`Thread` below are the only code that moves it between them (any other
+pairing leaves the state as it is):
+
+    stop()    RUNNING -> STOPPED, DYING -> HELD   a waitpid status says it stopped
+    hold()    STOPPED -> HELD, RUNNING -> DYING   an event of it goes to the engine
+    unhold()  HELD -> STOPPED, DYING -> RUNNING   no event of it is the engine's
+    ran()     any -> RUNNING                      PTRACE_CONT or LISTEN (signal, trap spent)
+    step()    any -> RUNNING                      PTRACE_SINGLESTEP (signal, trap kept)
+    lose()    STOPPED -> RUNNING, HELD -> DYING   ESRCH: killed while stopped
+
+STOPPED is an internal stop (a clone parent, a PTRACE_INTERRUPT trap, our
+rendezvous int3): the backend continues it itself. HELD is a stop for an
+event the engine owns: only the engine's `resume` continues it. DYING is a
+held thread killed while stopped (SIGKILL from outside): no longer stopped,
+its exit status follows, and `resume` still counts it as the engine's.
+Entering a stop keeps a hold: an attached thread is held for the attach
+events before the signal that stopped it is decoded.
+"""
 
 from __future__ import annotations
 
-import functools
-
 import ctypes
+import enum
 import os
-import signal
-from typing import TYPE_CHECKING, Callable, Iterator, MutableMapping
+from typing import Callable, Iterator, MutableMapping
 
 from ...arch.x86_64 import MASK64
 from ...errors import DebuggerError, TargetLost
-from ...events import ExceptionCode, ExceptionInfo
+from ...events import ExceptionInfo
 from . import _ffi, debugregs, perfbp, procfs
+from .launch import StderrPump
+from .pages import GuardBook, GuardFault
 from .rendezvous import Rendezvous
 
-if TYPE_CHECKING:
-    from .guard import GuardBook, GuardFault
-    from .launch import StderrPump
 
-# One table: the exception code a CPU-raised signal becomes (SPEC section 2).
-_EXCEPTION_BY_SIGNAL: dict[int, int] = {
-    signal.SIGSEGV: ExceptionCode.ACCESS_VIOLATION,
-    signal.SIGBUS: ExceptionCode.ACCESS_VIOLATION,
-    signal.SIGILL: ExceptionCode.ILLEGAL_INSTRUCTION,
-    signal.SIGFPE: ExceptionCode.INT_DIVIDE_BY_ZERO,
-}
-# SIGFPE's si_code says which arithmetic fault it was. Underflow and inexact
-# results have no ExceptionCode member yet, so they report FLT_INVALID_OPERATION.
-_FPE_CODES: dict[int, int] = {
-    _ffi.FPE_INTDIV: ExceptionCode.INT_DIVIDE_BY_ZERO,
-    _ffi.FPE_INTOVF: ExceptionCode.INT_OVERFLOW,
-    _ffi.FPE_FLTDIV: ExceptionCode.FLT_DIVIDE_BY_ZERO,
-    _ffi.FPE_FLTOVF: ExceptionCode.FLT_OVERFLOW,
-    _ffi.FPE_FLTUND: ExceptionCode.FLT_INVALID_OPERATION,
-    _ffi.FPE_FLTRES: ExceptionCode.FLT_INVALID_OPERATION,
-    _ffi.FPE_FLTINV: ExceptionCode.FLT_INVALID_OPERATION,
-}
+class ThreadState(enum.Enum):
+    RUNNING = "running"      # not in a ptrace-stop
+    STOPPED = "stopped"      # in an internal ptrace-stop: ours to continue
+    HELD = "held"            # stopped for an event the engine owns: continued by `resume`
+    DYING = "dying"          # was held, killed while stopped: its exit status follows
 
 
-@functools.lru_cache(maxsize=None)
-def signal_name(signo: int) -> str:
-    """"SIGSEGV" for 11; cached: every trap asks (enum lookups are slow on the hot path)."""
-    try:
-        return signal.Signals(signo).name
-    except ValueError:
-        rtmin = int(signal.SIGRTMIN)
-        return f"SIGRTMIN+{signo - rtmin}" if signo > rtmin else f"SIG{signo}"
-
-
-@functools.lru_cache(maxsize=1024)
-def exception_for_signal(signo: int, si_code: int, si_addr: int, rip: int, first_chance: bool,
-                         hw_slots: tuple[int, ...] = (), watched: int | None = None) -> ExceptionInfo:
-    """The EXCEPTION_DEBUG_EVENT payload of one signal-delivery-stop; `watched` is the
-    data address of a hardware watchpoint that fired. A pure function of immutable
-    values, so memoised: a breakpoint hit asks the same question every time, and
-    building the frozen value costs more than the rest of decoding the stop."""
-    name = signal_name(signo)
-    if si_code <= 0:
-        # kill()/tkill()/sigqueue(): a message from another program, not a fault.
-        return ExceptionInfo(ExceptionCode.SIGNAL, rip, first_chance, signal=name, si_code=si_code,
-                             from_user=True)
-    if signo == signal.SIGTRAP:
-        if si_code in (_ffi.SI_KERNEL, _ffi.TRAP_BRKPT):
-            # int3 traps after the instruction: the breakpoint is one byte back.
-            return ExceptionInfo(ExceptionCode.BREAKPOINT, rip - 1, True, signal=name, si_code=si_code)
-        return ExceptionInfo(ExceptionCode.SINGLE_STEP, rip, True, watched, signal=name, si_code=si_code,
-                             hw_slots=hw_slots)
-    code = _EXCEPTION_BY_SIGNAL.get(signo, ExceptionCode.SIGNAL)
-    if signo == signal.SIGFPE:
-        code = _FPE_CODES.get(si_code, code)
-    fault = si_addr if signo in (signal.SIGSEGV, signal.SIGBUS) else None
-    return ExceptionInfo(code, rip, first_chance, fault, None, name, si_code)
+# Module-level names: identity tests against them are the cheapest check on the hot path,
+# and so is `in` on a tuple of them (identity first; a set would hash in Python).
+RUNNING, STOPPED, HELD, DYING = (ThreadState.RUNNING, ThreadState.STOPPED, ThreadState.HELD,
+                                 ThreadState.DYING)
+IN_A_STOP = (STOPPED, HELD)         # Thread.stopped
+THE_ENGINES = (HELD, DYING)         # Thread.held
 
 
 class RegisterView(MutableMapping[str, int]):
@@ -109,23 +86,79 @@ _NAMES = frozenset(_ffi.REGISTER_NAMES)
 
 
 class Thread:
-    """One traced thread: stop state, the signal to pass on, its register buffer."""
+    """One traced thread: its stop state, the signal to pass on, its register buffer."""
+
+    __slots__ = ("tid", "pid", "state", "signal", "trap", "group_stop", "in_vfork", "regs",
+                 "regs_valid", "regs_dirty", "siginfo", "view", "guard")
 
     def __init__(self, tid: int, pid: int, load: Callable[[Thread], _ffi.UserRegs]) -> None:
         self.tid = tid
         self.pid = pid
-        self.stopped = False       # in a ptrace-stop
-        self.held = False          # stopped for an event the engine owns
+        self.state = RUNNING
         self.signal = 0            # delivered by resume(pass_exception=True)
         self.trap: ExceptionInfo | None = None   # the CPU trap (SIGTRAP) it is held for, if any
         self.group_stop = False    # job-control stopped (SIGSTOP...): resumed with PTRACE_LISTEN
         self.in_vfork = False      # continued from a vfork: blocked until its child lets go
         self.regs = _ffi.UserRegs()
-        self.regs_valid = False
-        self.regs_dirty = False
+        self.regs_valid = False    # `regs` holds this stop's registers (read once per stop)
+        self.regs_dirty = False    # `regs` was changed: written back before the thread runs
         self.siginfo = _ffi.SigInfo()
         self.view = RegisterView(self, load)
         self.guard: GuardFault | None = None   # stopped on a guarded page (guard.py)
+
+    @property
+    def stopped(self) -> bool:
+        """In a ptrace-stop (internal or held)."""
+        return self.state in IN_A_STOP
+
+    @property
+    def held(self) -> bool:
+        """The engine owns an event of it: only `resume` continues it."""
+        return self.state in THE_ENGINES
+
+    # -- the transitions (written for the hot path: the common case is tested first) -------
+    def stop(self) -> None:
+        """A waitpid status says it entered a ptrace-stop: its registers are to be read
+        afresh and no signal is pending delivery. A hold survives (see the module doc)."""
+        if self.state is RUNNING:
+            self.state = STOPPED
+        elif self.state is DYING:
+            self.state = HELD
+        self.regs_valid = False
+        self.signal = 0
+
+    def hold(self) -> None:
+        """The engine owns an event of it now."""
+        if self.state is STOPPED:
+            self.state = HELD
+        elif self.state is RUNNING:
+            self.state = DYING
+
+    def unhold(self) -> None:
+        """No event of it is the engine's (after all, or any more): an internal stop."""
+        if self.state is HELD:
+            self.state = STOPPED
+        elif self.state is DYING:
+            self.state = RUNNING
+
+    def ran(self) -> None:
+        """Continued (PTRACE_CONT or LISTEN, or it was gone already): what its stop said is spent."""
+        self.state = RUNNING
+        self.regs_valid = False
+        self.signal = 0
+        self.trap = None
+
+    def step(self) -> None:
+        """Let run for one instruction (PTRACE_SINGLESTEP); its signal and trap stand."""
+        self.state = RUNNING
+        self.regs_valid = False
+
+    def lose(self) -> None:
+        """Killed while stopped (ESRCH): no longer stopped; its exit status follows."""
+        if self.state is STOPPED:
+            self.state = RUNNING
+        elif self.state is HELD:
+            self.state = DYING
 
 
 class Process:
@@ -145,7 +178,7 @@ class Process:
         self.frozen: list[Thread] = []     # threads stopped while an exception is handled
         self.sampler = perfbp.Sampler()    # sampled hardware breakpoints, a ring per thread
         # Paused for a backlog of sampled hits: the threads kept stopped, with the signal
-        # each is to get when let go (stops.py, _cont and _release). None: not paused.
+        # each is to get when let go (stops.py: cont and release). None: not paused.
         self.paused: list[tuple[Thread, int]] | None = None
         self.guards: GuardBook | None = None    # memory breakpoints (guard.py), made on first use
         self._mem: int | None = None

@@ -1,0 +1,240 @@
+"""Decoding one waitpid status of a traced thread into the debug events it means (and the thread's new stop state)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Callable, Mapping
+
+from ...errors import DebuggerError, TargetLost
+from ...events import (
+    CreateProcessInfo, CreateThreadInfo, DebugEvent, EventCode, ExitProcessInfo, ExitThreadInfo,
+    LoadDllInfo, RipInfo, UnloadDllInfo,
+)
+from . import _ffi, debugregs, procfs
+from .guard import Guards
+from .rendezvous import Rendezvous, main_image_base
+from .sampling import Sampling
+from .signals import STOP_SIGNALS, exception_for_signal, signal_name
+from .state import Process, Thread
+from .stops import Events, Tracees
+
+_SYSCALL_TRAP = signal.SIGTRAP | 0x80
+_SIGTRAP, _SIGSEGV = int(signal.SIGTRAP), int(signal.SIGSEGV)   # plain ints: compared on every stop
+_INT3_CODES = (_ffi.SI_KERNEL, _ffi.TRAP_BRKPT)
+_ESRCH = 3
+
+
+class Decoder:
+    """The one status decoder of LinuxBackend: `handle(tid, status)`."""
+
+    def __init__(self, tracees: Tracees, guards: Guards, sampling: Sampling,
+                 patched_bytes: Callable[[int], Mapping[int, bytes]]) -> None:
+        self._t = tracees
+        self._threads, self._procs, self._regs = tracees.threads, tracees.procs, tracees.regs  # every stop
+        self._guards = guards
+        self._sampling = sampling
+        self._patched_bytes = patched_bytes          # the engine's int3s in a process (Backend)
+        self._early: dict[int, int] = {}              # new tid -> its initial stop, seen before CLONE
+
+    def handle(self, tid: int, status: int) -> Events:
+        """Decode one waitpid status into the events it produces. A thread left
+        stopped and not held is in an internal stop: the caller continues it."""
+        if tid == 0:
+            return []          # a wake-up, not a status
+        th = self._threads.get(tid)
+        if th is None:
+            if os.WIFSTOPPED(status):
+                self._early[tid] = status  # a new thread's first stop, ahead of its CLONE event
+            return []
+        proc = self._procs[th.pid]
+        if not os.WIFSTOPPED(status):
+            return self._on_exit(proc, th, status)
+        th.stop()
+        sig, event = os.WSTOPSIG(status), status >> 16
+        try:
+            if not event and sig != _SYSCALL_TRAP:
+                return self._on_signal(proc, th, sig)      # the common case: a signal (or trap)
+            if event == _ffi.PTRACE_EVENT_STOP:
+                # A group-stop names its stopping signal; an interrupt (ours) or the end
+                # of a group-stop (SIGCONT) says SIGTRAP.
+                th.group_stop = sig in STOP_SIGNALS
+                return []
+            if sig == _SYSCALL_TRAP:
+                return []
+            if event in (_ffi.PTRACE_EVENT_CLONE, _ffi.PTRACE_EVENT_FORK, _ffi.PTRACE_EVENT_VFORK):
+                # A vfork parent then waits in the kernel, deaf to PTRACE_INTERRUPT, until
+                # its child execs or exits (VFORK_DONE): all-stop must not wait for it.
+                th.in_vfork = event == _ffi.PTRACE_EVENT_VFORK
+                return self._on_new_task(proc, th, event)
+            if event == _ffi.PTRACE_EVENT_VFORK_DONE:
+                th.in_vfork = False
+                return []
+            if event == _ffi.PTRACE_EVENT_EXEC:
+                return self.on_exec(proc, th)
+            return self._on_signal(proc, th, sig)
+        except (_ffi.SyscallError, TargetLost) as e:
+            if isinstance(e, TargetLost) or e.errno == _ESRCH:
+                th.lose()           # killed while stopped (SIGKILL): its exit status follows
+                return []
+            raise
+
+    def _on_signal(self, proc: Process, th: Thread, sig: int) -> Events:
+        info = _ffi.get_siginfo(th.tid, th.siginfo)
+        si_code, rip = info.si_code, self._regs(th).rip
+        if sig == _SIGTRAP and si_code in _INT3_CODES and rip - 1 == proc.rdv.brk and proc.rdv.saved is not None:
+            return self._on_rendezvous(proc, th)
+        if sig == _SIGSEGV:
+            guarded = self._guards.on_fault(proc, th, si_code, info.si_addr)
+            if guarded is not None:
+                return guarded
+        hw_slots = self._debug_register_hits(proc, th, sig, si_code, rip)
+        watched = None
+        if hw_slots and proc.hw.watches:
+            watched = next((proc.hw.addresses[s] for s in hw_slots if proc.hw.is_watch(s)), None)
+        # Traps the CPU raised for us (int3, step, DR hits) are the debugger's, never fatal.
+        ours = sig == _SIGTRAP and si_code > 0
+        fatal = not ours and procfs.signal_is_fatal(proc.pid, th.tid, sig)
+        exc = exception_for_signal(sig, si_code, info.si_addr, rip, not fatal, hw_slots, watched)
+        th.signal = sig
+        th.hold()
+        th.trap = exc if ours else None
+        return [DebugEvent(EventCode.EXCEPTION_DEBUG_EVENT, proc.pid, th.tid, exc)]
+
+    @staticmethod
+    def _debug_register_hits(proc: Process, th: Thread, sig: int, si_code: int, rip: int) -> tuple[int, ...]:
+        """The debug-register slots behind a SIGTRAP."""
+        if sig != _SIGTRAP:
+            return ()
+        if si_code == _ffi.TRAP_HWBKPT:
+            return debugregs.take_dr6(th.tid, proc.hw, rip)
+        if si_code == _ffi.TRAP_TRACE and proc.hw.watches:
+            # A single step whose instruction also hit a watchpoint: the kernel reports
+            # the step (TRAP_TRACE wins over TRAP_HWBKPT); DR6 has the watch as well.
+            return tuple(s for s in debugregs.take_dr6(th.tid) if proc.hw.is_watch(s))
+        return ()
+
+    def _on_rendezvous(self, proc: Process, th: Thread) -> Events:
+        # _dl_debug_state is an empty function (a lone `ret`): emulate the ret
+        # instead of stepping over our int3, which saves a full stop per change.
+        regs = self._t.regs(th)
+        regs.rip = int.from_bytes(proc.read(regs.rsp, 8), "little")
+        regs.rsp += 8
+        th.regs_dirty = True
+        loaded, unloaded = proc.rdv.sync(proc.read)
+        events = [DebugEvent(EventCode.UNLOAD_DLL_DEBUG_EVENT, proc.pid, th.tid, UnloadDllInfo(base, path))
+                  for path, base in unloaded]
+        events += [DebugEvent(EventCode.LOAD_DLL_DEBUG_EVENT, proc.pid, th.tid, LoadDllInfo(path, base))
+                   for path, base in loaded]
+        if events:
+            th.hold()
+        else:
+            th.unhold()
+        return events
+
+    def on_exec(self, proc: Process, th: Thread) -> Events:
+        """The exec stop of proc (or its first stop after spawn): a new image, held."""
+        if th.tid != proc.pid:
+            # A non-leader thread called execve: it now carries the leader's tid
+            # and every other thread is gone without an exit report of its own.
+            th = self._t.threads[proc.pid]
+        for other in [t for t in proc.threads if t != proc.pid]:
+            self._t.drop_thread(proc, other)
+        th.stop()
+        th.hold()
+        th.guard, proc.guards = None, None      # a new address space: no guarded pages
+        proc.reopen_memory()
+        aux = procfs.auxv(proc.pid)
+        proc.image_path = procfs.exe(proc.pid)
+        proc.image_base = main_image_base(proc.pid, proc.image_path, aux)
+        proc.rdv = Rendezvous.locate(proc.pid, aux)
+        events = [DebugEvent(EventCode.CREATE_PROCESS_DEBUG_EVENT, proc.pid, th.tid,
+                             CreateProcessInfo(proc.image_path, proc.image_base, proc.parent_pid))]
+        if proc.rdv.loader_path is not None:
+            proc.rdv.known[proc.rdv.loader_base] = proc.rdv.loader_path
+            events.append(DebugEvent(EventCode.LOAD_DLL_DEBUG_EVENT, proc.pid, th.tid,
+                                     LoadDllInfo(proc.rdv.loader_path, proc.rdv.loader_base)))
+        proc.rdv.arm(proc.read, proc.write)
+        if proc.hw.active:
+            proc.hw = debugregs.HardwareSlots()   # exec clears the debug registers
+        # Hits sampled in the old image come before its CREATE_PROCESS; its events go.
+        self._t.close_sampler(proc)
+        self._sampling.samples.extend(self._sampling.events(proc))
+        return events
+
+    def _on_new_task(self, proc: Process, parent: Thread, event: int) -> Events:
+        """A clone/fork/vfork stop of `parent` (internal: it continues); the new task is
+        waited to its first stop, so it is held before it runs a single instruction."""
+        new_tid = _ffi.get_event_msg(parent.tid)
+        status = self._early.pop(new_tid, None)
+        if status is None:
+            status = self._t.waitpid_tid(new_tid)
+        if not os.WIFSTOPPED(status):
+            return []           # died before its first instruction
+        if event == _ffi.PTRACE_EVENT_CLONE:
+            th = self._t.add_thread(proc, new_tid)
+            th.stop()
+            th.hold()
+            if proc.hw.active:
+                self._sampling.program(proc, new_tid)   # clone copies neither debug registers nor perf events
+            return [DebugEvent(EventCode.CREATE_THREAD_DEBUG_EVENT, proc.pid, new_tid, CreateThreadInfo())]
+        return self._on_fork(proc, new_tid, event == _ffi.PTRACE_EVENT_VFORK)
+
+    def _on_fork(self, parent: Process, pid: int, vfork: bool) -> Events:
+        if not parent.follow_forks:
+            # Traced only so that our rendezvous int3 can be taken out of a fork
+            # child before it runs; a vfork child shares the parent's memory, so
+            # its bytes must stay as they are.
+            try:
+                if not vfork:
+                    patches = dict(self._patched_bytes(parent.pid))
+                    if parent.rdv.brk is not None and parent.rdv.saved is not None:
+                        patches[parent.rdv.brk] = parent.rdv.saved
+                    with open(f"/proc/{pid}/mem", "r+b", buffering=0) as mem:
+                        for address, original in patches.items():
+                            mem.seek(address)
+                            mem.write(original)
+                self._guards.fork(parent, pid, follow=False, vfork=vfork)
+                _ffi.ptrace(_ffi.PTRACE_DETACH, pid, None, 0)
+            except (OSError, DebuggerError):
+                pass
+            return []
+        child = self._t.add_process(pid, spawned=parent.spawned, follow_forks=True)
+        child.parent_pid = parent.pid
+        child.image_path, child.image_base = parent.image_path, parent.image_base
+        child.rdv = Rendezvous(pid, parent.rdv.loader_path, parent.rdv.loader_base, parent.rdv.brk,
+                               parent.rdv.r_debug, parent.rdv.saved, dict(parent.rdv.known))
+        child.hw = debugregs.HardwareSlots(list(parent.hw.addresses), parent.hw.dr7, parent.hw.sampled)
+        child.guards = self._guards.fork(parent, pid, follow=True, vfork=vfork)
+        th = child.threads[pid]
+        th.stop()
+        th.hold()
+        if child.hw.active:
+            self._sampling.program(child, pid)
+        events = [DebugEvent(EventCode.CREATE_PROCESS_DEBUG_EVENT, pid, pid,
+                             CreateProcessInfo(child.image_path, child.image_base, parent.pid))]
+        events += [DebugEvent(EventCode.LOAD_DLL_DEBUG_EVENT, pid, pid, LoadDllInfo(path, base))
+                   for base, path in child.rdv.known.items()]
+        return events
+
+    def _on_exit(self, proc: Process, th: Thread, status: int) -> Events:
+        self._t.drop_thread(proc, th.tid)
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+        proc.sampler.drop(th.tid)
+        self._sampling.samples.extend(self._sampling.events(proc))    # handed out before its exit
+        if th.tid != proc.pid:
+            return [DebugEvent(EventCode.EXIT_THREAD_DEBUG_EVENT, proc.pid, th.tid, ExitThreadInfo(code))]
+        # The leader's status comes last: the kernel delays it until every other
+        # thread has been reaped. Drain stderr first so its lines come before the exit.
+        events = self._t.drain_debug_strings(proc, final=True)
+        sig = signal_name(os.WTERMSIG(status)) if os.WIFSIGNALED(status) else None
+        if sig == "SIGKILL":
+            # Our own kill() reaps without coming here, and SIGKILL cannot be
+            # caught: the target was taken from under us (RIP_EVENT, SPEC 2).
+            events.append(DebugEvent(EventCode.RIP_EVENT, proc.pid, th.tid,
+                                     RipInfo("the target was killed by SIGKILL from outside", sig)))
+        else:
+            events.append(DebugEvent(EventCode.EXIT_PROCESS_DEBUG_EVENT, proc.pid, th.tid,
+                                     ExitProcessInfo(code, sig)))
+        self._t.forget(proc)
+        return events

@@ -1,0 +1,119 @@
+"""Sampled hardware breakpoint hits for LinuxBackend: their queue, the looks at the rings, pacing the target."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Callable
+
+from ...events import DebugEvent, EventCode, ExceptionCode, ExceptionInfo
+from . import _ffi
+from .state import Process
+from .stops import Events, Tracees
+
+# Sampled breakpoint hits (perfbp.py) waiting in the queue beyond which the target is
+# stopped until the engine catches up: it can hit far faster than records are written.
+_SAMPLE_BACKLOG = 10000
+# s: how often a blocked wait looks at the rings. A ring holds some 40,000 hits, which
+# takes a tight loop 10 ms or more even where a hit costs 0.25 µs (here about 10 µs).
+SAMPLE_TICK = 0.01
+_COLLECT_EVERY = 64       # queued events handed out between two looks at the rings
+
+
+class Sampling:
+    """The sampled hits of every traced process, in a queue of their own.
+
+    Sampled hits hold no thread, so none may delay a resume, and they come in far
+    faster than stops. A queued event goes out after the hits collected before it
+    (`due` of them), not after later ones."""
+
+    def __init__(self, tracees: Tracees, read_stops: Callable[[], None]) -> None:
+        self._t = tracees
+        self._read_stops = read_stops    # decode the stops that came in, without waiting
+        self.samples: deque[DebugEvent] = deque()
+        self.active = False          # some thread has a sampled breakpoint
+        self.due: int | None = None  # sampled hits still to go before the queue's head
+        self._handed = 0             # events handed out, for looking at the rings now and then
+
+    def next(self, deadline: float | None) -> DebugEvent | None:
+        """The next sampled hit to hand out, if one is due before the queued events;
+        pauses and releases targets. A queued event waits for the hits collected up to
+        when it is first looked at, not for hits that keep coming after it."""
+        self._handed += 1
+        if not self.samples or self._handed % _COLLECT_EVERY == 0:
+            self.collect()
+            self._read_stops()
+            self._pace()
+        if not self.samples or (deadline is not None and time.monotonic() >= deadline):
+            return None
+        if self._t.queue:
+            if self.due is None:
+                self.due = len(self.samples)
+            if self.due == 0:
+                return None            # the queue's head now
+            self.due -= 1
+        return self.samples.popleft()
+
+    def collect(self) -> None:
+        """Take what every process's rings hold into the queue of sampled hits."""
+        active = False
+        for proc in self._t.procs.values():
+            if proc.sampler.rings or proc.sampler.unread:
+                self.samples.extend(self.events(proc))
+                active = active or bool(proc.sampler.rings)
+        self.active = active
+
+    def events(self, proc: Process) -> Events:
+        """The hits proc's sampler holds, as SINGLE_STEP events that carry their registers."""
+        samples = proc.sampler.take()
+        if not samples:
+            return []
+        pid, code = proc.pid, EventCode.EXCEPTION_DEBUG_EVENT
+        templates: dict[tuple[int, ...], ExceptionInfo] = {}     # one per set of slots
+        events = []
+        for s in samples:
+            template = templates.get(s.slots)
+            if template is None:
+                template = templates[s.slots] = ExceptionInfo(
+                    ExceptionCode.SINGLE_STEP, s.address, signal="SIGTRAP", si_code=_ffi.TRAP_HWBKPT,
+                    hw_slots=s.slots)
+            events.append(DebugEvent(code, pid, s.tid, template.sampled(s.registers, s.time)))
+        return events
+
+    def _pace(self) -> None:
+        """Pause a process whose sampled hits pile up faster than the engine takes them
+        (every thread stopped, and any continued meanwhile kept stopped: Tracees.cont),
+        and let it go once half the backlog is gone: its rings then never fill."""
+        t = self._t
+        backlog = len(self.samples)
+        for proc in list(t.procs.values()):     # a thread may report the exit of all
+            if backlog > _SAMPLE_BACKLOG and proc.paused is None and proc.sampler.rings:
+                t.pause(proc)
+            elif proc.paused is not None and (backlog <= _SAMPLE_BACKLOG // 2 or not proc.sampler.rings):
+                t.release(proc)
+        t.paused.intersection_update(t.procs.keys())
+
+    def program(self, proc: Process, tid: int) -> None:
+        """Set proc's hardware breakpoints in stopped thread `tid`: a perf event for
+        each sampled one where perf allows, debug registers for the rest."""
+        sampled = proc.sampler.apply(tid, {s: proc.hw.addresses[s] for s in proc.hw.sampled})
+        proc.hw.apply(tid, without=sampled)
+        self.active = self.active or bool(sampled)
+
+    def take(self) -> list[DebugEvent]:
+        """The Backend's take_samples."""
+        self.collect()
+        taken = list(self.samples)
+        self.samples.clear()
+        return taken
+
+    def problems(self) -> list[str]:
+        """The Backend's sampling_problems."""
+        t = self._t
+        lost = t.sampling_lost + sum(p.sampler.lost for p in t.procs.values())
+        problems = [f"hardware breakpoints stopped the target at every hit: {reason}"
+                    for reason in sorted(t.sampling_refused)]
+        if lost:
+            problems.append(f"{lost} hits of sampled hardware breakpoints were lost: the target outran "
+                            "instrument (--no-sampling stops the target at every hit instead)")
+        return problems
