@@ -10,7 +10,9 @@ from typing import Any, Iterable, Sequence
 from ..actions import CompileContext, CompiledAction, compile_action
 from ..errors import EvaluationError, Location, RecipeError, RecipeErrors, UsageError
 from ..events import EVENT_CODES_BY_NAME, DebugEvent, EventCode, ExceptionCode, ExceptionInfo
+from ..recipe.globs import is_pattern
 from ..recipe.model import Action, Recipe
+from .patterns import PatternSet, pattern_expr, split_patterns
 
 CATCH_ALL = "any"
 EXCEPTION_KEYS: dict[str, int] = {c.name.lower(): int(c) for c in ExceptionCode}
@@ -80,6 +82,7 @@ class Plan:
     table: HandlerTable
     crash: Handler | None
     rules: tuple[Any, ...] = ()              # the recipe's crash classification rules (triage.classify.Rule)
+    patterns: PatternSet = PatternSet(())    # symbol-pattern breakpoints, expanded as modules load
 
     @property
     def deferred(self) -> tuple[BreakpointPlan, ...]:
@@ -115,6 +118,7 @@ def compile_plan(recipe: Recipe, *, overrides: dict[str, str] | None = None,
             errors.append(e)
         except RecipeErrors as e:
             errors.extend(e.errors)
+    plain, patterns = split_patterns(recipe, breakpoints, symbols, errors)   # compiler/patterns.py
     table, crash = _compile_handlers(recipe, ctx, errors)
     rules = _compile_rules(recipe, errors)
     if capabilities is not None:
@@ -124,7 +128,7 @@ def compile_plan(recipe: Recipe, *, overrides: dict[str, str] | None = None,
     if errors:
         errors.sort(key=lambda e: (e.location.line if e.location else 0, e.location.col if e.location else 0))
         raise RecipeErrors(errors)
-    return Plan(recipe, params, target, tuple(breakpoints), table, crash, rules)
+    return Plan(recipe, params, target, plain, table, crash, rules, patterns)
 
 
 def _compile_actions(actions: Iterable[Action], ctx: CompileContext, errors: list[RecipeError]) -> tuple[CompiledAction, ...]:
@@ -152,10 +156,22 @@ def _compile_breakpoint(bp: Any, ctx: CompileContext, symbols: Any, unset: froze
             at_text = substitute(at_text, ctx.params)
         except RecipeError as e:
             raise RecipeError(e.message, ctx.where(at_path)) from None
-    at = ctx.expr(at_text, at_path, check_names=False)   # classify() names what is missing
-    if at.is_constant():
-        _check_constant_address(at, ctx.where(at_path))
-    module, static_address = symbols.classify(at, ctx.params, ctx.where(at_path), text=str(at_text))
+    if is_pattern(at_text):     # one breakpoint per function it matches: compiler/patterns.py
+        return _breakpoint_plan(bp, ctx, pattern_expr(str(at_text).strip()), None, None)
+    try:
+        at = ctx.expr(at_text, at_path, check_names=False)   # classify() names what is missing
+        if at.is_constant():
+            _check_constant_address(at, ctx.where(at_path))
+        module, static_address = symbols.classify(at, ctx.params, ctx.where(at_path), text=str(at_text))
+    except RecipeError as e:
+        # Still check the condition and actions: every error of the file in one pass.
+        try:
+            _breakpoint_plan(bp, ctx, pattern_expr(str(at_text)), None, None)
+        except RecipeErrors as more:
+            raise RecipeErrors([e, *more.errors]) from None
+        except RecipeError as more:
+            raise RecipeErrors([e, more]) from None
+        raise
     return _breakpoint_plan(bp, ctx, at, module, static_address)
 
 

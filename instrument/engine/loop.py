@@ -131,6 +131,10 @@ class Session(HitHandling):
                                                    sampled=can_sample(bp, self.abi, available))
                             for bp in plan.breakpoints}
         self.order = [bp.id for bp in plan.breakpoints]
+        self.sample_with = available
+        # Symbol patterns (compiler/patterns.py) add breakpoints as the modules they match appear.
+        patterns = getattr(plan, "patterns", None)
+        self.patterns = patterns.expander() if patterns else None
         self.processes: dict[int, ProcessState] = {}
         self.start = time.monotonic()
         self.end_request: str | None = None
@@ -163,13 +167,26 @@ class Session(HitHandling):
         self.end_request = how
 
     def set_enabled(self, bp_id: str, enabled: bool) -> None:
-        state = self.breakpoints[bp_id]
-        state.enabled = enabled
-        for process in self.processes.values():
-            if enabled and not state.spent:
-                self.arm(process, state)
-            elif not enabled:
-                self.disarm(process, state)
+        members = self.patterns.set_enabled(bp_id, enabled) if self.patterns is not None else None
+        for one in members if members is not None else [bp_id]:   # a pattern: each function of it
+            state = self.breakpoints[one]
+            state.enabled = enabled
+            for process in self.processes.values():
+                if enabled and not state.spent:
+                    self.arm(process, state)
+                elif not enabled:
+                    self.disarm(process, state)
+
+    def expand_patterns(self, module: Module, *, main: bool) -> None:
+        """A module appeared: the breakpoints of the patterns that match functions in it."""
+        if self.patterns is None:
+            return
+        for bp in self.patterns.expand(module, main, self.breakpoints):
+            self.breakpoints[bp.id] = BreakpointState(bp, enabled=bp.enabled,
+                                                      sampled=can_sample(bp, self.abi, self.sample_with))
+            self.order.append(bp.id)
+        for message in self.patterns.take_warnings():
+            self._warn_once(message)
 
     # -- arming ---------------------------------------------------------------
     def resolve(self, process: ProcessState, state: BreakpointState) -> int | None:
@@ -190,6 +207,9 @@ class Session(HitHandling):
             address = self.code_address(process, state, address)
             if address is None:
                 return         # armed once the loader has run the resolver (on_resolver_hit)
+            if self.patterns is not None and self.patterns.twin(state.id, address, process.placed):
+                self._drop_twin(state)   # the same code as another function of its pattern
+                return
         try:
             if plan.type == "soft":
                 problem = self.inspector.soft_site_problem(process, address)
@@ -286,8 +306,16 @@ class Session(HitHandling):
         process.ifunc_targets = {r: t for r, t in process.ifunc_targets.items() if r not in inside}
 
     def arm_all(self, process: ProcessState) -> None:
-        for bp_id in self.order:
-            self.arm(process, self.breakpoints[bp_id])
+        for bp_id in list(self.order):      # a copy: arming may drop a pattern's twin
+            if bp_id in self.breakpoints:
+                self.arm(process, self.breakpoints[bp_id])
+
+    def _drop_twin(self, state: BreakpointState) -> None:
+        """Forget a breakpoint a pattern added whose code another of its breakpoints has
+        (memcpy and memmove resolved to one implementation): one record per call."""
+        if not any(state.id in p.armed for p in self.processes.values()):
+            del self.breakpoints[state.id]
+            self.order.remove(state.id)
 
     # -- the loop -----------------------------------------------------------------
     def run_loop(self, timeout: float | None) -> None:
@@ -352,7 +380,9 @@ class Session(HitHandling):
             self.main_pid = event.pid
         self.started = True
         modules = self.new_module_map()
-        modules.add(Module(info.image_path, info.image_base or 0))
+        main = Module(info.image_path, info.image_base or 0)
+        modules.add(main)
+        self.expand_patterns(main, main=True)
         # An exec'd image (same pid) replaces everything: the old sites went with the old image.
         process = ProcessState(event.pid, self.backend, modules, image_path=info.image_path)
         parent = self.processes.get(info.parent_pid) if info.parent_pid is not None else None
@@ -393,7 +423,9 @@ class Session(HitHandling):
         process = self.processes.get(event.pid)
         if process is None:
             return
-        process.modules.add(Module(info.path, info.base))
+        module = Module(info.path, info.base)
+        process.modules.add(module)
+        self.expand_patterns(module, main=False)
         self.arm_all(process)      # deferred breakpoints whose module or symbol just appeared
 
     def on_unload_dll(self, event: DebugEvent) -> None:

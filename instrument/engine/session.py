@@ -108,6 +108,8 @@ def _clean_up(session: Session, backend: Backend) -> None:
 
 def _summary(session: Session, plan: Any) -> dict[str, Any]:
     recipe = plan.recipe
+    for message in session.patterns.final_warnings() if session.patterns is not None else ():
+        session.errors.append(message)      # a pattern that armed nothing (its module never loaded)
     rec = session.record("summary", None, session.main_pid or 0, 0)
     rec.update({
         "ended": session.ended_how,
