@@ -49,6 +49,7 @@ class Expansion:
     function: str        # `strlen`, `ns::K::f`
     at: str              # `libc.so.6!strlen`: the address expression it is armed at
     address: int         # link-time address (RVA for PE)
+    main: bool = False   # in the main program
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class PatternPlan:
         for f in matching(function_table(image), self.pattern.function):
             qualified = f.name if main else f"{module.name}!{f.name}"
             bp_id = f"{self.id}[{qualified}]" if self.id_given else qualified
-            out.append(Expansion(bp_id, module.name, f.name, f"{module.name}!{f.linkage}", f.address))
+            out.append(Expansion(bp_id, module.name, f.name, f"{module.name}!{f.linkage}", f.address, main))
         return out
 
 

@@ -26,7 +26,7 @@ def _imports(path: str) -> frozenset[str]:
     names: set[str] = set()
     with open(path, "rb") as f:
         elf = ELFFile(f)
-        dynsym = elf.get_section_by_name(".dynsym")
+        dynsym: Any = elf.get_section_by_name(".dynsym")     # a SymbolTableSection (untyped in pyelftools)
         if dynsym is not None:
             for sym in dynsym.iter_symbols():
                 if sym["st_shndx"] == "SHN_UNDEF" and sym.name:
@@ -150,7 +150,8 @@ def needed_libraries(path: str) -> tuple[str, ...]:
     with open(path, "rb") as f:
         for section in ELFFile(f).iter_sections():
             if isinstance(section, DynamicSection):
-                return tuple(t.needed for t in section.iter_tags() if t.entry.d_tag == "DT_NEEDED")
+                tags: list[Any] = list(section.iter_tags())
+                return tuple(str(t.needed) for t in tags if t.entry.d_tag == "DT_NEEDED")
     return ()
 
 
@@ -176,7 +177,24 @@ def resolve_plan_statically(plan: Any) -> ProgramResolution:
 
     rows = tuple(BreakpointResolution(bp.id, bp.type, bp.at.text, bp.static_address, bp.module,
                                       is_needed(bp.module)) for bp in plan.breakpoints)
-    return ProgramResolution(program, image.build_id, image.is_pie, needed, rows)
+    return ProgramResolution(program, image.build_id, image.is_pie, needed, rows + _pattern_rows(plan, is_needed))
+
+
+def _pattern_rows(plan: Any, is_needed: Any) -> tuple[BreakpointResolution, ...]:
+    """A symbol pattern's rows: each function it matched in the files on disk (one in the
+    program lands at its link-time address; one in a library, when that loads), or the
+    pattern itself when nothing on disk could be checked yet."""
+    rows = []
+    for p in plan.patterns.patterns if plan.patterns else ():
+        kind = p.template.type
+        if not p.preview:
+            module = p.pattern.module or ANY_LIBRARY
+            rows.append(BreakpointResolution(p.id, kind, p.pattern.text, None, module, is_needed(module)))
+        for e in p.preview:
+            module = None if e.main else e.module
+            rows.append(BreakpointResolution(e.id, kind, f"{p.pattern.text} ({e.function})",
+                                             e.address if e.main else None, module, is_needed(module)))
+    return tuple(rows)
 
 
 def _script_hint(program: str | None) -> str:

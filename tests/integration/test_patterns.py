@@ -168,3 +168,14 @@ def test_hardware_patterns(targets, tmp_path):
     recipe.write_text(V + "breakpoints:\n  - {at: 'libc.so.6!str*', type: hardware}\n")
     proc = run_cli("validate", str(recipe), "--target", targets["globs"])
     assert proc.returncode == 2 and "only 4 debug registers are free" in proc.stderr
+
+
+def test_validate_target_lists_each_function_a_pattern_matched(targets, tmp_path):
+    recipe = tmp_path / "v.yaml"
+    recipe.write_text(V + "breakpoints:\n  - at: 'cb_t*'\n  - at: 'libnever*!x*'\n")
+    proc = run_cli("validate", str(recipe), "--target", targets["globs"])
+    assert proc.returncode == 0, proc.stderr
+    rows = proc.stdout.splitlines()[1:]
+    assert rows[0].split()[:3] == ["cb_three", "soft", "cb_t*"] and "->  0x" in rows[0]
+    assert rows[1].split()[:3] == ["cb_two", "soft", "cb_t*"]
+    assert "libnever*!x*  ->  deferred until libnever* loads" in rows[2]
