@@ -93,7 +93,8 @@ def main(traceback: bool) -> None:
 
     Write a YAML recipe that says what to run, where to break and what to
     do on each hit; `instrument run` executes it and prints one record per
-    event. Start with `instrument recipes` to see the shipped ones.
+    event. Start with `instrument recipes` to see the shipped ones, or trace
+    without a recipe: `instrument trace -i 'libc.so.6!open*' -- ./app`.
     """
 
 
@@ -154,10 +155,10 @@ EPILOG_TRACE = """\b
 Examples:
   instrument trace -i 'libc.so.6!open*' -i malloc -- ./app
   instrument trace -i hit --ret -- ./counter 100       # each call, then its return value
-  instrument trace -i 'libz.so*!inflate*' --pid 1234   # patterns over libraries load-time
-  instrument trace -i 'openat: {str(arg1)} flags={arg2:#x}' -- /bin/ls
+  instrument trace -i 'libz.so*!inflate*' --pid 1234   # a pattern over a library: armed as it loads
+  instrument trace -i 'libc.so.6!open: {str(arg0)} flags={arg1:#x}' --ret -- /bin/ls /
   instrument trace -i 'ns::Parser::*' --backtrace 8 --limit 5 -- ./app
-  instrument trace -i 'str*' --save strings.yaml -- ./app    # then: instrument run strings.yaml
+  instrument trace -i 'libc.so.6!str*' --save strings.yaml -- ./app   # then: instrument run strings.yaml
 \b
 PLACE is what a recipe's `at:` takes: a function (malloc, ns::K::f), a module's
 function (libc.so.6!malloc), an address expression (hit+4, 0x401136,
