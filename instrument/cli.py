@@ -94,7 +94,8 @@ def main(traceback: bool) -> None:
 
     Write a YAML recipe that says what to run, where to break and what to
     do on each hit; `instrument run` executes it and prints one record per
-    event. Start with `instrument recipes` to see the shipped ones.
+    event. Start with `instrument recipes` to see the shipped ones, or trace
+    without a recipe: `instrument trace -i 'libc.so.6!open*' -- ./app`.
     """
 
 
@@ -125,16 +126,21 @@ def run(recipe: str, command: tuple[str, ...], pid: int | None, sets: tuple[str,
     A COMMAND after `--` replaces the recipe's `target: run:`.
     """
     from .backend import get_backend
-    from .compiler.plan import compile_plan
+    from .compiler.collect import compile_recipe
+
+    backend = get_backend()
+    plan = compile_recipe(find_recipe(recipe), overrides=parse_sets(sets), command=command or None, pid=pid,
+                          timeout=timeout, capabilities=backend.capabilities, need_target=True,
+                          sample_hits=not no_sampling)
+    _run_plan(plan, backend, fmt=fmt, output=output, out_dir=out_dir, all_events=all_events, no_pin=no_pin)
+
+
+def _run_plan(plan: Any, backend: Any, *, fmt: str, output: str | None, out_dir: str, all_events: bool = False,
+              no_pin: bool = False) -> None:
+    """Run a compiled plan, report its records, say what went wrong on stderr, exit with its status."""
     from .engine.session import run as run_session
-    from .recipe.load import load_recipe
     from .report import open_reporter
 
-    loaded = load_recipe(find_recipe(recipe))
-    backend = get_backend()
-    plan = compile_plan(loaded, overrides=parse_sets(sets), command=command or None, pid=pid,
-                        timeout=timeout, capabilities=backend.capabilities, need_target=True,
-                        sample_hits=not no_sampling)
     with open_reporter(fmt, output) as reporter:
         result = run_session(plan, emit=reporter.emit, backend=backend, all_events=all_events,
                              out_dir=out_dir, pin_cpu=not no_pin)
@@ -144,6 +150,83 @@ def run(recipe: str, command: tuple[str, ...], pid: int | None, sets: tuple[str,
     if result.summary.get("not_armed"):
         click.echo("instrument: warning: never armed: " + ", ".join(result.summary["not_armed"]), err=True)
     sys.exit(result.exit_status)
+
+
+EPILOG_TRACE = """\b
+Examples:
+  instrument trace -i 'libc.so.6!open*' -i malloc -- ./app
+  instrument trace -i hit --ret -- ./counter 100       # each call, then its return value
+  instrument trace -i 'libz.so*!inflate*' --pid 1234   # a pattern over a library: armed as it loads
+  instrument trace -i 'libc.so.6!open: {str(arg0)} flags={arg1:#x}' --ret -- /bin/ls /
+  instrument trace -i 'ns::Parser::*' --backtrace 8 --limit 5 -- ./app
+  instrument trace -i 'libc.so.6!str*' --save strings.yaml -- ./app   # then: instrument run strings.yaml
+\b
+PLACE is what a recipe's `at:` takes: a function (malloc, ns::K::f), a module's
+function (libc.so.6!malloc), an address expression (hit+4, 0x401136,
+loop.c:12), or a symbol pattern: * and ? (and [abc]) over function names,
+`MODULE!PATTERN` for a library's (the module may be a pattern too: *!malloc),
+a bare pattern for the program's own. A pattern arms one breakpoint per
+function it matches (at most --max-matches), as each module loads; each
+hit's record names its function. Without ': FORMAT', a hit logs its first
+--args arguments in hex. Exit status as for `run`."""
+
+
+@main.command(epilog=EPILOG_TRACE)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("-i", "--include", "specs", multiple=True, required=True, metavar="PLACE[: FORMAT]",
+              help="Break here (repeatable); ': FORMAT' says what each hit logs, e.g. 'open: {str(arg0)}'.")
+@click.option("--args", "n_args", type=click.IntRange(0, 6), default=3, show_default=True,
+              help="Arguments each hit logs (arg0..), where no FORMAT is given.")
+@click.option("--ret", is_flag=True, help="Also a `return` record per call, with its return value (retval).")
+@click.option("--backtrace", type=click.IntRange(1, 256), is_flag=False, flag_value=16, default=None,
+              metavar="[DEPTH]", help="Record the call stack at each hit (DEPTH frames, default 16).")
+@click.option("--limit", type=click.IntRange(min=1), help="Stop breaking on a function after N hits of it.")
+@click.option("--hardware", is_flag=True, help="Use debug registers instead of int3 (at most 4 functions).")
+@click.option("--follow-forks", is_flag=True, help="Trace the children the program forks too.")
+@click.option("--max-matches", type=click.IntRange(min=1),
+              help="The most functions one pattern may arm (default 1000).")
+@click.option("--pid", type=int, help="Attach to this running process instead of starting COMMAND.")
+@click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True,
+              help="Record format.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True),
+              callback=_dash_is_stdout, help="Write records here instead of stdout ('-': stdout).")
+@click.option("--out-dir", default="instrument-out", show_default=True, help="Folder for files actions write.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="End the session after this many seconds.")
+@click.option("--save", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              help="Also write the equivalent recipe to FILE (then `instrument run FILE` does the same).")
+@click.option("--print-recipe", is_flag=True, help="Print the equivalent recipe and exit without running.")
+@handle_errors
+def trace(command: tuple[str, ...], specs: tuple[str, ...], n_args: int, ret: bool, backtrace: int | None,
+          limit: int | None, hardware: bool, follow_forks: bool, max_matches: int | None, pid: int | None,
+          fmt: str, output: str | None, out_dir: str, timeout: float | None, save: str | None,
+          print_recipe: bool) -> None:
+    """Trace calls without writing a recipe: break at each PLACE, log each hit.
+
+    COMMAND (after `--`) is started, or --pid attached. The recipe these flags
+    stand for runs exactly as `instrument run` would run it.
+    """
+    from .backend import get_backend
+    from .compiler.collect import compile_recipe
+    from .recipe.trace import TRACE_FILE, TraceOptions, trace_recipe
+
+    written = trace_recipe(TraceOptions(
+        specs=specs, command=command, pid=pid, args=n_args, ret=ret, backtrace=backtrace, limit=limit,
+        hardware=hardware, follow_forks=follow_forks, max_matches=max_matches, timeout=timeout))
+    if print_recipe:
+        click.echo(written.text, nl=False)
+        return
+    if not command and pid is None:
+        raise UsageError("trace what? give a command after `--` (instrument trace -i malloc -- ./app) or --pid")
+    if save:
+        written.save(save)
+    file = save or TRACE_FILE
+    backend = get_backend()
+    try:
+        plan = compile_recipe(save or written.text, file=file, capabilities=backend.capabilities,
+                              need_target=True)
+    except RecipeErrors as e:
+        raise written.flag_errors(e, file) from None
+    _run_plan(plan, backend, fmt=fmt, output=output, out_dir=out_dir)
 
 
 @main.command()
@@ -164,15 +247,14 @@ def validate(recipes: tuple[str, ...], sets: tuple[str, ...], target: str | None
       instrument validate recipes/*.yaml
       instrument validate heap-trace --target ./app
     """
-    from .compiler.plan import compile_plan
-    from .recipe.load import load_recipe
+    from .compiler.collect import compile_recipe
 
     failed = False
     overrides = parse_sets(sets)
     command = (str(Path(target).absolute()),) if target else None
     for name in recipes:
         try:
-            plan = compile_plan(load_recipe(find_recipe(name)), overrides=overrides, command=command)
+            plan = compile_recipe(find_recipe(name), overrides=overrides, command=command)
             if command:
                 from .compiler.resolve import resolve_plan_statically
                 from .report.resolution import format_resolution
@@ -202,11 +284,10 @@ def explain(recipe: str, command: tuple[str, ...], sets: tuple[str, ...]) -> Non
     Example:
       instrument explain recipes/event-log.yaml -- /bin/true
     """
-    from .compiler.plan import compile_plan
-    from .recipe.load import load_recipe
+    from .compiler.collect import compile_recipe
     from .report.explain import explain as explain_plan
 
-    plan = compile_plan(load_recipe(find_recipe(recipe)), overrides=parse_sets(sets), command=command or None)
+    plan = compile_recipe(find_recipe(recipe), overrides=parse_sets(sets), command=command or None)
     try:
         from .backend import get_backend
         capabilities = get_backend().capabilities

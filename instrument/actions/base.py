@@ -71,7 +71,7 @@ class CompileContext:
         try:
             parsed = parse(value)
         except ExpressionError as e:
-            raise ExpressionError(e.message, e.column, self.where(path).shifted(e.column)) from None
+            raise ExpressionError(_keyed(e.message, path), e.column, self.where(path).shifted(e.column)) from None
         if check_names:
             self.check_names(parsed.names, value, path)
         return parsed
@@ -80,7 +80,7 @@ class CompileContext:
         try:
             parsed = parse_format(text)
         except ExpressionError as e:
-            raise ExpressionError(e.message, e.column, self.where(path).shifted(e.column)) from None
+            raise ExpressionError(_keyed(e.message, path), e.column, self.where(path).shifted(e.column)) from None
         self.check_names(parsed.names, text, path)
         return parsed
 
@@ -99,6 +99,13 @@ class CompileContext:
             raise ExpressionError(
                 f"unknown name '{name}': not a param, an event field or a symbol of {self.symbols.program}",
                 max(column, 0), self.where(path).shifted(max(column, 0)))
+
+
+def _keyed(message: str, path: DocPath) -> str:
+    """A syntax error named after the key it is in (`when: unexpected end of expression`):
+    a line may hold several expressions, and the column alone is easy to misread."""
+    key = next((p for p in reversed(path) if isinstance(p, str)), None)
+    return f"{key}: {message}" if key else message
 
 
 def error(message: str, ctx: CompileContext, path: DocPath) -> RecipeError:

@@ -10,9 +10,11 @@ from ..actions import CompiledAction
 from ..expr import Expr
 from ..recipe.checks import resolve_output_path
 from ..recipe.model import Recipe
+from .patterns import PatternSet
 from .table import Handler, HandlerTable
 
-if TYPE_CHECKING:      # for start-up speed: the rules are parsed only for a recipe that has some
+if TYPE_CHECKING:
+    # for start-up speed: the rules are parsed only for a recipe that has some
     from ..analysis.classify import Rule
 
 
@@ -55,6 +57,7 @@ class Plan:
     breakpoints: tuple[BreakpointPlan, ...]
     table: HandlerTable
     rules: tuple[Rule, ...] = ()             # the recipe's own crash classification rules
+    patterns: PatternSet = PatternSet(())    # symbol-pattern breakpoints, expanded as modules load
     # Whether BreakpointPlan.sampled was chosen for a backend (compiled with its
     # capabilities, or compiler.sampling.choose_sampled); the engine chooses, by the
     # compiler's rule, for a plan that was compiled without one in view.

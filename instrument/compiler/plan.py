@@ -19,6 +19,8 @@ from .resolve import StaticSymbols
 from .sampling import choose_sampled
 from .sections import compile_sections
 from .table import compile_actions
+from ..recipe.globs import is_pattern
+from .patterns import pattern_expr, split_patterns
 
 if TYPE_CHECKING:
     from ..analysis.classify import Rule
@@ -57,6 +59,7 @@ def compile_plan(recipe: Recipe, *, overrides: dict[str, str] | None = None,
             errors.append(e)
         except RecipeErrors as e:
             errors.extend(e.errors)
+    plain, patterns = split_patterns(recipe, breakpoints, symbols, errors)   # compiler/patterns.py
     table = compile_sections(recipe, ctx, errors)
     rules = _compile_rules(recipe, errors)
     if capabilities is not None:
@@ -66,7 +69,7 @@ def compile_plan(recipe: Recipe, *, overrides: dict[str, str] | None = None,
     if errors:
         errors.sort(key=lambda e: (e.location.line if e.location else 0, e.location.col if e.location else 0))
         raise RecipeErrors(errors)
-    plan = Plan(recipe, params, target, tuple(breakpoints), table, rules)
+    plan = Plan(recipe, params, target, tuple(plain), table, rules, patterns=patterns)
     if capabilities is not None:
         plan = choose_sampled(plan, capabilities.abi, capabilities.sampled_registers, enabled=sample_hits)
     return plan
@@ -86,10 +89,22 @@ def _compile_breakpoint(bp: Breakpoint, ctx: CompileContext, symbols: StaticSymb
             at_text = substitute(at_text, ctx.params)
         except RecipeError as e:
             raise RecipeError(e.message, ctx.where(at_path)) from None
-    at = ctx.expr(at_text, at_path, check_names=False)   # classify() names what is missing
-    if at.is_constant():
-        _check_constant_address(at, ctx.where(at_path))
-    module, static_address = symbols.classify(at, ctx.params, ctx.where(at_path), text=str(at_text))
+    if is_pattern(at_text):     # one breakpoint per function it matches: compiler/patterns.py
+        return _breakpoint_plan(bp, ctx, pattern_expr(str(at_text).strip()), None, None)
+    try:
+        at = ctx.expr(at_text, at_path, check_names=False)   # classify() names what is missing
+        if at.is_constant():
+            _check_constant_address(at, ctx.where(at_path))
+        module, static_address = symbols.classify(at, ctx.params, ctx.where(at_path), text=str(at_text))
+    except RecipeError as e:
+        # Still check the condition and actions: every error of the file in one pass.
+        try:
+            _breakpoint_plan(bp, ctx, pattern_expr(str(at_text)), None, None)
+        except RecipeErrors as more:
+            raise RecipeErrors([e, *more.errors]) from None
+        except RecipeError as more:
+            raise RecipeErrors([e, more]) from None
+        raise
     return _breakpoint_plan(bp, ctx, at, module, static_address)
 
 

@@ -30,13 +30,12 @@ def _imports(path: str) -> frozenset[str]:
     """Undefined dynamic symbols of an ELF: what its libraries will define."""
     # pyelftools is imported where first used, for start-up speed.
     from elftools.elf.elffile import ELFFile
-    from elftools.elf.sections import SymbolTableSection
 
     names: set[str] = set()
     with open(path, "rb") as f:
         elf = ELFFile(f)
-        dynsym = elf.get_section_by_name(".dynsym")
-        if isinstance(dynsym, SymbolTableSection):
+        dynsym: Any = elf.get_section_by_name(".dynsym")     # a SymbolTableSection (untyped in pyelftools)
+        if dynsym is not None:
             for sym in dynsym.iter_symbols():
                 if sym["st_shndx"] == "SHN_UNDEF" and sym.name:
                     names.add(sym.name.split("@")[0])
@@ -150,25 +149,11 @@ class ProgramResolution:
     breakpoints: tuple[BreakpointResolution, ...]
 
 
-@functools.lru_cache(maxsize=64)
-def needed_libraries(path: str) -> tuple[str, ...]:
-    """DT_NEEDED entries of an ELF: the libraries the loader maps before main runs."""
-    from elftools.elf.dynamic import DynamicSection     # where first used, for start-up speed
-    from elftools.elf.elffile import ELFFile
-
-    with open(path, "rb") as f:
-        for section in ELFFile(f).iter_sections():
-            if isinstance(section, DynamicSection):
-                # pyelftools sets `needed` on DT_NEEDED tags only, so its types do not know it.
-                return tuple(t.needed for t in section.iter_tags() if t.entry.d_tag == "DT_NEEDED")  # type: ignore[attr-defined]
-    return ()
-
-
 def resolve_plan_statically(plan: Plan) -> ProgramResolution:
     """Each breakpoint of a plan compiled with `command=(program,)`: its link-time address, or
     the module it is deferred to. Raises TargetError when the program is not a readable ELF
     (compile_plan has already raised SymbolError for names the program lacks)."""
-    from ..symbols.elf import open_image
+    from ..symbols.elf import needed_libraries, open_image
     from ..symbols.modules import module_matches
 
     program = plan.target.argv[0] if plan.target.argv else None
@@ -184,7 +169,24 @@ def resolve_plan_statically(plan: Plan) -> ProgramResolution:
 
     rows = tuple(BreakpointResolution(bp.id, bp.type, bp.at.text, bp.static_address, bp.module,
                                       is_needed(bp.module)) for bp in plan.breakpoints)
-    return ProgramResolution(program, image.build_id, image.is_pie, needed, rows)
+    return ProgramResolution(program, image.build_id, image.is_pie, needed, rows + _pattern_rows(plan, is_needed))
+
+
+def _pattern_rows(plan: Any, is_needed: Any) -> tuple[BreakpointResolution, ...]:
+    """A symbol pattern's rows: each function it matched in the files on disk (one in the
+    program lands at its link-time address; one in a library, when that loads), or the
+    pattern itself when nothing on disk could be checked yet."""
+    rows = []
+    for p in plan.patterns.patterns if plan.patterns else ():
+        kind = p.template.type
+        if not p.preview:
+            module = p.pattern.module or ANY_LIBRARY
+            rows.append(BreakpointResolution(p.id, kind, p.pattern.text, None, module, is_needed(module)))
+        for e in p.preview:
+            module = None if e.main else e.module
+            rows.append(BreakpointResolution(e.id, kind, f"{p.pattern.text} ({e.function})",
+                                             e.address if e.main else None, module, is_needed(module)))
+    return tuple(rows)
 
 
 def _script_hint(program: str | None) -> str:

@@ -57,6 +57,11 @@ def choose_sampled(plan: Plan, abi: str, available: frozenset[str], *, enabled: 
     """`plan` with its sampled breakpoints chosen for a backend of this `abi` that can
     sample `available` registers (Capabilities.abi, .sampled_registers); `enabled`
     False: none is sampled (`--no-sampling`), every hit stops the target."""
-    breakpoints = tuple(dataclasses.replace(bp, sampled=enabled and can_sample(bp, abi, available))
-                        for bp in plan.breakpoints)
-    return dataclasses.replace(plan, breakpoints=breakpoints, sampling_chosen=True)
+    def chosen(bp: BreakpointPlan) -> BreakpointPlan:
+        return dataclasses.replace(bp, sampled=enabled and can_sample(bp, abi, available))
+
+    breakpoints = tuple(chosen(bp) for bp in plan.breakpoints)
+    # A pattern's functions are breakpoints made from its template as modules load.
+    patterns = dataclasses.replace(plan.patterns, patterns=tuple(
+        dataclasses.replace(p, template=chosen(p.template)) for p in plan.patterns.patterns))
+    return dataclasses.replace(plan, breakpoints=breakpoints, patterns=patterns, sampling_chosen=True)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Iterator, Sequence
 
 from ..compiler.model import BreakpointPlan
+from ..compiler.patterns import PatternSet
 from ..errors import DebuggerError, EvaluationError
+from ..events import Module
 from .breakpoints import Breakpoint, make_breakpoint
 from .process import ProcessState
 from .records import Recorder
@@ -20,10 +22,13 @@ class BreakpointSet:
     enabled, disabled or spent is armed or disarmed in every process traced now."""
 
     def __init__(self, plans: Sequence[BreakpointPlan], host: StopHost, processes: dict[int, ProcessState],
-                 recorder: Recorder, *, recipe_file: str, attached: bool) -> None:
+                 recorder: Recorder, *, recipe_file: str, attached: bool,
+                 patterns: PatternSet | None = None) -> None:
         self.by_id: dict[str, Breakpoint] = {p.id: make_breakpoint(p) for p in plans}
         self.order: list[str] = [p.id for p in plans]
         self._rank = {bp_id: i for i, bp_id in enumerate(self.order)}
+        # Symbol patterns (compiler/patterns.py) add breakpoints as the modules they match appear.
+        self.patterns = patterns.expander() if patterns else None
         self.host, self.processes, self.recorder = host, processes, recorder
         self.recipe_file = recipe_file
         self.attached = attached       # modules of an attached process are relocated already
@@ -48,16 +53,41 @@ class BreakpointSet:
 
     # -- enable / disable (actions) -------------------------------------------------
     def set_enabled(self, bp_id: str, enabled: bool) -> None:
-        bp = self.by_id[bp_id]
-        if enabled:
-            bp.enable()
-        else:
-            bp.disable()
-        for process in self.processes.values():
-            if bp.active:
-                self.arm(process, bp)
-            elif not enabled:
-                self.disarm(process, bp)
+        members = self.patterns.set_enabled(bp_id, enabled) if self.patterns is not None else None
+        for one in members if members is not None else [bp_id]:   # a pattern: each function of it
+            bp = self.by_id[one]
+            if enabled:
+                bp.enable()
+            else:
+                bp.disable()
+            for process in self.processes.values():
+                if bp.active:
+                    self.arm(process, bp)
+                elif not enabled:
+                    self.disarm(process, bp)
+
+    # -- symbol patterns ------------------------------------------------------------
+    def expand_patterns(self, module: Module, *, main: bool) -> None:
+        """A module appeared: the breakpoints of the patterns that match functions in it."""
+        if self.patterns is None:
+            return
+        for plan in self.patterns.expand(module, main, self.by_id):
+            self.by_id[plan.id] = make_breakpoint(plan)
+            self._rank[plan.id] = len(self.order)
+            self.order.append(plan.id)
+        for message in self.patterns.take_warnings():
+            self.recorder.warn_once(message)
+
+    def final_warnings(self) -> list[str]:
+        """Patterns that armed nothing (their module never loaded), for the summary."""
+        return self.patterns.final_warnings() if self.patterns is not None else []
+
+    def _drop_twin(self, bp: Breakpoint) -> None:
+        """Forget a breakpoint a pattern added whose code another of its breakpoints has
+        (memcpy and memmove resolved to one implementation): one record per call."""
+        if not any(bp.id in p.armed for p in self.processes.values()):
+            del self.by_id[bp.id]
+            self.order.remove(bp.id)
 
     def spent(self, bp: Breakpoint) -> None:
         """`bp` reached its limit: out of every process."""
@@ -86,6 +116,9 @@ class BreakpointSet:
             address = self.code_address(process, address)
             if address is None:
                 return         # armed once the loader has run the resolver (hits.on_return_hit)
+            if self.patterns is not None and self.patterns.twin(bp.id, address, process.placed):
+                self._drop_twin(bp)   # the same code as another function of its pattern
+                return
         try:
             process.armed[bp.id] = bp.place(process, address)
             process.placed[bp.id] = address
@@ -97,7 +130,7 @@ class BreakpointSet:
                                     f"not armed at {address:#x}: {e}")
 
     def arm_all(self, process: ProcessState) -> None:
-        for bp in self:
+        for bp in list(self):      # a copy: arming may drop a pattern's twin
             self.arm(process, bp)
 
     def code_address(self, process: ProcessState, address: int) -> int | None:

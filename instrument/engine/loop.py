@@ -66,7 +66,8 @@ class Session:
         self.recorder = Recorder(emit)     # every record goes out through here
         self.processes: dict[int, ProcessState] = {}
         self.breakpoints = BreakpointSet(plan.breakpoints, self, self.processes, self.recorder,
-                                         recipe_file=plan.recipe.file, attached=attached)
+                                         recipe_file=plan.recipe.file, attached=attached,
+                                         patterns=plan.patterns)
         self.handlers = Handlers(plan.table, self, self.recorder, self.processes, self.new_module_map,
                                  all_events=all_events)
         self.exceptions = ExceptionDispatch(backend, self.processes, self.breakpoints, self.handlers,
@@ -173,7 +174,9 @@ class Session:
             self.main_pid = event.pid
         self.started = True
         modules = self.new_module_map()
-        modules.add(Module(info.image_path, info.image_base or 0))
+        main = Module(info.image_path, info.image_base or 0)
+        modules.add(main)
+        self.breakpoints.expand_patterns(main, main=True)
         # An exec'd image (same pid) replaces everything: the old sites went with the old image.
         process = ProcessState(event.pid, self.backend, modules, image_path=info.image_path)
         parent = self.processes.get(info.parent_pid) if info.parent_pid is not None else None
@@ -194,7 +197,9 @@ class Session:
         process = self.processes.get(event.pid)
         if process is None:
             return
-        process.modules.add(Module(info.path, info.base))
+        module = Module(info.path, info.base)
+        process.modules.add(module)
+        self.breakpoints.expand_patterns(module, main=False)
         self.breakpoints.arm_all(process)      # deferred breakpoints whose module or symbol just appeared
 
     def on_unload_dll(self, event: DebugEvent) -> None:

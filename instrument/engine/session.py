@@ -122,6 +122,8 @@ def _clean_up(session: Session, backend: Backend) -> None:
 
 def _summary(session: Session, plan: Plan) -> dict[str, Any]:
     recipe = plan.recipe
+    for message in session.breakpoints.final_warnings():
+        session.errors.append(message)      # a pattern that armed nothing (its module never loaded)
     rec = session.recorder.record("summary", None, session.main_pid or 0, 0)
     rec.update({
         "ended": session.ended_how.value,

@@ -8,6 +8,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from ..errors import RecipeError, RecipeErrors
 from ..arch.x86_64 import DEBUG_SLOTS, is_register, watch_aligned
+from .globs import is_pattern
 from .model import Action, Breakpoint, Param, Path, Recipe
 
 ARG_NAMES = frozenset(f"arg{i}" for i in range(6))
@@ -38,6 +39,7 @@ def check_recipe(recipe: Recipe, data: Mapping[str, Any]) -> list[RecipeError]:
     errors += _check_target_fields(recipe)
     errors += _check_action_args(recipe)
     errors += _check_one_backtrace(recipe)
+    errors += _check_patterns(recipe)
     return sorted(errors, key=_order)
 
 
@@ -148,6 +150,23 @@ def _check_breakpoint_options(recipe: Recipe, data: Mapping[str, Any]) -> list[R
             errors.append(RecipeError(
                 f"'on_return' needs a call to return from: only soft and hardware execute breakpoints "
                 f"have it, not a {what} breakpoint", recipe.where(bp.path + ("on_return",), key=True)))
+    return errors
+
+
+def _check_patterns(recipe: Recipe) -> list[RecipeError]:
+    """A symbol pattern names functions: it takes code breakpoints only, and only it takes max_matches."""
+    errors = []
+    for bp in recipe.breakpoints:
+        pattern = is_pattern(bp.at)
+        if pattern and bp.effective_access not in (None, "execute"):
+            what = "memory" if bp.type == "memory" else f"hardware {bp.effective_access}"
+            errors.append(RecipeError(
+                f"a symbol pattern ('{bp.at}') names functions, to break where they start: it cannot be "
+                f"a {what} breakpoint, which watches data", recipe.where(bp.path + ("at",))))
+        if bp.max_matches is not None and not pattern and not (isinstance(bp.at, str) and "{" in bp.at):
+            errors.append(RecipeError(
+                f"'max_matches' applies to a symbol pattern (an `at:` with * or ?), not to '{bp.at}'",
+                recipe.where(bp.path + ("max_matches",), key=True)))
     return errors
 
 

@@ -66,6 +66,8 @@ class Breakpoint:
     actions: tuple[Action, ...] = ()
     on_return: tuple[Action, ...] | None = None
     path: Path = ()
+    id_given: bool = True          # False: `id` is its `at:` text (patterns then name each function)
+    max_matches: int | None = None  # a symbol pattern's cap; None: DEFAULT_MAX_MATCHES
 
     @property
     def effective_access(self) -> str | None:
@@ -88,7 +90,7 @@ class Breakpoint:
 class Recipe:
     version: int
     name: str
-    description: str | None = None
+    description: str | None = None   # optional (the shipped library's test requires it)
     author: str | None = None
     tags: tuple[str, ...] = ()
     requires: Mapping[str, str] = field(default_factory=dict)

@@ -29,15 +29,74 @@ def markdown_reference(schema: Schema) -> str:
         *_properties_table(schema),
         "",
     ]
-    for number, example in enumerate(schema.get("examples", [])):
-        out += [f"Example {number + 1}:", "", "```yaml", _yaml_block(example), "```", ""]
+    for number, example in enumerate(schema.get("examples", []), start=1):
+        out += [f"Example {number}:", "", "```yaml", _yaml_block(example), "```", ""]
     out += _events_section(schema)
     for key, node in schema.get("properties", {}).items():
         if key != "events" and ("properties" in node or isinstance(node.get("additionalProperties"), dict)):
             out += _def_section(f"`{key}`", node)
     for name, node in defs.items():
         out += _def_section(name, node)
+    out += [PATTERNS_SECTION, TRACE_SECTION]
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+# Behaviour the schema cannot say: what a pattern in `at:` does, and what `trace` writes.
+PATTERNS_SECTION = """## Symbol patterns
+
+A breakpoint's `at:` with `*` or `?` in it (and no spaces) is a symbol pattern: a shell-style
+glob (`*`, `?`, `[abc]`) over function names, with an optional `MODULE!` in front that may be
+a glob too. It becomes one breakpoint per function it matches.
+
+| `at:` | matches |
+|---|---|
+| `hit*` | the program's own functions whose names start with `hit` |
+| `libc.so.6!str*` | libc's functions whose names start with `str` (`libc!str*` too) |
+| `*!malloc` | `malloc` in every module that defines one |
+| `libz.so*!inflate*` | the `inflate*` functions of every module whose file name matches `libz.so*` |
+| `ns::K::*` | the methods of C++ class `ns::K` (demangled names, with or without parameters) |
+
+- Functions are deduplicated by address: aliases (`__libc_malloc` and `malloc`) arm once, and
+  so do indirect functions that pick the same implementation (glibc's `memcpy` and `memmove`).
+  Indirect functions (`strlen`, `strcpy`) break in the implementation the loader picked.
+- Each function is a breakpoint of its own: its id is the function (`libc.so.6!strlen`; `hit` for
+  the program's), or `ID[function]` when the breakpoint has an `id:`; `limit`, `once` and `hits`
+  count per function; each hit's `symbol` names it; `enable:`/`disable:` of the pattern's id
+  switch all of its functions.
+- Where the module's file can be read before the run (the program; a library in LD_LIBRARY_PATH
+  or the system's library folders), `validate`, `explain` and `run` check the pattern against
+  it: matching no function is an error at its line, and so is matching more than `max_matches`
+  (default 1000). `explain` lists what it expands to.
+- Otherwise the pattern is expanded when a module it names loads (its LOAD_DLL event). If none
+  does, or none of its functions match, the `summary` record's `errors` say so.
+- Patterns make soft and hardware execute breakpoints only (hardware: at most 4 functions).
+  An expression that multiplies keeps spaces around `*` (`hit * 2`).
+"""
+
+TRACE_SECTION = """## Recipes from the command line: `instrument trace`
+
+`instrument trace` writes a recipe from its flags and runs it as `instrument run` runs a file:
+same engine, same records.
+
+```sh
+instrument trace -i 'libc.so.6!open*' -i malloc --ret -- ./app
+```
+
+| flag | in the recipe |
+|---|---|
+| `-i PLACE` (repeatable) | a breakpoint `at: PLACE` |
+| `-i 'PLACE: FORMAT'` | ... with `actions: [{log: FORMAT}]` |
+| `--args N` (default 3) | `log: "arg0={arg0:#x} ..."`, where no FORMAT is given |
+| `--ret` | `on_return: []`: a `return` record per call, with `retval` |
+| `--backtrace [DEPTH]` | `backtrace: {depth: DEPTH}` (default 16) |
+| `--limit N` | `limit: N` |
+| `--hardware` | `type: hardware` |
+| `--max-matches N` | `max_matches: N` |
+| `-- COMMAND`, `--pid PID`, `--timeout S`, `--follow-forks` | `target:` |
+
+`--print-recipe` prints the recipe instead of running it; `--save FILE` writes it to FILE and
+runs it, and `instrument run FILE` then gives the same records.
+"""
 
 
 # -- sections -------------------------------------------------------------------------------

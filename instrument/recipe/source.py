@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -40,7 +40,7 @@ def parse_source(text: str, file: str = "<recipe>") -> Source:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
-        raise RecipeErrors([_marked_error(e, file)]) from None
+        raise RecipeErrors(_marked_errors(e, file)) from None
     except yaml.YAMLError as e:
         raise RecipeErrors([_reader_error(e, text, file)]) from None
     if root is None:
@@ -59,6 +59,29 @@ def parse_source(text: str, file: str = "<recipe>") -> Source:
 def _order(e: RecipeError) -> tuple[int, int]:
     loc = e.location
     return (loc.line, loc.col) if loc else (0, 0)
+
+
+class RecipeNote(RecipeSyntaxError):
+    """A second place an error involves, printed as `file:line:col: note: ...` after it
+    (where an unclosed bracket or quote was opened, as gcc points at the `{` it matched)."""
+
+    def __str__(self) -> str:
+        return f"{self.location}: note: {self.message}" if self.location else f"note: {self.message}"
+
+
+def _marked_errors(e: yaml.MarkedYAMLError, file: str) -> list[RecipeError]:
+    """The error at PyYAML's problem mark, then a note at its context mark: a missing `]`
+    is found at the end of the file, but the `[` it should close is the line to fix."""
+    error = _marked_error(e, file)
+    mark, context = e.context_mark, e.context or ""
+    # Only constructs that are closed by a character: a block mapping's "start" is
+    # just where the enclosing indentation began, which says nothing new.
+    unclosed = any(kind in context for kind in ("flow sequence", "flow mapping", "quoted scalar"))
+    if mark is None or e.problem_mark is None or mark is e.problem_mark or not unclosed:
+        return [error]
+    what = context.split(" ", 2)[-1]                  # "while parsing a flow sequence" -> "a flow sequence"
+    what = "the " + what[2:] if what.startswith("a ") else what
+    return [error, RecipeNote(f"{what} starts here", Location(file, mark.line + 1, mark.column + 1))]
 
 
 def _marked_error(e: yaml.MarkedYAMLError, file: str) -> RecipeSyntaxError:
@@ -136,7 +159,8 @@ class _Builder:
         try:
             if isinstance(node, SequenceNode):
                 return self._sequence(node, path)
-            return self._mapping(cast(MappingNode, node), path)   # yaml's third kind of node
+            assert isinstance(node, MappingNode)     # composed nodes are scalars, sequences or mappings
+            return self._mapping(node, path)
         finally:
             self._active.discard(id(node))
 

@@ -7,6 +7,7 @@ from typing import Any
 from ..compiler.resolve import ANY_LIBRARY
 from ..compiler.sampling import choose_sampled
 from ..events import EventCode, exception_name
+from .patterns import explain_patterns
 
 
 def _actions(actions: Any, indent: str) -> list[str]:
@@ -82,4 +83,5 @@ def explain(plan: Any, sampled_registers: frozenset[str] = frozenset(), abi: str
         if bp.on_return is not None:
             out.append("    on return:")
             out += _actions(bp.on_return, "      ")
+    out += explain_patterns(plan, _actions)
     return "\n".join(out) + "\n"

@@ -26,6 +26,16 @@ def _frames(frames: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+MANY_BREAKPOINTS = 8      # past this (a symbol pattern's functions), breakpoints never hit are counted, not listed
+
+
+def _hit_counts(counts: dict[str, int]) -> str:
+    shown = counts if len(counts) <= MANY_BREAKPOINTS else {k: v for k, v in counts.items() if v}
+    text = ", ".join(f"{k}={v}" for k, v in shown.items())
+    idle = len(counts) - len(shown)
+    return text + (f"{', ' if text else ''}{idle} more with no hits" if idle else "")
+
+
 def format_record(r: dict[str, Any]) -> str:
     event = r.get("event")
     head = f"[{r.get('time', 0):9.4f}] {event}"
@@ -34,7 +44,7 @@ def format_record(r: dict[str, Any]) -> str:
         if event == "return":
             head += f" -> {r.get('retval')}"
     elif event == "summary":
-        bps = ", ".join(f"{k}={v}" for k, v in (r.get("breakpoints") or {}).items())
+        bps = _hit_counts(r.get("breakpoints") or {})
         end = f"exit code {r['exit_code']}" if r.get("exit_code") is not None else (r.get("signal") or "")
         head += f" {r.get('ended')} {end}".rstrip() + (f"; hits: {bps}" if bps else "")
     elif event == "crash":

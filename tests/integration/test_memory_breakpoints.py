@@ -256,4 +256,4 @@ def test_clearing_a_guard_while_a_thread_is_being_created_loses_no_thread(target
                                       "  - {at: shared, type: memory, access: write, size: 8, limit: 3}\n",
                                       targets["threads_watch"])
         assert proc.returncode == 0 and "shared=24000" in proc.stdout, (proc.stderr, recs[-1])
-        assert not recs[-1]["crashed"] and recs[-1]["breakpoints"] == {"bp1": 3}
+        assert not recs[-1]["crashed"] and recs[-1]["breakpoints"] == {"shared": 3}

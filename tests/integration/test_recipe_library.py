@@ -14,6 +14,7 @@ import pytest
 
 from instrument.backend import get_backend
 from instrument.recipe.library import shipped_recipe_path, shipped_recipes
+from instrument.recipe.source import parse_source
 from instrument.symbols.elf import open_image
 from tests.conftest import run_cli
 
@@ -60,6 +61,9 @@ def test_every_shipped_recipe_is_documented_and_typed():
     entries = shipped_recipes()
     assert len(entries) >= 10
     for path, recipe in entries:
+        # A recipe elsewhere may leave them out (its name is then its file's); a shipped one says them.
+        written = parse_source(path.read_text(), str(path)).data
+        assert "name" in written and "description" in written, path
         assert recipe.name == path.stem, path
         assert recipe.description and recipe.author and recipe.tags, recipe.name
         assert recipe.requires or recipe.name in PORTABLE, f"{recipe.name}: say where it runs (requires:)"

@@ -280,7 +280,7 @@ def test_job_control_stops_the_target_as_without_a_debugger(targets, tmp_path):
         os.kill(pid, signal.SIGCONT)
         rest, _ = tool.communicate(timeout=60)
         assert tool.returncode == 0 and "done 100" in rest
-        assert json.loads(out.read_text().splitlines()[-1])["breakpoints"] == {"bp1": 100}
+        assert json.loads(out.read_text().splitlines()[-1])["breakpoints"] == {"tick": 100}
     finally:
         if tool.poll() is None:
             tool.kill()

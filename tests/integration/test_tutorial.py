@@ -94,6 +94,20 @@ def check_validate(p: Proc) -> None:
                     "libc.so.6!malloc  ->  deferred until libc.so.6 loads")
 
 
+def check_trace(p: Proc) -> None:
+    assert p.returncode == 0, p.stderr
+    assert in_order(p.stdout, "breakpoint tick #1 at tick", ": tick(1)", "return tick #1", "-> 0x1",
+                    ": tick(2)", "-> 0x3", ": tick(3)", "-> 0x6",
+                    "breakpoint libc.so.6!strcmp #1 at libc.so.6!strcmp", "return libc.so.6!strcmp #1 at check+",
+                    "access denied")
+
+
+def check_saved_trace(p: Proc) -> None:
+    assert p.returncode == 0, p.stderr
+    once = ("breakpoint tick #1 at tick", "arg0=0x1", "arg0=0x2", "arg0=0x3", "access denied", "hits: tick=3")
+    assert in_order(p.stdout, *once, *once)
+
+
 # Each command of the tutorial, in order, and what its step promises.
 STEPS: dict[str, Callable[[Proc], None]] = {
     "gcc -g -O0 -no-pie -o app app.c\n./app": check_build,
@@ -106,6 +120,8 @@ STEPS: dict[str, Callable[[Proc], None]] = {
         check_watch_global,
     "instrument run memory.yaml -- ./app": check_memory,
     "instrument validate soft.yaml hardware.yaml heap-trace --target ./app": check_validate,
+    "instrument trace -i 'tick: tick({arg0})' -i 'libc.so.6!str*cmp' --ret -- ./app": check_trace,
+    "instrument trace -i 'ti*' --args 1 --save ticks.yaml -- ./app\ninstrument run ticks.yaml": check_saved_trace,
 }
 
 
@@ -151,7 +167,8 @@ def test_every_step_runs_as_written(workdir):
 
 
 def test_yaml_blocks_are_valid_recipes(workdir):
-    recipes = sorted(p.name for p in workdir.glob("*.yaml"))
+    # The file blocks (a step may write more: `trace --save ticks.yaml`).
+    recipes = sorted(p.name for p in workdir.glob("*.yaml") if p.name != "ticks.yaml")
     assert recipes == ["events.yaml", "first.yaml", "hardware.yaml", "memory.yaml", "soft.yaml"]
     proc = run_step("instrument validate " + " ".join(recipes), workdir)
     assert proc.returncode == 0, proc.stderr

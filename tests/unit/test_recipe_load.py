@@ -90,10 +90,10 @@ def test_defaults_are_applied() -> None:
               "  - id: w\n    at: 0x1000\n    type: hardware\n    access: write\n"
               "  - at: buf\n    type: memory\n")
     a, b, w, m = r.breakpoints
-    assert (a.id, a.type, a.limit, a.enabled, a.actions, a.on_return) == ("bp1", "soft", None, True, (), None)
-    assert (b.id, b.at, b.limit, b.enabled) == ("bp2", 0x401000, 1, False)
+    assert (a.id, a.type, a.limit, a.enabled, a.actions, a.on_return) == ("main", "soft", None, True, (), None)
+    assert (b.id, b.at, b.limit, b.enabled) == ("0x401000", 0x401000, 1, False)
     assert (w.effective_access, w.effective_size) == ("write", 8)
-    assert (m.id, m.effective_access, m.effective_size) == ("bp4", "any", 1)
+    assert (m.id, m.effective_access, m.effective_size) == ("buf", "any", 1)
     assert r.target is None and r.crash == () and dict(r.events) == {}
 
 

@@ -36,7 +36,8 @@ def test_every_key_and_definition_of_the_schema_is_documented():
         assert f"\n## {name}\n" in page, name
         for key in node.get("properties", {}):
             assert f"| `{key}` |" in page, (name, key)
-    assert "Required keys: `version`, `name`, `description`." in page
+    assert "Required keys: `version`." in page
+    assert "## Symbol patterns" in page and "## Recipes from the command line: `instrument trace`" in page
 
 
 def test_a_schema_change_changes_the_page():
