@@ -29,6 +29,9 @@ class Capabilities:
     # Registers a hardware execute breakpoint can report without stopping its thread
     # (set_hardware_breakpoint(sample=True)); empty: every hit stops the thread.
     sampled_registers: frozenset[str] = frozenset()
+    # Nothing runs and nothing can change (a core file): no breakpoints of any kind, no
+    # `set`, `write` or `return`; the compiler refuses recipes that need them.
+    read_only: bool = False
 
 
 @dataclass(frozen=True)
