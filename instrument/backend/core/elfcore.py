@@ -42,6 +42,8 @@ NT_AUXV = 6
 NT_SIGINFO = 0x53494749       # "SIGI"
 NT_FILE = 0x46494C45          # "FILE"
 AT_PHDR, AT_PHNUM, AT_BASE, AT_ENTRY = 3, 5, 7, 9
+# Cores read on any host (HOUSE rule 2): O_CLOEXEC is POSIX only, O_BINARY Windows only.
+READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 _EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 _PHDR = struct.Struct("<IIQQQQQQ")
@@ -125,7 +127,7 @@ def _bad(path: str, what: str) -> TargetError:
 def open_core_file(path: str) -> CoreFile:
     """Parse the core file at `path`. Raises TargetError (exit 3) with one line saying what is wrong."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, READ_FLAGS)
     except OSError as e:
         raise _bad(path, f"cannot read the core file ({e.strerror or e})") from None
     try:
@@ -289,4 +291,5 @@ def _pick_crashed_thread(core: CoreFile) -> None:
     core.crashed_tid = tid
     core.threads.sort(key=lambda t: t.tid != tid)
     if not core.pid:
-        core.pid = core.threads[0].tid
+        # No NT_PRPSINFO: the leader's tid is the pid, and the lowest (tids are handed out upwards).
+        core.pid = min(t.tid for t in core.threads)

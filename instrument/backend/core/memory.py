@@ -16,7 +16,7 @@ from bisect import bisect_right
 from typing import Callable
 
 from ...errors import DebuggerError
-from .elfcore import CoreFile, MappedFile, Segment
+from .elfcore import READ_FLAGS, CoreFile, MappedFile, Segment
 
 # Where to read a mapped file from: the path in the core, or --exe for the program.
 PathFor = Callable[[str], str]
@@ -116,7 +116,7 @@ class CoreMemory:
         data: mmap.mmap | None = None
         real = self._path_for(path)
         try:
-            fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(real, READ_FLAGS)
             try:
                 if os.fstat(fd).st_size:
                     data = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
