@@ -349,23 +349,81 @@ Examples:
   instrument triage --inputs crashes/ -o report.json -- ./parser @@
   instrument triage --inputs corpus/ --shard 1/4 -o shard1.json -- ./parser
   instrument triage --inputs crashes/ --format sarif --fail-on PROBABLY_EXPLOITABLE -- ./app --file @@
+  instrument triage --inputs crashes/ -o report.json --sarif report.sarif --markdown summary.md -- ./parser @@
+  instrument triage --core core.1234 --core /var/crash/cores/ --exe ./parser
 \b
 '@@' in the command is replaced by each input's path; without it the input
-goes on stdin. Exit status: 0 no crash at or above --fail-on; 1 crashes found;
-2 usage or recipe error; 3 the target could not be started."""
+goes on stdin. With --core nothing runs: each core file (further ones may
+follow as arguments) gives the crash record the live run would have, from
+its registers, memory and mapped files (they must still be there, or the
+program given with --exe).
+\b
+Reports: --format to -o (default: JSON on stdout), and any of --json,
+--sarif, --markdown FILE, all from the same runs. With only those three,
+nothing goes to stdout unless --format is given.
+\b
+Exit status: 0 no crash at or above --fail-on; 1 crashes found;
+2 usage or recipe error (a recipe with breakpoints or set/write/return
+for core files); 3 the target could not be started, or a core file is not
+a readable x86-64 ELF core (one line names it)."""
 TRIAGE_CLASSES = ("EXPLOITABLE", "PROBABLY_EXPLOITABLE", "PROBABLY_NOT_EXPLOITABLE", "NOT_EXPLOITABLE", "UNKNOWN")
+_OUTPUT_PATH = click.Path(dir_okay=False, writable=True, allow_dash=True)
+
+
+def report_options(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--format/-o and the per-format --json/--sarif/--markdown files, shared by triage and merge."""
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed([
+            click.option("--format", "fmt", type=click.Choice(list(REPORT_FORMATS)), default="json",
+                         show_default=True, help=f"Format of the {what} written to -o (or stdout)."),
+            click.option("-o", "--output", type=_OUTPUT_PATH, callback=_dash_is_stdout,
+                         help=f"Write the {what} here instead of stdout ('-': stdout)."),
+            click.option("--json", "json_out", type=_OUTPUT_PATH, metavar="FILE",
+                         help="Also write the JSON report to FILE ('-': stdout)."),
+            click.option("--sarif", type=_OUTPUT_PATH, metavar="FILE",
+                         help="Also write the SARIF 2.1.0 log to FILE ('-': stdout)."),
+            click.option("--markdown", type=_OUTPUT_PATH, metavar="FILE",
+                         help="Also write the Markdown summary to FILE (e.g. $GITHUB_STEP_SUMMARY; '-': stdout)."),
+        ]):
+            fn = option(fn)
+        return fn
+    return decorate
+
+
+def report_outputs(fmt: str, output: str | None, json_out: str | None, sarif: str | None,
+                   markdown: str | None) -> list[tuple[str, str | None]]:
+    """(format, path or None for stdout) of every report to write, checked before any work.
+
+    The --format report goes to -o or stdout; when only per-format files are given
+    (no -o, no --format) stdout stays quiet."""
+    from click.core import ParameterSource
+
+    from .report.triage import check_outputs
+
+    ctx = click.get_current_context()
+    extra: list[tuple[str, str | None]] = [
+        (name, None if path == "-" else path)
+        for name, path in (("json", json_out), ("sarif", sarif), ("markdown", markdown)) if path is not None]
+    asked = any(ctx.get_parameter_source(p) != ParameterSource.DEFAULT for p in ("fmt", "output"))
+    outputs = [(fmt, output)] if asked or not extra else []
+    outputs += extra
+    check_outputs(outputs)
+    return outputs
 
 
 @main.command(epilog=EPILOG_TRIAGE)
-@click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--recipe", help="A recipe to extend the crash records (default: the shipped crash-triage).")
 @click.option("--inputs", type=click.Path(exists=True, file_okay=False), help="Run once per file in this folder (recursively).")
-@click.option("--jobs", type=click.IntRange(min=0), default=0, help="Parallel workers (default: the number of cores).")
+@click.option("--core", "cores", multiple=True, type=click.Path(exists=True), metavar="CORE",
+              help="Triage this ELF core file, or every file in this folder, instead of running anything "
+                   "(repeatable; with --core, the arguments are more cores).")
+@click.option("--exe", type=click.Path(exists=True, dir_okay=False),
+              help="The program the cores are of, where the path the core names is gone or moved.")
+@click.option("--jobs", type=click.IntRange(min=0), default=0, help="Parallel workers (default: the number of CPUs).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds per run before a hang is killed and recorded as a timeout (default 10).")
 @click.option("--shard", metavar="K/N", help="Only the K-th of N deterministic slices of the sorted inputs.")
-@click.option("--format", "fmt", type=click.Choice(list(REPORT_FORMATS)), default="json", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True), callback=_dash_is_stdout,
-              help="Write the report here instead of stdout ('-': stdout).")
+@report_options("report")
 @click.option("--fail-on", type=click.Choice(TRIAGE_CLASSES), default="UNKNOWN", show_default=True,
               help="Exit 1 when a crash of this class or a more severe one is found.")
 @click.option("--rules", multiple=True, type=click.Path(exists=True, dir_okay=False),
@@ -374,52 +432,57 @@ TRIAGE_CLASSES = ("EXPLOITABLE", "PROBABLY_EXPLOITABLE", "PROBABLY_NOT_EXPLOITAB
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--no-pin", is_flag=True, help="Do not pin each worker and its targets to one CPU.")
 @handle_errors
-def triage(command: tuple[str, ...], recipe: str | None, inputs: str | None, jobs: int, timeout: float | None,
-           shard: str | None, fmt: str, output: str | None, fail_on: str, rules: tuple[str, ...],
-           sets: tuple[str, ...], quiet: bool, no_pin: bool) -> None:
-    """Run COMMAND over inputs; catch, classify and deduplicate crashes; write a report."""
+def triage(command: tuple[str, ...], recipe: str | None, inputs: str | None, cores: tuple[str, ...],
+           exe: str | None, jobs: int, timeout: float | None, shard: str | None, fmt: str, output: str | None,
+           json_out: str | None, sarif: str | None, markdown: str | None, fail_on: str,
+           rules: tuple[str, ...], sets: tuple[str, ...], quiet: bool, no_pin: bool) -> None:
+    """Run COMMAND over inputs, or read core files; catch, classify and deduplicate crashes; write reports."""
     import os
 
-    from .report import check_output
-    from .report.triage import ProgressBar, write_report
+    from .report.triage import ProgressBar, write_reports
     from .triage.report_model import exit_status
     from .triage.runner import TriageConfig, parse_shard
     from .triage.runner import triage as run_triage
 
-    check_output(output)           # before the inputs run, not after
-
+    outputs = report_outputs(fmt, output, json_out, sarif, markdown)   # before the inputs run, not after
+    if exe is not None and not cores:
+        raise UsageError("--exe names the program of core files: give them with --core")
+    if cores:
+        cores, command = cores + command, ()
     config = TriageConfig(command=command, recipe=find_recipe(recipe) if recipe else None, inputs=inputs,
                           jobs=jobs or len(os.sched_getaffinity(0)), timeout=timeout,
                           shard=parse_shard(shard) if shard else None, rules=rules, pin_cpu=not no_pin,
-                          overrides=parse_sets(sets))
+                          overrides=parse_sets(sets), cores=cores,
+                          exe=os.path.abspath(exe) if exe else None)
     report = run_triage(config, progress=ProgressBar(quiet=quiet))
     if inputs is not None and not report["counts"]["inputs"]:
         click.echo(f"instrument: warning: no inputs in {inputs} (README.txt and dot files are skipped)", err=True)
-    write_report(report, fmt, output)
+    write_reports(report, outputs)
     sys.exit(exit_status(report, fail_on))
 
 
 @main.command()
 @click.argument("reports", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True), callback=_dash_is_stdout,
-              help="Write the merged report here instead of stdout ('-': stdout).")
-@click.option("--format", "fmt", type=click.Choice(list(REPORT_FORMATS)), default="json", show_default=True)
+@report_options("merged report")
 @click.option("--fail-on", type=click.Choice(TRIAGE_CLASSES), default="UNKNOWN", show_default=True,
               help="Exit 1 when the merged report has a crash of this class or a more severe one.")
 @handle_errors
-def merge(reports: tuple[str, ...], output: str | None, fmt: str, fail_on: str) -> None:
+def merge(reports: tuple[str, ...], fmt: str, output: str | None, json_out: str | None, sarif: str | None,
+          markdown: str | None, fail_on: str) -> None:
     """Combine triage shard reports (JSON) into the report one job would have written.
 
     \b
     Example:
       instrument merge shard-*.json -o report.json
+      instrument merge shard-*.json -o report.json --sarif report.sarif --markdown summary.md
     """
     from .report.json import load_report
-    from .report.triage import write_report
+    from .report.triage import write_reports
     from .triage.report_model import exit_status, merge_reports
 
+    outputs = report_outputs(fmt, output, json_out, sarif, markdown)
     merged = merge_reports([load_report(path) for path in reports])
-    write_report(merged, fmt, output)
+    write_reports(merged, outputs)
     sys.exit(exit_status(merged, fail_on))
 
 

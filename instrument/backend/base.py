@@ -34,6 +34,9 @@ class Capabilities:
     # Registers a hardware execute breakpoint can report without stopping its thread
     # (set_hardware_breakpoint(sample=True)); empty: every hit stops the thread.
     sampled_registers: frozenset[str] = frozenset()
+    # Nothing runs and nothing can change (a core file): no breakpoints of any kind, no
+    # `set`, `write` or `return`; the compiler refuses recipes that need them.
+    read_only: bool = False
 
     def __post_init__(self) -> None:
         # A backend naming an ABI the register code cannot read fails here, at

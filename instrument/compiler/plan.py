@@ -230,8 +230,26 @@ def _check_capabilities(recipe: Recipe, caps: Capabilities, errors: list[RecipeE
             if bp.type == "memory":
                 errors.append(RecipeError("memory breakpoints are not supported by this backend yet",
                                           recipe.where(tuple(bp.path) + ("type",))))
+    if getattr(caps, "read_only", False):
+        _check_read_only(recipe, errors)
     req = recipe.requires
     if req.get("os") and req["os"] != caps.os:
         errors.append(RecipeError(f"this recipe requires os {req['os']}; this is {caps.os}", recipe.where(("requires", "os"))))
     if req.get("arch") and req["arch"] != caps.arch:
         errors.append(RecipeError(f"this recipe requires arch {req['arch']}; this is {caps.arch}", recipe.where(("requires", "arch"))))
+
+
+# Actions that change the target: a read-only backend (a core file) cannot run them.
+_CHANGING_ACTIONS = frozenset({"set", "write", "return"})
+
+
+def _check_read_only(recipe: Recipe, errors: list[RecipeError]) -> None:
+    """Breakpoints and actions that change the target need a running process."""
+    for bp in recipe.breakpoints:
+        errors.append(RecipeError(f"breakpoint {bp.id}: this backend is read-only (a core file): "
+                                  "nothing runs, so no breakpoint can be hit", recipe.where(tuple(bp.path))))
+    for actions in (recipe.crash, *recipe.events.values()):
+        for action in actions:
+            if action.kind in _CHANGING_ACTIONS:
+                errors.append(RecipeError(f"`{action.kind}` changes the target; this backend is read-only "
+                                          "(a core file)", recipe.where(tuple(action.path))))

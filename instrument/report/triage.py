@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from typing import Any, Mapping, TextIO
+from typing import Any, Mapping, Sequence, TextIO
 
 from . import format_report
 from .stream import open_output
@@ -21,6 +22,32 @@ def write_report(report: Mapping[str, Any], fmt: str, output: str | None) -> Non
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
+
+
+def check_outputs(outputs: Sequence[tuple[str, str | None]]) -> None:
+    """Refuse, before any work, a set of (format, path) outputs that cannot all be written:
+    an unknown format, two reports into one file or onto stdout, a file we cannot open."""
+    from ..errors import UsageError
+    from . import check_output
+
+    seen: dict[str, str] = {}
+    for fmt, path in outputs:
+        if fmt not in FORMATS:
+            raise UsageError(f"unknown report format {fmt!r}: expected one of {', '.join(FORMATS)}")
+        key = os.path.abspath(path) if path else "-"
+        if key in seen:
+            where = "stdout" if key == "-" else path
+            raise UsageError(f"the {seen[key]} and {fmt} reports would both go to {where}: give each its own file")
+        seen[key] = fmt
+    for _, path in outputs:
+        check_output(path)
+
+
+def write_reports(report: Mapping[str, Any], outputs: Sequence[tuple[str, str | None]]) -> None:
+    """Write one report in every (format, path) of `outputs`, from the same data: the
+    JSON, SARIF and Markdown of one run agree bucket for bucket. A None path is stdout."""
+    for fmt, path in outputs:
+        write_report(report, fmt, path)
 
 
 class ProgressBar:

@@ -14,6 +14,7 @@ from typing import Callable, Mapping
 import capstone
 
 from .cfi import module_cfi
+from .elf import ImageError, open_image
 from .cfi_rules import (CALLEE_SAVED, DWARF_REGS, MASK, RBP, RIP, RSP, UnwindStop, apply_row, read_u64,
                         reg_value)
 from .reader import MEMORY_ERRORS, ReadMemory, read_available
@@ -78,14 +79,28 @@ class _Context:
         return self.modules[pc]
 
     def is_return_site(self, value: int) -> bool:
-        """Does `value` point just after a call instruction in a known module?"""
-        if value < 8 or self.module(value) is None:
+        """Does `value` point just after a call instruction in the code of a known module?"""
+        module = self.module(value)
+        if value < 8 or module is None or not _in_code(module, value):
             return False
         try:
             code = self.read_memory(value - 7, 7)
         except MEMORY_ERRORS:
             return False
         return _ends_with_call(code)
+
+
+def _in_code(module: tuple[str, int], value: int) -> bool:
+    """Is `value` in an executable segment of `module` (path, load bias)? A pointer into
+    data whose preceding bytes happen to decode as a call (they are often pointers
+    themselves, so ASLR decides) is no return address. A file that does not parse as
+    ELF (the vDSO, a PE image) cannot tell: yes."""
+    path, bias = module
+    try:
+        image = open_image(path)
+    except ImageError:
+        return True
+    return not image.code_ranges or image.is_code(value - bias)
 
 
 @lru_cache(maxsize=1)

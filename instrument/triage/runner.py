@@ -1,4 +1,4 @@
-"""Triage runs: the command once per input (files, @@ or stdin), in parallel workers, into one report."""
+"""Triage runs: the command once per input (files, @@ or stdin), or one core file each, in parallel workers, into one report."""
 
 from __future__ import annotations
 
@@ -42,6 +42,8 @@ class TriageConfig:
     pin_cpu: bool = True
     out_dir: str = "instrument-out"
     overrides: dict[str, str] = field(default_factory=dict)
+    cores: tuple[str, ...] = ()           # core files, or folders of them: triaged without running anything
+    exe: str | None = None                # the program the cores are of, where their path to it is wrong
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -98,6 +100,11 @@ class Worker:
         self.config = config
         self.quiet_stderr = quiet_stderr
         recipe = load_recipe(recipe_path(config.recipe))
+        if config.cores:
+            from .cores import compile_core_plan
+            self.plan = compile_core_plan(recipe, config.overrides, config.timeout)
+            self.rules = load_rules(config.rules, first=self.plan.rules)
+            return
         plan = compile_plan(recipe, overrides=config.overrides, command=config.command,
                             timeout=config.timeout, need_target=True)
         self.rules = load_rules(config.rules, first=plan.rules)
@@ -112,6 +119,8 @@ class Worker:
         """Run the command on one input: {input, status: crash|timeout|clean, crash}."""
         from ..engine.session import run as run_session
 
+        if self.config.cores:
+            return self.run_core(str(path))
         argv, stdin = input_argv(tuple(self.plan.target.argv or ()), path)
         plan = dataclasses.replace(self.plan, target=dataclasses.replace(self.plan.target, argv=argv, stdin=stdin))
         crashes: list[dict[str, Any]] = []
@@ -128,6 +137,19 @@ class Worker:
             result = run_session(plan, emit=emit, out_dir=self.config.out_dir, pin_cpu=self.config.pin_cpu,
                                  classify_crashes=False)
         return self._outcome(path, result.summary, crashes, stderr)
+
+    def run_core(self, path: str) -> dict[str, Any]:
+        """The crash a core file holds, handled as a live crash is: {input, status, crash}."""
+        from .cores import run_core
+
+        crashes: list[dict[str, Any]] = []
+        summary, warnings = run_core(self.plan, path, self.config.exe,
+                                     lambda rec: crashes.append(rec) if rec.get("event") == "crash" else None,
+                                     self.config.out_dir)
+        outcome = self._outcome(path, summary, crashes, [])
+        if warnings and outcome["crash"] is not None:
+            outcome["crash"].setdefault("errors", []).extend(warnings)
+        return outcome
 
     def _outcome(self, path: str | None, summary: dict[str, Any], crashes: list[dict[str, Any]],
                  stderr: list[str]) -> dict[str, Any]:
@@ -237,10 +259,23 @@ def triage(config: TriageConfig, progress: Progress | None = None) -> dict[str, 
 
     With jobs > 1 the workers are spawned processes: a script calling this must
     guard its entry point with `if __name__ == "__main__":`, as multiprocessing requires."""
-    if not config.command:
-        raise UsageError("triage needs a command after `--`")
-    paths: list[str | None] = list(select_shard(collect_inputs(config.inputs), config.shard)) \
-        if config.inputs is not None else [None]
+    cores: list[str] = []
+    if config.cores:
+        from .cores import check_cores, collect_cores
+
+        if config.command or config.inputs is not None:
+            raise UsageError("--core triages core files and runs nothing: give no command and no --inputs")
+        cores = collect_cores(config.cores, collect_inputs)
+        if not cores:
+            raise UsageError(f"--core {' '.join(config.cores)}: no core files there")
+        paths: list[str | None] = list(select_shard(cores, config.shard))
+        check_cores([p for p in paths if p is not None])
+    elif not config.command:
+        raise UsageError("triage needs a command after `--` (or core files: --core CORE)")
+    elif config.inputs is not None:
+        paths = list(select_shard(collect_inputs(config.inputs), config.shard))
+    else:
+        paths = [None]
     worker = Worker(config, quiet_stderr=True)     # compiles here first: recipe errors surface once
     if config.jobs <= 1 or len(paths) <= 1:
         outcomes = []
@@ -250,17 +285,26 @@ def triage(config: TriageConfig, progress: Progress | None = None) -> dict[str, 
                 progress(done, len(paths), outcomes[-1])
     else:
         outcomes = _run_parallel(config, paths, progress)
-    return build_report(report_meta(config, worker), outcomes)
+    return build_report(report_meta(config, worker, cores[0] if cores else None), outcomes)
 
 
-def report_meta(config: TriageConfig, worker: Worker) -> dict[str, Any]:
-    """The provenance a report carries: command, tool, recipe, target build id, shard."""
+def report_meta(config: TriageConfig, worker: Worker, first_core: str | None = None) -> dict[str, Any]:
+    """The provenance a report carries: command, tool, recipe, target build id, shard.
+
+    For core files the command and target are the program of the first core of the
+    whole sorted list (every shard names the same one), its build id the core's."""
     from ..version import __version__
     from ..analysis.classify import rules_digest
 
     recipe = worker.plan.recipe
     build_id = None
+    command = list(config.command)
     argv0 = worker.plan.target.argv[0] if worker.plan.target.argv else None
+    if first_core is not None:
+        from .cores import core_target
+
+        program, build_id = core_target(first_core, config.exe)
+        command, argv0 = [program], None
     if argv0:
         try:
             from ..symbols.elf import open_image
@@ -268,10 +312,10 @@ def report_meta(config: TriageConfig, worker: Worker) -> dict[str, Any]:
         except Exception:  # noqa: BLE001 - provenance is best effort; a script has no build id
             build_id = None
     return {
-        "command": list(config.command),
+        "command": command,
         "tool": {"name": "instrument", "version": __version__},
         "recipe": {"name": recipe.name, "sha256": recipe.sha256},
         "rules": {"sha256": rules_digest(worker.rules)},
-        "target": {"path": config.command[0], "build_id": build_id},
+        "target": {"path": command[0], "build_id": build_id},
         "shard": {"index": config.shard[0], "count": config.shard[1]} if config.shard else None,
     }
