@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any, Mapping, Sequence, TextIO
 
-from . import format_report
+from . import REPORT_FORMATS, format_report
 from .stream import open_output
 
 BAR_WIDTH = 30
@@ -32,8 +32,8 @@ def check_outputs(outputs: Sequence[tuple[str, str | None]]) -> None:
 
     seen: dict[str, str] = {}
     for fmt, path in outputs:
-        if fmt not in FORMATS:
-            raise UsageError(f"unknown report format {fmt!r}: expected one of {', '.join(FORMATS)}")
+        if fmt not in REPORT_FORMATS:
+            raise UsageError(f"unknown report format {fmt!r}: expected one of {', '.join(REPORT_FORMATS)}")
         key = os.path.abspath(path) if path else "-"
         if key in seen:
             where = "stdout" if key == "-" else path
