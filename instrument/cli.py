@@ -293,7 +293,8 @@ def explain(recipe: str, command: tuple[str, ...], sets: tuple[str, ...]) -> Non
         capabilities = get_backend().capabilities
         sampled, abi = capabilities.sampled_registers, capabilities.abi
     except TargetError:             # no backend on this OS: the plan alone
-        sampled, abi = frozenset(), "sysv"
+        from .arch.x86_64 import Abi
+        sampled, abi = frozenset(), Abi.SYSV
     click.echo(explain_plan(plan, sampled, abi), nl=False)
 
 

@@ -25,7 +25,10 @@ class ActionContext(Protocol):
 
     record: dict[str, Any]                  # the record being built; actions merge fields into it
     regs: MutableMapping[str, int]          # the stopped thread's registers (writes go back on resume)
-    env: Env                                # for evaluating expressions
+    @property
+    def env(self) -> Env:                   # for evaluating expressions
+        ...
+
 
     def read_memory(self, address: int, size: int) -> bytes: ...
     def write_memory(self, address: int, data: bytes) -> None: ...

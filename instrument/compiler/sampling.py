@@ -16,10 +16,11 @@ from __future__ import annotations
 import dataclasses
 
 from ..arch import x86_64 as regdefs
+from ..arch.x86_64 import Abi
 from .model import BreakpointPlan, Plan
 
 
-def sampled_registers(plan: BreakpointPlan, abi: str) -> frozenset[str] | None:
+def sampled_registers(plan: BreakpointPlan, abi: Abi) -> frozenset[str] | None:
     """The full registers the hits of breakpoint `plan` read, when they read nothing
     else and change nothing; None when its hits need the thread stopped."""
     if plan.type != "hardware" or plan.access != "execute" or plan.on_return is not None:
@@ -48,12 +49,12 @@ def sampled_registers(plan: BreakpointPlan, abi: str) -> frozenset[str] | None:
     return frozenset(full)
 
 
-def can_sample(plan: BreakpointPlan, abi: str, available: frozenset[str]) -> bool:
+def can_sample(plan: BreakpointPlan, abi: Abi, available: frozenset[str]) -> bool:
     needed = sampled_registers(plan, abi)
     return needed is not None and needed <= available
 
 
-def choose_sampled(plan: Plan, abi: str, available: frozenset[str], *, enabled: bool = True) -> Plan:
+def choose_sampled(plan: Plan, abi: Abi, available: frozenset[str], *, enabled: bool = True) -> Plan:
     """`plan` with its sampled breakpoints chosen for a backend of this `abi` that can
     sample `available` registers (Capabilities.abi, .sampled_registers); `enabled`
     False: none is sampled (`--no-sampling`), every hit stops the target."""

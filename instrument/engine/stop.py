@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping, MutableMapping, Protocol, Sequence
 
 from ..arch import x86_64 as regdefs
+from ..arch.x86_64 import Abi
 from ..actions import CompiledAction
 from ..backend.base import Backend
 from ..errors import DebuggerError, EvaluationError, InstrumentError, RecipeError
@@ -25,7 +26,7 @@ class StopHost(Protocol):
     """What a stop needs of the session it happens in (engine.loop.Session)."""
 
     backend: Backend
-    abi: str
+    abi: Abi
     params: Mapping[str, Any]
     inspector: Inspector
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..arch.x86_64 import Abi
 from ..compiler.resolve import ANY_LIBRARY
 from ..compiler.sampling import choose_sampled
 from ..events import EventCode, exception_name
@@ -14,7 +15,7 @@ def _actions(actions: Any, indent: str) -> list[str]:
     return [f"{indent}- {a.describe}" for a in actions] or [f"{indent}(no actions)"]
 
 
-def explain(plan: Any, sampled_registers: frozenset[str] = frozenset(), abi: str = "sysv") -> str:
+def explain(plan: Any, sampled_registers: frozenset[str] = frozenset(), abi: Abi = Abi.SYSV) -> str:
     """The plan for a person; `sampled_registers`/`abi`: the backend's (Capabilities),
     to say which hardware breakpoints will not stop the target, for a plan compiled
     without them (a plan compiled with them says so itself: BreakpointPlan.sampled)."""

@@ -15,7 +15,8 @@ import capstone
 
 from .cfi import module_cfi
 from .elf import ImageError, open_image
-from .cfi_rules import (CALLEE_SAVED, DWARF_REGS, MASK, RBP, RIP, RSP, UnwindStop, apply_row, read_u64,
+from ..arch.x86_64 import MASK64 as MASK
+from .cfi_rules import (CALLEE_SAVED, DWARF_REGS, RBP, RIP, RSP, UnwindStop, apply_row, read_u64,
                         reg_value)
 from .reader import MEMORY_ERRORS, ReadMemory, read_available
 

@@ -75,7 +75,7 @@ def _check_mergeable(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any] | N
             if other.get(key) != first.get(key):
                 raise UsageError(f"cannot merge: the reports differ in `{key}` "
                                  f"({first.get(key)!r} vs {other.get(key)!r})")
-    shards = [r.get("shard") for r in reports]
+    shards: list[Any] = [r.get("shard") for r in reports]
     if all(s is None for s in shards):
         return None
     if any(s is None for s in shards) or len({s["count"] for s in shards}) != 1:

@@ -81,7 +81,7 @@ def by_input(report: dict) -> dict[str, tuple[str, str, list[str]]]:
 
 
 def frames_of(report: dict, name: str) -> list[str]:
-    from instrument.triage.signature import frame_key
+    from instrument.analysis.signature import frame_key
     bucket = next(b for b in report["buckets"] if name in b["inputs"])
     return [f"{frame_key(f)} ({f.get('method', 'cfi')})" for f in bucket["crash"]["frames"]]
 

@@ -12,7 +12,7 @@ from instrument.backend.core.elfcore import NT_AUXV, NT_FILE, NT_PRSTATUS, NT_SI
 from instrument.backend.core.signals import ended_by, exception_for
 from instrument.errors import DebuggerError, RecipeErrors, TargetError
 from instrument.events import EventCode, ExceptionCode
-from instrument.registers import USER_REGS_FIELDS
+from instrument.arch.x86_64 import USER_REGS_FIELDS
 
 STACK = 0x7FFF0000
 TEXT = 0x400000

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping
 
-import capstone  # type: ignore[import-untyped]  # capstone ships no type information
+import capstone  # capstone ships no type information (pyproject: [[tool.mypy.overrides]])
 from capstone import x86
 
 from ...events import Access

@@ -19,13 +19,14 @@ from typing import Callable, Iterator, Mapping, MutableMapping
 from ...errors import DebuggerError, TargetError
 from ...events import (CreateProcessInfo, CreateThreadInfo, DebugEvent, EventCode, ExitProcessInfo,
                        LoadDllInfo)
+from ...arch.x86_64 import Abi
 from ..base import Capabilities, Module, SpawnOptions
 from .elfcore import AT_ENTRY, CoreFile, open_core_file
 from .memory import CoreMemory
 from .modules import CoreModule, ModuleFinder
 from .signals import ended_by, exception_for, signal_name
 
-CORE_CAPABILITIES = Capabilities(os="linux", arch="x86_64", abi="sysv", hardware_breakpoints=0,
+CORE_CAPABILITIES = Capabilities(os="linux", arch="x86_64", abi=Abi.SYSV, hardware_breakpoints=0,
                                  memory_breakpoints=False, follow_forks=False, attach=False,
                                  read_only=True)
 READ_ONLY = "a core file is read-only"

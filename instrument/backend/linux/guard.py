@@ -74,7 +74,7 @@ def classify_access(code: bytes, pc: int, regs: Any, fault: int) -> tuple[Access
     A read-modify-write operand (`add [x], 1`) counts as a write. Implicit stack
     operands (push, call, pop, ret) are not listed by capstone, so they go by
     mnemonic."""
-    import capstone  # type: ignore[import-untyped]
+    import capstone
     from capstone import x86
 
     from ...arch.x86_64.decode import effective_address

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import MutableMapping
+from typing import Callable, Mapping, MutableMapping
 
 from ...arch.x86_64 import DEBUG_SLOTS, Abi, check_hardware_breakpoint
 from ...errors import DebuggerError, TargetError
@@ -42,6 +42,9 @@ class WindowsBackend:
             os="windows", arch="x86_64" if wide else "x86", abi=Abi.MS_X64 if wide else Abi.CDECL,
             hardware_breakpoints=DEBUG_SLOTS, memory_breakpoints=True, follow_forks=True, attach=True)
         self._procs: dict[int, Process] = {}
+        # The engine's int3 bytes per pid (Backend protocol); the Linux backend needs them
+        # to clean an untraced fork child; Windows has no fork, so nothing reads them here.
+        self.patched_bytes: Callable[[int], Mapping[int, bytes]] | None = None
         self._cpu = Contexts(self._k, self._structs)
         self._pump = EventPump(self._k, self._structs, self._w, self._cpu, self._procs)
         self._spawned: set[int] = set()
