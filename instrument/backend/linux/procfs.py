@@ -114,6 +114,26 @@ def is_alive(pid: int) -> bool:
         return False
 
 
+def is_dying(pid: int) -> bool:
+    """Gone, or going: a SIGKILL (from outside, or a fatal group exit) pending in any of
+    its threads. Such a process still shows its threads as running or traced for a
+    moment while the kernel takes them down, and its memory may already be gone."""
+    if not is_alive(pid):
+        return True
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return True
+    for tid in tids:
+        try:
+            st = status(pid, int(tid))
+        except OSError:
+            continue            # that thread has exited already
+        if _has(st.get("SigPnd", "0"), signal.SIGKILL) or _has(st.get("ShdPnd", "0"), signal.SIGKILL):
+            return True
+    return False
+
+
 def descendants(pid: int) -> list[int]:
     """Every living process below `pid` (children, their children, ...), parents first.
     Read from each /proc/N/stat: this kernel has no /proc/N/task/N/children."""

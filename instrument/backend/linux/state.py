@@ -224,8 +224,9 @@ class Process:
             raise self._failed(f"cannot write {len(data)} bytes at {address:#x}")
 
     def _failed(self, what: str) -> DebuggerError:
-        # A process killed from outside (a zombie now) fails every access: say it is lost.
-        gone = not procfs.is_alive(self.pid)
+        # A process killed from outside (a zombie now, or with SIGKILL pending while the
+        # kernel takes its threads down) fails every access: say it is lost.
+        gone = procfs.is_dying(self.pid)
         return (TargetLost if gone else DebuggerError)(f"{what} in process {self.pid}"
                                                        + (": it has exited" if gone else ""))
 
