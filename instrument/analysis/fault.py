@@ -33,7 +33,6 @@ MEMORY_FAULT_CODES = {ExceptionCode.ACCESS_VIOLATION, ExceptionCode.GUARD_PAGE,
                       ExceptionCode.STACK_OVERFLOW, ExceptionCode.IN_PAGE_ERROR}
 
 
-
 def bare_symbol(symbol: str) -> str:
     """`libc.so.6!abort+0x1a` -> `abort`."""
     name = symbol.rsplit("!", 1)[-1]

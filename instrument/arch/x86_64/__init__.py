@@ -1,4 +1,4 @@
-"""x86-64 for both backends: registers and ABIs, debug registers, the prologue emulator (prologue.py), machine facts.
+"""x86-64 for both backends: registers, ABIs, debug registers, the prologue emulator, machine facts.
 
 The capstone memory-access decoder is `instrument.arch.x86_64.decode`, not
 re-exported here: importing it loads capstone, which start-up paths avoid.

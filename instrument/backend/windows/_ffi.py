@@ -137,7 +137,8 @@ class CONTEXT(Structure):
 
 _FLOATING_SAVE_AREA_FIELDS: list[tuple[str, Any]] = [
     (n, c_uint32) for n in ("ControlWord", "StatusWord", "TagWord", "ErrorOffset", "ErrorSelector",
-                            "DataOffset", "DataSelector")] + [("RegisterArea", c_uint8 * 80), ("Cr0NpxState", c_uint32)]
+                            "DataOffset", "DataSelector")
+] + [("RegisterArea", c_uint8 * 80), ("Cr0NpxState", c_uint32)]
 
 
 class FLOATING_SAVE_AREA(Structure):
