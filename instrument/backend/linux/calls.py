@@ -21,7 +21,7 @@ import signal
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from ...arch.x86_64 import MASK64 as _MASK
+from ...arch.x86_64 import MASK64 as _MASK, to_signed64
 from ...errors import DebuggerError, TargetLost
 from . import _ffi, procfs
 from .signals import signal_name
@@ -165,7 +165,7 @@ def _step_syscall(tid: int, wait: Callable[[int], int], address: int, call: _ffi
         _ffi.ptrace(_ffi.PTRACE_GETREGS, tid, None, regs)
         if sig == signal.SIGTRAP and regs.rip == address + len(SYSCALL_INSN):
             rax = int(regs.rax)
-            return rax - (1 << 64) if rax >> 63 else rax
+            return to_signed64(rax)
         if regs.rip != address:
             raise DebuggerError(f"thread {tid} did not run the injected system call (pc {regs.rip:#x})")
         if sig == signal.SIGTRAP and _ffi.get_siginfo(tid, _ffi.SigInfo()).si_code > 0:

@@ -28,79 +28,19 @@ is lost and clearing restores the protection we saw when arming.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable
+from typing import Iterable
 
+from ...arch.x86_64 import MAX_INSN, PAGE_SIZE as PAGE, page_of, pages_of
 from ...errors import DebuggerError, TargetLost
 from ...events import Access, DebugEvent, EventCode, ExceptionCode, ExceptionInfo
 from . import _ffi, procfs
 from .calls import MAX_TRIES, Injector, find_syscall, inject_syscall
-from .pages import (
-    PAGE, PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE, GuardBook, GuardFault, page_of, pages_of, prot_of,
-)
+from .pages import PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE, GuardBook, GuardFault, prot_of
 from .state import Process, Thread
 from .stops import Events, Tracees
 
 SYS_MPROTECT = 10
 SEGV_ACCERR = 2
-
-
-# -- the access an instruction made -----------------------------------------------------
-_STACK_WRITES = ("push", "call")
-_STACK_READS = ("pop", "ret", "leave")
-_decoded: dict[tuple[int, bytes], Any] = {}
-
-
-MAX_INSN = 15      # bytes in the longest x86 instruction
-
-
-def _decode(code: bytes, pc: int) -> Any | None:
-    # capstone is imported on the first guarded fault, not at start-up: most
-    # sessions have no memory breakpoint.
-    from ...arch.x86_64.decode import engine
-
-    key = (pc, code)
-    insn = _decoded.get(key)
-    if insn is None:
-        insn = next(iter(engine(detail=True).disasm(code, pc, 1)), None)
-        if insn is not None and len(_decoded) < 4096:
-            _decoded[key] = insn
-    return insn
-
-
-def classify_access(code: bytes, pc: int, regs: Any, fault: int) -> tuple[Access, int, int]:
-    """(access, lo, hi): what the instruction at pc did to the faulting address, and
-    the span of that operand, from its decoded memory operands (capstone).
-
-    A read-modify-write operand (`add [x], 1`) counts as a write. Implicit stack
-    operands (push, call, pop, ret) are not listed by capstone, so they go by
-    mnemonic."""
-    import capstone
-    from capstone import x86
-
-    from ...arch.x86_64.decode import effective_address
-
-    if fault == pc:
-        return Access.EXECUTE, fault, fault + 1
-    insn = _decode(code, pc)
-    if insn is None:
-        return Access.READ, fault, fault + 1
-    values = {name: getattr(regs, name) for name in _ffi.REGISTER_NAMES}
-    for op in insn.operands:
-        if op.type != x86.X86_OP_MEM:
-            continue
-        lo = effective_address(insn, op, values)
-        hi = lo + max(op.size, 1)
-        if lo <= fault < hi:
-            kind = Access.WRITE if op.access & capstone.CS_AC_WRITE else Access.READ
-            return kind, lo, hi
-    mnemonic = insn.mnemonic
-    if mnemonic.startswith(_STACK_WRITES):
-        return Access.WRITE, fault, fault + 8
-    if mnemonic.startswith(_STACK_READS):
-        return Access.READ, fault, fault + 8
-    # Operands capstone sizes oddly (xsave areas, gathers): judge by whether it writes memory.
-    writes = any(op.type == x86.X86_OP_MEM and op.access & capstone.CS_AC_WRITE for op in insn.operands)
-    return (Access.WRITE if writes else Access.READ), fault, fault + 1
 
 
 # -- the backend side ------------------------------------------------------------------
@@ -225,7 +165,12 @@ class Guards:
             code = proc.read(pc, MAX_INSN)
         except DebuggerError:
             code = b""
-        access, lo, hi = classify_access(code, pc, regs, address)
+        # capstone is imported on the first guarded fault, not at start-up: most
+        # sessions have no memory breakpoint.
+        from ...arch.x86_64.decode import classify_access
+
+        values = {name: getattr(regs, name) for name in _ffi.REGISTER_NAMES}
+        access, lo, hi = classify_access(code, pc, values, address)
         if not owned:
             return self._stale_fault(proc, th, book, address, access)
         if book.applied[page_of(address)] != PROT_NONE and access == Access.READ:

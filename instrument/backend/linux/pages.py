@@ -4,18 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ...arch.x86_64 import PAGE_SIZE, page_of
 from ...events import Access
 
-PAGE = 0x1000
 PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
-
-
-def page_of(address: int) -> int:
-    return address & ~(PAGE - 1)
-
-
-def pages_of(address: int, size: int) -> range:
-    return range(page_of(address), address + max(size, 1), PAGE)
 
 
 def prot_of(perms: str) -> int:
@@ -45,7 +37,7 @@ class GuardBook:
     def wanted(self, page: int) -> int | None:
         """The protection `page` needs now; None: no range left on it (give it back)."""
         kinds = {access for start, (size, access) in self.ranges.items()
-                 if start < page + PAGE and page < start + size}
+                 if start < page + PAGE_SIZE and page < start + size}
         if not kinds:
             return None
         if "any" in kinds:
