@@ -12,19 +12,10 @@ import pytest
 from instrument.report.json import report_schema
 from instrument.triage.report_model import comparable
 from tests.conftest import run_cli
-from tests.integration.test_triage import CORPUS, EXPECTED
+from tests.integration.test_triage import EXPECTED, corpus  # noqa: F401 (the corpus fixture, shared)
 
 SARIF_SCHEMA = Path(__file__).parents[1] / "unit" / "data" / "sarif-schema-2.1.0.json"
 _ROW = re.compile(r"^\| (?P<cls>[A-Z_]+) \| (?P<rule>[^|]+) \| (?P<count>\d+) \| .* \| `(?P<input>[^`]+)` \|$", re.M)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("corpus")
-    for name, text in CORPUS.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text + "\n" if text else "")
-    return root
 
 
 def read_all(folder: Path, stem: str) -> tuple[dict, dict, str]:
