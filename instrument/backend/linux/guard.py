@@ -34,6 +34,7 @@ from ...arch.x86_64 import MAX_INSN, PAGE_SIZE as PAGE, page_of, pages_of
 from ...errors import DebuggerError, TargetLost
 from ...events import Access, DebugEvent, EventCode, ExceptionCode, ExceptionInfo
 from . import _ffi, procfs
+from ..watches import WATCH_ACCESSES, WatchedRange
 from .calls import MAX_TRIES, Injector, find_syscall, inject_syscall
 from .pages import PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE, GuardBook, GuardFault, prot_of
 from .state import Process, Thread
@@ -53,15 +54,15 @@ class Guards:
 
     def set(self, pid: int, address: int, size: int, access: str) -> None:
         """The Backend's set_memory_breakpoint."""
-        if access not in ("write", "any"):
+        if access not in WATCH_ACCESSES:
             raise DebuggerError(f"memory breakpoint access must be write or any, not {access!r}")
         if size < 1:
             raise DebuggerError(f"memory breakpoint size must be at least 1, not {size}")
         proc = self._t.proc(pid)
         book = proc.guards = proc.guards or GuardBook()
         old = book.ranges.get(address)        # set again (a fork child's copy, a new size)
-        book.ranges[address] = (size, access)
-        pages = set(pages_of(address, size)) | (set(pages_of(address, old[0])) if old else set())
+        book.ranges[address] = WatchedRange(address, size, access)
+        pages = set(pages_of(address, size)) | (set(pages_of(address, old.size)) if old else set())
         try:
             self._sync_pages(proc, sorted(pages))
         except DebuggerError:
@@ -77,8 +78,8 @@ class Guards:
         book = proc.guards
         if book is None or address not in book.ranges:
             return
-        size, _ = book.ranges.pop(address)
-        self._sync_pages(proc, pages_of(address, size))
+        watched = book.ranges.pop(address)
+        self._sync_pages(proc, pages_of(address, watched.size))
 
     def release(self, proc: Process) -> None:
         """Give every guarded page its protection back (detach); all threads are stopped."""

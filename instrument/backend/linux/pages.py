@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...arch.x86_64 import PAGE_SIZE, page_of
-from ...events import Access
+from ...arch.x86_64 import page_of
+from ..watches import WatchBook
 
 PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
 
@@ -17,11 +17,10 @@ def prot_of(perms: str) -> int:
 
 
 @dataclass
-class GuardBook:
-    """One process's watched ranges and what we did to the protection of their pages."""
+class GuardBook(WatchBook):
+    """One process's watched ranges (backend/watches.py, shared with Windows) and what
+    we did to the protection of their pages from outside (mprotect injected)."""
 
-    ranges: dict[int, tuple[int, str]] = field(default_factory=dict)   # start -> (size, "write"|"any")
-    original: dict[int, int] = field(default_factory=dict)             # page -> protection before us
     applied: dict[int, int] = field(default_factory=dict)              # page -> protection we set
     syscall: int | None = None                                         # a `syscall` instruction
     released: dict[int, int] = field(default_factory=dict)             # page -> protection given back
@@ -36,24 +35,12 @@ class GuardBook:
 
     def wanted(self, page: int) -> int | None:
         """The protection `page` needs now; None: no range left on it (give it back)."""
-        kinds = {access for start, (size, access) in self.ranges.items()
-                 if start < page + PAGE_SIZE and page < start + size}
+        kinds = self.kinds_on(page)
         if not kinds:
             return None
         if "any" in kinds:
             return PROT_NONE          # the strictest range on the page wins
         return self.original[page] & ~PROT_WRITE
-
-    def match(self, lo: int, hi: int, access: Access) -> int | None:
-        """The first byte of [lo, hi) inside a range that watches `access`; None: a silent fault."""
-        best: int | None = None
-        for start, (size, kind) in self.ranges.items():
-            if kind == "write" and access != Access.WRITE:
-                continue
-            first = max(lo, start)
-            if first < min(hi, start + size) and (best is None or first < best):
-                best = first
-        return best
 
 
 @dataclass
