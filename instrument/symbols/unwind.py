@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Callable, Mapping
-
-import capstone
 
 from .cfi import module_cfi
 from .elf import ImageError, open_image
 from ..arch.x86_64 import MASK64 as MASK
+from ..arch.x86_64.decode import engine
 from .cfi_rules import (CALLEE_SAVED, DWARF_REGS, RBP, RIP, RSP, UnwindStop, apply_row, read_u64,
                         reg_value)
 from .reader import MEMORY_ERRORS, ReadMemory, read_available
@@ -104,15 +102,10 @@ def _in_code(module: tuple[str, int], value: int) -> bool:
     return not image.code_ranges or image.is_code(value - bias)
 
 
-@lru_cache(maxsize=1)
-def _decoder() -> capstone.Cs:
-    return capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-
-
 def _ends_with_call(code: bytes) -> bool:
     """Can the last bytes of `code` be a call (e8 rel32, or ff /2 with 2-7 bytes)?"""
     for length in (5, 2, 3, 6, 7, 4):
-        insn = next(_decoder().disasm(code[-length:], 0, 1), None)
+        insn = next(engine().disasm(code[-length:], 0, 1), None)
         if insn is not None and insn.size == length and insn.mnemonic == "call":
             return True
     return False
