@@ -37,6 +37,12 @@ def _fail(error: InstrumentError, traceback: bool) -> None:
     sys.exit(error.exit_status)
 
 
+NO_PIN_HELP = ("Do not pin tracer and target to one CPU. By default a started target runs on the "
+               "tracer's CPU while it has one thread (stops cost ~5x less here) and gets every CPU back "
+               "at its second thread, so threads interleave as untraced; the summary says `pinned` "
+               "when the whole run was. --no-pin makes single-threaded stops slower, nothing else.")
+
+
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Catch InstrumentError once: one line per error, the documented exit status."""
     import functools
@@ -112,8 +118,7 @@ def main(traceback: bool) -> None:
               help="Folder for files the recipe's actions write (dump: file:).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="End the session after this many seconds (overrides the recipe).")
 @click.option("--all-events", is_flag=True, help="Write a record for every debug event, not just handled ones.")
-@click.option("--no-pin", is_flag=True, help="Do not pin tracer and target to one CPU (pinning makes stops ~5x "
-              "cheaper; a run whose every breakpoint is sampled has no stops and is not pinned).")
+@click.option("--no-pin", is_flag=True, help=NO_PIN_HELP)
 @click.option("--no-sampling", is_flag=True,
               help="Stop the target at every hardware breakpoint hit, even one that only logs registers "
                    "(by default such hits are sampled by perf events while the target runs on).")
@@ -195,11 +200,12 @@ hit's record names its function. Without ': FORMAT', a hit logs its first
 @click.option("--save", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
               help="Also write the equivalent recipe to FILE (then `instrument run FILE` does the same).")
 @click.option("--print-recipe", is_flag=True, help="Print the equivalent recipe and exit without running.")
+@click.option("--no-pin", is_flag=True, help=NO_PIN_HELP)
 @handle_errors
 def trace(command: tuple[str, ...], specs: tuple[str, ...], n_args: int, ret: bool, backtrace: int | None,
           limit: int | None, hardware: bool, follow_forks: bool, max_matches: int | None, pid: int | None,
           fmt: str, output: str | None, out_dir: str, timeout: float | None, save: str | None,
-          print_recipe: bool) -> None:
+          print_recipe: bool, no_pin: bool) -> None:
     """Trace calls without writing a recipe: break at each PLACE, log each hit.
 
     COMMAND (after `--`) is started, or --pid attached. The recipe these flags
@@ -226,7 +232,7 @@ def trace(command: tuple[str, ...], specs: tuple[str, ...], n_args: int, ret: bo
                               need_target=True)
     except RecipeErrors as e:
         raise written.flag_errors(e, file) from None
-    _run_plan(plan, backend, fmt=fmt, output=output, out_dir=out_dir)
+    _run_plan(plan, backend, fmt=fmt, output=output, out_dir=out_dir, no_pin=no_pin)
 
 
 @main.command()

@@ -81,6 +81,7 @@ class Session:
             EventCode.UNLOAD_DLL_DEBUG_EVENT: self.on_unload_dll,
             EventCode.EXIT_PROCESS_DEBUG_EVENT: self.on_exit_process,
             EventCode.RIP_EVENT: self.on_exit_process,
+            EventCode.CREATE_THREAD_DEBUG_EVENT: self.on_create_thread,
         }
         self.end_request: Ending | None = None
         self.ended_how = Ending.EXITED
@@ -89,6 +90,7 @@ class Session:
         self.attached = attached
         self.main_pid: int | None = None
         self.started = False               # the first CREATE_PROCESS has arrived
+        self.threads_started = False       # some target process started a second thread
         backend.patched_bytes = self.patched_bytes
 
     @property
@@ -168,6 +170,11 @@ class Session:
         return False
 
     # -- processes and modules ------------------------------------------------------
+    def on_create_thread(self, event: DebugEvent) -> None:
+        # A backend that pinned a single-threaded target to one CPU lets it go at its
+        # second thread (backend/linux/decode.py): the summary then says not pinned.
+        self.threads_started = True
+
     def on_create_process(self, event: DebugEvent) -> None:
         info: CreateProcessInfo = event.info  # type: ignore[assignment]
         if self.main_pid is None:

@@ -47,6 +47,8 @@ def format_record(r: dict[str, Any]) -> str:
         bps = _hit_counts(r.get("breakpoints") or {})
         end = f"exit code {r['exit_code']}" if r.get("exit_code") is not None else (r.get("signal") or "")
         head += f" {r.get('ended')} {end}".rstrip() + (f"; hits: {bps}" if bps else "")
+        if r.get("pinned"):
+            head += "; pinned to one CPU"
     elif event == "crash":
         head += f" {r.get('exception')} ({r.get('signal')}) at {r.get('symbol') or r.get('address')}"
         if r.get("fault_address"):

@@ -175,6 +175,9 @@ class Decoder:
             th = self._t.add_thread(proc, new_tid)
             th.stop()
             th.hold()
+            if proc.unpin_to is not None:
+                _unpin(proc.unpin_to, list(proc.threads))
+                proc.unpin_to = None
             if proc.hw.active:
                 self._sampling.program(proc, new_tid)   # clone copies neither debug registers nor perf events
             return [DebugEvent(EventCode.CREATE_THREAD_DEBUG_EVENT, proc.pid, new_tid, CreateThreadInfo())]
@@ -195,12 +198,15 @@ class Decoder:
                             mem.seek(address)
                             mem.write(original)
                 self._guards.fork(parent, pid, follow=False, vfork=vfork)
+                if parent.unpin_to is not None:
+                    _unpin(parent.unpin_to, [pid])      # untraced from now on: as if never traced
                 _ffi.ptrace(_ffi.PTRACE_DETACH, pid, None, 0)
             except (OSError, DebuggerError):
                 pass
             return []
         child = self._t.add_process(pid, spawned=parent.spawned, follow_forks=True)
         child.parent_pid = parent.pid
+        child.unpin_to = parent.unpin_to           # a copy of a single-threaded process
         child.image_path, child.image_base = parent.image_path, parent.image_base
         child.rdv = Rendezvous(pid, parent.rdv.loader_path, parent.rdv.loader_base, parent.rdv.brk,
                                parent.rdv.r_debug, parent.rdv.saved, dict(parent.rdv.known))
@@ -238,3 +244,14 @@ class Decoder:
                                      ExitProcessInfo(code, sig)))
         self._t.forget(proc)
         return events
+
+
+def _unpin(cpus: set[int], tids: list[int]) -> None:
+    """Give threads of a target started pinned to our CPU their CPUs back. Pinning makes a
+    stop ~5x cheaper here, and changes nothing a single thread can notice; with a second
+    thread it would make them share one CPU, so a multi-threaded target runs as untraced."""
+    for tid in tids:
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except OSError:
+            pass      # gone meanwhile

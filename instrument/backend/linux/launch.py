@@ -278,6 +278,11 @@ class Launcher:
         finally:
             os.close(err_r)
 
+    @property
+    def saved_affinity(self) -> set[int] | None:
+        """The CPUs we had before pinning ourselves (None: not pinned)."""
+        return self._saved_affinity
+
     def _pin(self) -> None:
         # HOUSE rule 12: a stop/resume round trip is ~8x cheaper when tracer and
         # target share a CPU (no idle CPU to wake); the child inherits the mask.

@@ -181,6 +181,10 @@ class Process:
         # each is to get when let go (stops.py: cont and release). None: not paused.
         self.paused: list[tuple[Thread, int]] | None = None
         self.guards: GuardBook | None = None    # memory breakpoints (guard.py), made on first use
+        # Started pinned to the tracer's CPU (launch.py): the CPUs its threads get back
+        # when it starts a second thread, whose scheduling one CPU would change. None:
+        # not pinned (any more).
+        self.unpin_to: set[int] | None = None
         self._mem: int | None = None
 
     def _mem_fd(self) -> int:

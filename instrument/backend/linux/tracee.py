@@ -105,6 +105,8 @@ class LinuxBackend:
             raise
         proc = self._t.add_process(pid, spawned=True, follow_forks=options.follow_forks)
         proc.pump = pump
+        if options.pin_cpu:
+            proc.unpin_to = self._launcher.saved_affinity
         self._queue.extend(self._decoder.on_exec(proc, self._threads[pid]))
         return pid
 
