@@ -1,7 +1,8 @@
 // Signals that arrive while the tracer works in a thread reach the program as they were
 // sent. A worker thread writes a watched page in a loop (a memory breakpoint: each write
 // makes the tracer inject mprotect calls into the worker, and signals for the worker wait
-// meanwhile); a sender child sends N of each: sigqueue() of SIGRTMIN+1 to the process
+// meanwhile); the main thread, running while the worker stands in the tracer's hands, sends
+// N of each: sigqueue() of SIGRTMIN+1 to the process
 // (values 1..N), rt_tgsigqueueinfo of SIGRTMIN+2 to the worker (values 1..N), tgkill of
 // SIGRTMIN+3 to the worker. Every signal must come with the sender's pid, its si_code and
 // value, the directed ones on the worker. Usage: sig_held N — prints "signals OK ..." or
@@ -13,8 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 __attribute__((aligned(4096))) volatile long watched_page[512];
@@ -48,8 +47,6 @@ static void *work(void *arg) {
 }
 
 static void send_all(pid_t pid, pid_t tid, int n) {
-    struct timespec gap = {0, 2000000};
-    nanosleep(&(struct timespec){0, 100000000}, NULL);     // the parent has noted our pid
     for (int i = 1; i <= n; i++) {
         sigqueue(pid, SIGRTMIN + 1, (union sigval){.sival_int = i});
         siginfo_t si;
@@ -61,7 +58,7 @@ static void send_all(pid_t pid, pid_t tid, int n) {
         si.si_value.sival_int = i;
         syscall(SYS_rt_tgsigqueueinfo, pid, tid, SIGRTMIN + 2, &si);
         syscall(SYS_tgkill, pid, tid, SIGRTMIN + 3);
-        if (i % 20 == 0) nanosleep(&gap, NULL);     // bursts: many wait at once for the worker
+        for (volatile int spin = 0; spin < 20000; spin++) {}    // running, not asleep: sending
     }
 }
 
@@ -79,10 +76,8 @@ int main(int argc, char **argv) {
     pthread_t t;
     pthread_create(&t, NULL, work, NULL);
     while (!worker_tid) usleep(1000);
-    pid_t me = getpid(), child = fork();
-    if (child == 0) { send_all(me, worker_tid, n); _exit(0); }
-    sender = child;
-    waitpid(child, NULL, 0);
+    sender = getpid();
+    send_all(sender, worker_tid, n);
     for (int i = 0; i < 10000 && (count[0] < n || count[1] < n || count[2] < n); i++) usleep(1000);
     stop = 1;
     pthread_join(t, NULL);
