@@ -90,3 +90,16 @@ def test_signals_held_back_arrive_with_their_own_siginfo_and_thread(targets, tmp
                    targets["sig_held"], "200", timeout=120)
     assert "signals OK" in proc.stdout, proc.stdout + proc.stderr
     assert proc.returncode == 0
+
+
+def test_a_memory_breakpoint_hit_keeps_the_vector_and_x87_registers(targets, tmp_path):
+    # The injected mprotect calls around the hit save only the general registers: the
+    # kernel keeps the x87/SSE/AVX state across a system call.
+    body = "breakpoints:\n  - id: w\n    at: watched_page\n    type: memory\n    size: 8\n"
+    out = tmp_path / "out.jsonl"
+    proc = run_cli("run", recipe(tmp_path, body), "--format", "jsonl", "-o", str(out), "--",
+                   targets["xstate_keep"], "page")
+    if "xstate SKIP" in proc.stdout:
+        pytest.skip("no AVX on this CPU")
+    assert "xstate OK" in proc.stdout, proc.stdout + proc.stderr
+    assert '"w":1' in out.read_text().splitlines()[-1]         # the write was a hit

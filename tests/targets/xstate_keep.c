@@ -1,6 +1,8 @@
 // Live vector and x87 state across a stop where the tracer injects a call: main loads
 // ymm0-15, two x87 values and a non-default MXCSR, stops on an int3 (the tracer calls
 // clobber() there through an injected call, then resumes), and checks them all after.
+// With the argument "page" a write to watched_page (a memory breakpoint: mprotect is
+// injected around it) stands where the int3 is.
 // Prints "xstate OK" or "xstate FAIL <what>"; "xstate SKIP" on a CPU without AVX.
 #include <stdio.h>
 #include <string.h>
@@ -8,6 +10,7 @@
 static unsigned char in[16][32], out[16][32];
 static double x87_in[2] = {3.25, -1.5e300}, x87_out[2];
 static unsigned mxcsr_in = 0x7f80, mxcsr_out;      // round toward zero, all masked
+__attribute__((aligned(4096))) volatile long watched_page[512];
 
 // Called by the tracer, never by the program: it trashes what an ordinary function may.
 __attribute__((noinline, used)) long clobber(void) {
@@ -27,7 +30,8 @@ __attribute__((noinline, used)) long clobber(void) {
     return 7;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    int page = argc > 1 && !strcmp(argv[1], "page");
     if (!__builtin_cpu_supports("avx")) { puts("xstate SKIP"); return 0; }
     for (int r = 0; r < 16; r++)
         for (int b = 0; b < 32; b++) in[r][b] = (unsigned char)(r * 37 + b * 11 + 1);
@@ -40,7 +44,11 @@ int main(void) {
         "vmovdqu 480(%0), %%ymm15\n\t"
         "fldl 8(%2)\n\t" "fldl 0(%2)\n\t"          // st0 = x87_in[0], st1 = x87_in[1]
         "ldmxcsr (%4)\n\t"
+        "testl %7, %7\n\t" "jnz 1f\n\t"
         "int3\n\t"                                  // the tracer's injected call happens here
+        "jmp 2f\n"
+        "1:\tmovq $1, (%6)\n"                       // or here its injected mprotect calls
+        "2:\t"
         "stmxcsr (%5)\n\t"
         "movl $0x1f80, -4(%%rsp)\n\t" "ldmxcsr -4(%%rsp)\n\t"
         "fstpl 0(%3)\n\t" "fstpl 8(%3)\n\t"
@@ -51,7 +59,8 @@ int main(void) {
         "vmovdqu %%ymm12, 384(%1)\n\t" "vmovdqu %%ymm13, 416(%1)\n\t" "vmovdqu %%ymm14, 448(%1)\n\t"
         "vmovdqu %%ymm15, 480(%1)\n\t"
         "vzeroupper\n\t"
-        :: "r"(in), "r"(out), "r"(x87_in), "r"(x87_out), "r"(&mxcsr_in), "r"(&mxcsr_out)
+        :: "r"(in), "r"(out), "r"(x87_in), "r"(x87_out), "r"(&mxcsr_in), "r"(&mxcsr_out),
+          "r"(watched_page), "r"(page)
         : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
           "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "st", "st(1)", "memory");
     for (int r = 0; r < 16; r++)
