@@ -7,9 +7,21 @@ from typing import Any
 
 from .stream import Flushing
 
-# Control characters other than the newlines we lay out with: a target's strings
-# (str(arg0), its stderr) must not drive the reader's terminal (colours, cursor, title).
-_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")      # C0 but newline, DEL, C1
+# Every control character of a value, newlines included, and the Unicode line and paragraph
+# separators: a target's strings (str(arg0), its stderr, a symbol name) must neither drive the
+# reader's terminal (colours, cursor, title) nor start a line that reads as a record of ours.
+# Lines are escaped one by one, so the only newlines left are the ones we lay out with.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")      # C0, DEL, C1, U+2028/9
+
+
+def _escaped(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    return "\\n" if c == 10 else f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def _escape(line: str) -> str:
+    return _CONTROL.sub(_escaped, line)
+
 
 _SKIP = {"event", "code", "pid", "tid", "time", "message", "registers", "dump", "frames",
          "disassembly", "errors", "id", "hits", "address", "symbol", "type"}
@@ -64,12 +76,9 @@ def format_record(r: dict[str, Any]) -> str:
     if event != "summary":
         who = f"pid={r.get('pid')}" + (f" tid={r.get('tid')}" if r.get("tid") != r.get("pid") else "")
         head += f" [{who}]"
-    message = str(r["message"]).splitlines() if r.get("message") else []
-    if len(message) == 1:              # one line of log: keep the record on one line
-        head += f": {message[0]}"
-        message = []
+    if r.get("message"):               # on the record's line, its newlines escaped
+        head += f": {r['message']}"
     lines = [head]
-    lines += ["    " + line for line in message]
     if r.get("registers"):
         regs = list(r["registers"].items())
         for i in range(0, len(regs), 4):
@@ -83,7 +92,7 @@ def format_record(r: dict[str, Any]) -> str:
         lines.append(f"  {mark} {ins['address']}: {ins['text']}")
     for e in r.get("errors") or []:
         lines.append(f"    error: {e}")
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", "\n".join(lines))
+    return "\n".join(_escape(line) for line in lines)
 
 
 class TextReporter(Flushing):

@@ -26,6 +26,15 @@ PTRACE_SETOPTIONS = 0x4200
 PTRACE_GETEVENTMSG = 0x4201
 PTRACE_SETSIGINFO = 0x4203
 PTRACE_GETSIGINFO = 0x4202
+PTRACE_GETREGSET = 0x4204
+PTRACE_SETREGSET = 0x4205
+PTRACE_GETSIGMASK = 0x420a
+PTRACE_SETSIGMASK = 0x420b
+NT_PRFPREG = 2             # the legacy FXSAVE area: x87, MXCSR, xmm0-15 (512 bytes)
+NT_X86_XSTATE = 0x202      # the whole XSAVE area: also ymm/zmm upper halves, opmasks, PKRU
+# XSAVE areas are under 3 KB with AVX-512 and about 11 KB with AMX tiles; the kernel
+# copies min(this, its size) and says how much in iov_len.
+XSTATE_BUFFER = 16384
 PTRACE_SEIZE = 0x4206
 PTRACE_INTERRUPT = 0x4207
 PTRACE_LISTEN = 0x4208
@@ -135,6 +144,8 @@ _REQUEST_NAMES = {
     PTRACE_SETREGS: "SETREGS", PTRACE_DETACH: "DETACH", PTRACE_SETOPTIONS: "SETOPTIONS",
     PTRACE_GETEVENTMSG: "GETEVENTMSG", PTRACE_GETSIGINFO: "GETSIGINFO",
     PTRACE_SEIZE: "SEIZE", PTRACE_INTERRUPT: "INTERRUPT", PTRACE_LISTEN: "LISTEN",
+    PTRACE_GETREGSET: "GETREGSET", PTRACE_SETREGSET: "SETREGSET", PTRACE_GETSIGMASK: "GETSIGMASK",
+    PTRACE_SETSIGMASK: "SETSIGMASK", PTRACE_SETSIGINFO: "SETSIGINFO",
 }
 
 
@@ -160,6 +171,34 @@ def ptrace(request: int, tid: int, addr: int | None = None, data: int | object |
 def peek_user(tid: int, offset: int) -> int:
     """One word of struct user (debug registers), as an unsigned 64-bit value."""
     return ptrace(PTRACE_PEEKUSER, tid, offset) & MASK64
+
+
+def get_regset(tid: int, note: int) -> bytes:
+    """PTRACE_GETREGSET of register set `note` (NT_X86_XSTATE, NT_PRFPREG): its bytes, as
+    long as the kernel says (ptrace(PTRACE_GETREGSET, tid, note, struct iovec *))."""
+    buf = ctypes.create_string_buffer(XSTATE_BUFFER)
+    iov = IoVec(ctypes.cast(buf, c_void_p), XSTATE_BUFFER)
+    ptrace(PTRACE_GETREGSET, tid, note, iov)
+    return buf.raw[:iov.iov_len]
+
+
+def set_regset(tid: int, note: int, data: bytes) -> None:
+    """PTRACE_SETREGSET: register set `note` of stopped thread `tid` becomes `data`."""
+    buf = ctypes.create_string_buffer(data, len(data))
+    ptrace(PTRACE_SETREGSET, tid, note, IoVec(ctypes.cast(buf, c_void_p), len(data)))
+
+
+def get_sigmask(tid: int) -> int:
+    """PTRACE_GETSIGMASK: the thread's blocked signals, bit signo-1
+    (ptrace(PTRACE_GETSIGMASK, tid, sizeof(sigset_t) = 8, uint64_t *))."""
+    mask = c_uint64()
+    ptrace(PTRACE_GETSIGMASK, tid, 8, mask)
+    return mask.value
+
+
+def set_sigmask(tid: int, mask: int) -> None:
+    """PTRACE_SETSIGMASK (ptrace(PTRACE_SETSIGMASK, tid, 8, const uint64_t *))."""
+    ptrace(PTRACE_SETSIGMASK, tid, 8, c_uint64(mask & MASK64))
 
 
 def get_event_msg(tid: int) -> int:
