@@ -9,6 +9,7 @@ from ..compiler.table import Handler
 from ..errors import DebuggerError, EvaluationError
 from ..events import DebugEvent, EventCode, ExceptionCode, ExceptionInfo
 from .arming import BreakpointSet
+from .attribution import process_of, thread_of
 from .breakpoints import Breakpoint, State
 from ..arch.x86_64 import emulate
 from .handlers import Handlers
@@ -269,6 +270,8 @@ class ExceptionDispatch:
         rec = self.recorder.record("crash", _EXCEPTION, event.pid, event.tid)
         try:
             rec.update(self.inspector.crash_record(process, info, regs))
+            rec["thread"] = thread_of(process, event.tid, rec.get("frames") or [])
+            rec["process"] = process_of(process)
             if self.classify and regs is not None:     # SPEC 5: classification and hash
                 # Imported at the first crash, for start-up speed: most sessions have none.
                 from ..analysis.classify import annotate, load_rules

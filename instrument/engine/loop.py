@@ -170,11 +170,6 @@ class Session:
         return False
 
     # -- processes and modules ------------------------------------------------------
-    def on_create_thread(self, event: DebugEvent) -> None:
-        # A backend that pinned a single-threaded target to one CPU lets it go at its
-        # second thread (backend/linux/decode.py): the summary then says not pinned.
-        self.threads_started = True
-
     def on_create_process(self, event: DebugEvent) -> None:
         info: CreateProcessInfo = event.info  # type: ignore[assignment]
         if self.main_pid is None:
@@ -187,12 +182,26 @@ class Session:
         # An exec'd image (same pid) replaces everything: the old sites went with the old image.
         process = ProcessState(event.pid, self.backend, modules, image_path=info.image_path)
         parent = self.processes.get(info.parent_pid) if info.parent_pid is not None else None
-        if parent is not None and event.pid not in self.processes:
+        previous = self.processes.get(event.pid)
+        process.threads = [event.pid]
+        if parent is not None and previous is None:
             # A new fork child. The same pid again is an exec (in a followed child, its
             # parent_pid still names the parent): a fresh image, nothing to inherit.
             self.breakpoints.inherit_fork(parent, process)
+            process.depth, process.parent_exe = parent.depth + 1, parent.image_path
+            process.forked_without_exec = True
+        elif previous is not None:       # an exec: same place in the tree, a new image
+            process.depth, process.parent_exe = previous.depth, previous.parent_exe
         self.processes[event.pid] = process
         self.breakpoints.arm_all(process)
+
+    def on_create_thread(self, event: DebugEvent) -> None:
+        # A backend that pinned a single-threaded target to one CPU lets it go at its
+        # second thread (backend/linux/decode.py): the summary then says not pinned.
+        self.threads_started = True
+        process = self.processes.get(event.pid)
+        if process is not None and event.tid not in process.threads:
+            process.threads.append(event.tid)
 
     def patched_bytes(self, pid: int) -> dict[int, bytes]:
         """The original bytes under every int3 we have in `pid` now (see Backend.patched_bytes)."""

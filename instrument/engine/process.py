@@ -52,6 +52,13 @@ class ProcessState:
     unarmable: set[str] = field(default_factory=set)    # bp ids whose address cannot take them
     retired: set[int] = field(default_factory=set)      # addresses whose int3 we have taken out
     ifunc_targets: dict[int, int] = field(default_factory=dict)   # indirect function -> implementation
+    # Attribution (issue 16): thread ids in creation order (the first is the main thread),
+    # the depth in the process tree (0: the started process), the parent's image, and
+    # whether this is a fork child still running its parent's image (no exec yet).
+    threads: list[int] = field(default_factory=list)
+    depth: int = 0
+    parent_exe: str | None = None
+    forked_without_exec: bool = False
 
     def read(self, address: int, size: int) -> bytes:
         """Target memory as the program sees it: the original bytes under our int3s."""

@@ -76,6 +76,8 @@ def format_record(r: dict[str, Any]) -> str:
     if event != "summary":
         who = f"pid={r.get('pid')}" + (f" tid={r.get('tid')}" if r.get("tid") != r.get("pid") else "")
         head += f" [{who}]"
+    if event == "crash":
+        head += _where(r)
     if r.get("message"):               # on the record's line, its newlines escaped
         head += f": {r['message']}"
     lines = [head]
@@ -99,3 +101,14 @@ class TextReporter(Flushing):
     def emit(self, record: dict[str, Any]) -> None:
         self.write(format_record(record) + "\n")
 
+
+def _where(r: dict[str, Any]) -> str:
+    """' in thread 2 (crasher) of child 1 (exe)': a crash record's attribution, briefly."""
+    t, p = r.get("thread"), r.get("process")
+    out = ""
+    if isinstance(t, dict) and not t.get("main"):
+        out += f" in thread {t.get('index')}" + (f" ({t['start_routine']})" if t.get("start_routine") else "")
+    if isinstance(p, dict) and p.get("depth"):
+        kind = "forked child" if p.get("forked_without_exec") else "child"
+        out += f" of {kind} (depth {p['depth']}) {p.get('exe')}"
+    return out

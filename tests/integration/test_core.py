@@ -254,3 +254,15 @@ def test_a_core_of_a_live_process_holds_no_crash(tmp_path):
     proc = run_cli("triage", "--core", str(core))
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["counts"] == {"inputs": 1, "crashes": 0, "unique": 0, "timeouts": 0, "clean": 1}
+
+
+def test_a_core_names_the_crashing_thread_and_process(cores, targets):
+    """Attribution from a core (issue 16): the thread index comes from the tids' order
+    (a core does not say which thread was created when), argv from NT_PRPSINFO."""
+    core = any_core(cores, "crash_thread3")
+    proc = run_cli("triage", "--quiet", "--core", str(core), timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    crash = json.loads(proc.stdout)["buckets"][0]["crash"]
+    assert crash["thread"] == {"index": 2, "main": False, "start_routine": "crasher", "name": "crash_thread3"}
+    assert crash["process"]["depth"] == 0 and crash["process"]["exe"] == targets["crash_thread3"]
+    assert crash["process"]["argv"][0].endswith("crash_thread3")

@@ -88,6 +88,16 @@ class CoreBackend:
             return self.core_modules[0].path
         return self.exe or self.core.program_name or self.core.path
 
+    # -- what a crash record's attribution asks (engine.attribution.DescribesTasks) ----
+    def command_line(self, pid: int) -> list[str] | None:
+        """argv as NT_PRPSINFO keeps it: pr_psargs, space-joined and cut at 80 characters
+        by the kernel, so split on spaces (an argument with a space in it is split too)."""
+        return self.core.arguments.split() or None if pid == self.core.pid else None
+
+    def thread_name(self, pid: int, tid: int) -> str | None:
+        """The comm of the process (pr_fname): the core has no per-thread names."""
+        return self.core.program_name or None if pid == self.core.pid else None
+
     @property
     def build_id(self) -> str | None:
         """The build id of the program that dumped, from the core's own bytes."""
