@@ -20,6 +20,7 @@ the int3 byte, shared by every breakpoint at its address: sites.SiteState.
 
 from __future__ import annotations
 
+import abc
 import enum
 from typing import ClassVar
 
@@ -39,7 +40,7 @@ class State(enum.Enum):
 _DISABLED, _ENABLED, _ONE_SHOT, _SPENT = State.DISABLED, State.ENABLED, State.ONE_SHOT, State.SPENT
 
 
-class Breakpoint:
+class Breakpoint(abc.ABC):
     """One recipe breakpoint: the state machine above, and where a kind places it."""
 
     kind: ClassVar[str]
@@ -99,15 +100,15 @@ class Breakpoint:
             self._become(self._enabled_state())
 
     # -- placing it in one process: the kinds ---------------------------------------
+    @abc.abstractmethod
     def place(self, process: ProcessState, address: int) -> int:
         """Arm it at `address` in `process`; return where it went (an address or a
         debug-register slot), for `lift`. Raises DebuggerError."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def lift(self, process: ProcessState, where: int, *, unmapped: bool = False) -> None:
         """Take it out of `process` from `where`; `unmapped`: that memory is gone (its
         module was unloaded), so nothing may be written back."""
-        raise NotImplementedError
 
 
 class SoftBreakpoint(Breakpoint):
