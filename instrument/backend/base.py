@@ -137,6 +137,12 @@ class Backend(Protocol):
     def modules(self, pid: int) -> list[Module]:
         """Images loaded in the process now (the main image first)."""
 
+    def command_line(self, pid: int) -> list[str] | None:
+        """The process's argv as it stands now (crash attribution); None where unknown."""
+
+    def thread_name(self, pid: int, tid: int) -> str | None:
+        """The thread's name (Linux comm); None where unknown."""
+
     # -- hardware and memory breakpoints (capabilities permitting) ------------
     def set_hardware_breakpoint(self, pid: int, slot: int, address: int, access: str, size: int, *,
                                 sample: bool = False) -> None:

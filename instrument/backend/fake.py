@@ -117,6 +117,12 @@ class FakeBackend:
     def modules(self, pid: int) -> list[Module]:
         return [Module(self.image, 0)]
 
+    def command_line(self, pid: int) -> list[str] | None:
+        return None         # not known to this backend
+
+    def thread_name(self, pid: int, tid: int) -> str | None:
+        return None
+
     def take_samples(self) -> list[DebugEvent]:
         return []          # never samples: capabilities.sampled_registers is empty
 

@@ -8,7 +8,7 @@ what triage may hash and merge. Raw ids stay in the record's `pid`/`tid` only.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Sequence
 
 from .process import ProcessState
 
@@ -17,24 +17,6 @@ from .process import ProcessState
 _TRAMPOLINES = frozenset({"start_thread", "start", "__pthread_start"})
 # The C runtime's modules: the outer frames of a thread (start_thread, clone3) live there.
 _RUNTIME = ("libc.so", "libc-", "libpthread", "ld-musl", "libc.musl")
-
-
-@runtime_checkable
-class DescribesTasks(Protocol):
-    """A backend that knows argv and thread names itself (a core file). Other backends
-    run on a live system where /proc tells (or, on Windows, nothing does: None). A
-    read-only backend without this must not read /proc: the pid is not its process."""
-
-    def command_line(self, pid: int) -> list[str] | None: ...
-    def thread_name(self, pid: int, tid: int) -> str | None: ...
-
-
-def _proc_text(path: str) -> str | None:
-    """A /proc file's text; None where there is no /proc (Windows, cores) or it is gone."""
-    try:
-        return Path(path).read_bytes().decode("utf-8", "replace")
-    except OSError:
-        return None
 
 
 def _bare(symbol: str | None) -> str:
@@ -69,26 +51,14 @@ def thread_of(process: ProcessState, tid: int, frames: Sequence[dict[str, Any]],
     """The crash record's `thread`: {index, main, start_routine, name}."""
     index = process.threads.index(tid) if tid in process.threads else None
     main = tid == process.pid or index == 0
-    backend = process.backend
-    if isinstance(backend, DescribesTasks):
-        name = backend.thread_name(process.pid, tid)
-    elif backend.capabilities.read_only:
-        name = None
-    else:
-        name = _proc_text(f"/proc/{process.pid}/task/{tid}/comm")
+    name = process.backend.thread_name(process.pid, tid)   # None where the backend cannot tell
     return {"index": 0 if main else index, "main": main,
             "start_routine": start_routine(frames, main, limit),
-            "name": name.strip() if name is not None else None}
+            "name": name}
 
 
 def process_of(process: ProcessState) -> dict[str, Any]:
     """The crash record's `process`: {depth, exe, argv, parent_exe, forked_without_exec}."""
-    backend = process.backend
-    argv: list[str] | None = None
-    if isinstance(backend, DescribesTasks):
-        argv = backend.command_line(process.pid)
-    elif not backend.capabilities.read_only:
-        cmdline = _proc_text(f"/proc/{process.pid}/cmdline")
-        argv = cmdline.rstrip("\0").split("\0") if cmdline else None
+    argv = process.backend.command_line(process.pid)
     return {"depth": process.depth, "exe": process.image_path or None, "argv": argv,
             "parent_exe": process.parent_exe, "forked_without_exec": process.forked_without_exec}

@@ -88,7 +88,7 @@ class CoreBackend:
             return self.core_modules[0].path
         return self.exe or self.core.program_name or self.core.path
 
-    # -- what a crash record's attribution asks (engine.attribution.DescribesTasks) ----
+    # -- what a crash record's attribution asks (Backend.command_line, thread_name) ----
     def command_line(self, pid: int) -> list[str] | None:
         """argv as NT_PRPSINFO keeps it: pr_psargs, space-joined and cut at 80 characters
         by the kernel, so split on spaces (an argument with a space in it is split too)."""

@@ -74,6 +74,25 @@ def exe(pid: int) -> str:
     return os.readlink(f"/proc/{pid}/exe")
 
 
+def cmdline(pid: int) -> list[str] | None:
+    """/proc/PID/cmdline as argv; None when it is gone (or a zombie's, empty)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    return raw.decode("utf-8", "replace").rstrip("\0").split("\0") if raw else None
+
+
+def comm(pid: int, tid: int) -> str | None:
+    """A thread's name (/proc/PID/task/TID/comm); None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/comm", "rb") as f:
+            return f.read().decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+
+
 def status(pid: int, tid: int | None = None) -> dict[str, str]:
     """/proc/PID/status (or the thread's own, which has its own SigBlk) as key -> text."""
     path = f"/proc/{pid}/task/{tid}/status" if tid else f"/proc/{pid}/status"

@@ -376,6 +376,12 @@ class LinuxBackend:
     def threads(self, pid: int) -> list[int]:
         return sorted(self._t.proc(pid).threads)
 
+    def command_line(self, pid: int) -> list[str] | None:
+        return procfs.cmdline(pid)
+
+    def thread_name(self, pid: int, tid: int) -> str | None:
+        return procfs.comm(pid, tid)
+
     def modules(self, pid: int) -> list[Module]:
         proc = self._t.proc(pid)
         main = [Module(proc.image_path, proc.image_base or 0)]

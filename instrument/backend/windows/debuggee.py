@@ -160,6 +160,12 @@ class WindowsBackend:
     def modules(self, pid: int) -> list[Module]:
         return list(self._proc(pid).modules.values())
 
+    def command_line(self, pid: int) -> list[str] | None:
+        return None         # not known to this backend
+
+    def thread_name(self, pid: int, tid: int) -> str | None:
+        return None
+
     # -- hardware and memory breakpoints ----------------------------------------
     def take_samples(self) -> list[DebugEvent]:
         return []          # every hit stops its thread: capabilities.sampled_registers is empty
