@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, MutableMapping, Protocol
@@ -34,6 +35,7 @@ class ActionContext(Protocol):
     def write_memory(self, address: int, data: bytes) -> None: ...
     def write_arg(self, index: int, value: int) -> None: ...
     def backtrace(self, depth: int) -> list[dict[str, Any]]: ...
+    def scope_names(self, params: bool) -> list[str]: ...   # DWARF parameters / locals at the pc
     def disassemble(self, address: int | None, count: int) -> list[dict[str, Any]]: ...
     def set_enabled(self, breakpoint_id: str, enabled: bool) -> None: ...
     def end_session(self, how: str) -> None: ...          # "detach" | "kill" | "stop"
@@ -75,8 +77,8 @@ class CompileContext:
             parsed = parse(value)
         except ExpressionError as e:
             raise ExpressionError(_keyed(e.message, path), e.column, self.where(path).shifted(e.column)) from None
-        if check_names:
-            self.check_names(parsed.names, value, path)
+        if check_names and self.check_names(parsed.names, value, path):
+            parsed = dataclasses.replace(parsed, reads=None)
         return parsed
 
     def format(self, text: str, path: DocPath) -> Format:
@@ -84,24 +86,31 @@ class CompileContext:
             parsed = parse_format(text)
         except ExpressionError as e:
             raise ExpressionError(_keyed(e.message, path), e.column, self.where(path).shifted(e.column)) from None
-        self.check_names(parsed.names, text, path)
+        if self.check_names(parsed.names, text, path):
+            parsed = dataclasses.replace(parsed, stopped=True)
         return parsed
 
-    def check_names(self, names: frozenset[str], text: Any, path: DocPath) -> None:
-        """Names in run-time expressions are params, event fields or symbols. With the
-        program on disk, a name that is none of them (a typo: `arg` for `arg0`) is an
-        error here rather than a condition that fails on every hit."""
+    def check_names(self, names: frozenset[str], text: Any, path: DocPath) -> bool:
+        """Names in run-time expressions are params, event fields, symbols or DWARF
+        variables. With the program on disk, a name that is none of them (a typo: `arg`
+        for `arg0`) is an error here rather than a condition that fails on every hit.
+        True when some name is a variable: reading it needs the thread stopped."""
         if self.symbols is None or self.symbols.resolver is None:
-            return
+            return False
+        variables = False
         for name in sorted(names):
             if name in self.params or name in EVENT_FIELDS or "!" in name or name.count(":") == 1:
                 continue
-            if self.symbols.knows(name):
+            if self.symbols.knows(name, variables=False):
+                continue
+            if self.symbols.is_variable(name):
+                variables = True
                 continue
             column = str(text).find(name)
             raise ExpressionError(
-                f"unknown name '{name}': not a param, an event field or a symbol of {self.symbols.program}",
+                f"unknown name '{name}': not a param, an event field, a symbol or a variable of {self.symbols.program}",
                 max(column, 0), self.where(path).shifted(max(column, 0)))
+        return variables
 
 
 def _keyed(message: str, path: DocPath) -> str:

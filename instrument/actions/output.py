@@ -5,17 +5,49 @@ from __future__ import annotations
 from typing import Any
 
 from ..arch import x86_64 as regdefs
+from ..errors import EvaluationError
+from ..expr import Expr, Value
+from ..expr.values import Object
 from ..recipe.model import Action
 from .base import ActionContext, CompileContext, CompiledAction, action_path, error
+
+
+# How much of a typed value a record shows: structs nested this deep, arrays this long.
+VALUE_DEPTH = 3
+VALUE_LENGTH = 32
+
+
+def json_value(value: Value) -> Any:
+    """An expression's value as JSON: a typed one (a DWARF variable) by its type."""
+    if isinstance(value, Object):
+        return value.to_json(VALUE_DEPTH, VALUE_LENGTH)
+    return value
+
+
+def _log_variables(ac: ActionContext, field: str, names: list[tuple[str, Expr | None]]) -> None:
+    """Each variable into record[field][name]; one that has no value here (optimized
+    out, unreadable) is null there, with the reason in the record's errors."""
+    out = ac.record.setdefault(field, {})
+    for text, expr in names:
+        try:
+            out[text] = json_value(expr.evaluate(ac.env) if expr is not None else ac.env.lookup(text))
+        except EvaluationError as e:
+            out[text] = None
+            ac.record.setdefault("errors", []).append(f"log {field}: {e}")
 
 
 def compile_log(action: Action, ctx: CompileContext) -> CompiledAction:
     args = action.args
     message: str | None
     reg_spec: Any
+    variables: list[tuple[str, Expr | None]] = []
+    scopes: list[tuple[str, bool]] = []
     if isinstance(args, dict):
         message, reg_spec = args.get("message"), args.get("registers")
         msg_path = action_path(action, "message")
+        for i, text in enumerate(args.get("vars") or ()):
+            variables.append((str(text).strip(), ctx.expr(str(text), action_path(action, "vars", i))))
+        scopes = [(key, key == "args") for key in ("args", "locals") if args.get(key)]
     else:
         message, reg_spec = str(args), None
         msg_path = action_path(action)
@@ -38,13 +70,22 @@ def compile_log(action: Action, ctx: CompileContext) -> CompiledAction:
             regs = ac.record.setdefault("registers", {})
             for name in names:
                 regs[name] = hex(regdefs.read_register(ac.regs, name))
+        if variables:
+            _log_variables(ac, "vars", variables)
+        for field, params in scopes:
+            _log_variables(ac, field, [(n, None) for n in ac.scope_names(params)])
 
     parts = [repr(message)] if message is not None else []
     if names:
         parts.append("registers " + ("all" if reg_spec == "all" else ",".join(names)))
+    if variables:
+        parts.append("vars " + ",".join(t for t, _ in variables))
+    parts += [field for field, _ in scopes]
     reads = fmt.reads if fmt is not None else frozenset()
     if reads is not None:
         reads |= frozenset(names)
+    if variables or scopes:
+        reads = None          # DWARF variables live in memory and in the stopped frame
     return CompiledAction("log", "log " + " + ".join(parts), run, reads)
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import EvaluationError, Location, SymbolError, TargetError
 from ..events import Module
 from ..expr import SOURCE_LINE, Expr, Value
+from ..expr.values import CastType
 from .model import Plan
 
 # The symbol layer (pyelftools) is imported where first used: `instrument validate` of a
@@ -62,6 +63,9 @@ class _LinkTimeEnv:
     def read_memory(self, address: int, size: int) -> bytes:
         raise EvaluationError("memory cannot be read before the program runs")
 
+    def type_named(self, name: str) -> CastType:
+        raise EvaluationError(f"type '{name}' is not known before the program runs")
+
     def lookup(self, name: str) -> Value:
         if name in self.params:
             return self.params[name]  # type: ignore[no-any-return]
@@ -88,12 +92,22 @@ class StaticSymbols:
         from ..symbols.modules import StaticResolver
         return cls(path, StaticResolver(path))
 
-    def knows(self, name: str) -> bool:
+    def knows(self, name: str, *, variables: bool = True) -> bool:
         """Does the program define or import `name` (so it has an address at run time)?"""
         if self.resolver is None or self.program is None:
             return True
         return (self.resolver.resolve(name) is not None or self.resolver.is_deferred(name)
-                or name in _imports(self.program))
+                or name in _imports(self.program) or (variables and self.is_variable(name)))
+
+    def is_variable(self, name: str) -> bool:
+        """Does the program's DWARF declare a variable or parameter `name` (`hdr.len`: `hdr`)?
+        Only asked for names that are no param or event field, so a recipe that names
+        none reads no DWARF."""
+        if self.program is None or "!" in name:
+            return False
+        from ..symbols.dwarf_info import dwarf_for
+        dwarf = dwarf_for(self.program)
+        return dwarf is not None and dwarf.knows_variable(name.split(".", 1)[0])
 
     def classify(self, at: Expr, params: dict[str, Any], location: Location, text: str) -> tuple[str | None, int | None]:
         """(module to wait for or None, link-time address or None) for an `at:` expression;

@@ -100,7 +100,7 @@ class BreakpointSet:
     # -- arming -------------------------------------------------------------------
     def resolve(self, process: ProcessState, bp: Breakpoint) -> int | None:
         """Where `bp.plan.at` points in `process` now; None: not yet (a module not loaded)."""
-        env = StopEnv(self.host, process, 0, None, {})
+        env = StopEnv(self.host, process, 0, None, {}, variables=False)
         try:
             return int(bp.plan.at.evaluate(env))
         except EvaluationError:

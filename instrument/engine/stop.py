@@ -16,6 +16,8 @@ from ..arch.x86_64 import Abi
 from ..actions import CompiledAction
 from ..backend.base import Backend
 from ..errors import DebuggerError, EvaluationError, InstrumentError, RecipeError
+from ..expr.values import CastType
+from ..symbols.dwarf_vars import FrameVariables, ModuleRef
 from .inspect import Inspector
 from .process import ProcessState
 
@@ -38,9 +40,30 @@ class StopHost(Protocol):
 class StopEnv:
     def __init__(self, host: StopHost, process: ProcessState, tid: int,
                  regs: MutableMapping[str, int] | None, fields: dict[str, Any],
-                 hits: int = 0, entry_args: tuple[int, ...] | None = None) -> None:
+                 hits: int = 0, entry_args: tuple[int, ...] | None = None, *, variables: bool = True) -> None:
         self.host, self.process, self.tid = host, process, tid
+        self.variables = variables      # False: names are symbols only (an `at:` address, no DWARF read)
         self.regs, self.fields, self.hits, self.entry_args = regs, fields, hits, entry_args
+        self._frame: FrameVariables | None = None
+
+    def frame(self) -> FrameVariables:
+        """The DWARF variables of the stopped frame, opened on first use (most stops never ask)."""
+        if self._frame is None:
+            modules = self.process.modules
+
+            def find(address: int) -> ModuleRef | None:
+                module = modules.find(address)
+                return ModuleRef(module.path, module.base) if module is not None else None
+            main = next(iter(modules), None)        # the first module added is the program
+            search = [ModuleRef(main.path, main.base)] if main is not None else []
+            self._frame = FrameVariables.from_names(self.regs, self.read_memory, find, search)
+        return self._frame
+
+    def type_named(self, name: str) -> CastType:
+        found = self.frame().type_named(name)
+        if found is None:
+            raise EvaluationError(f"unknown type '{name}' (not a C base type nor in the debug information)")
+        return found
 
     def register(self, name: str) -> int:
         if self.regs is None:
@@ -73,6 +96,12 @@ class StopEnv:
             return self.tid
         if name in self.host.params:
             return self.host.params[name]
+        if self.variables and "!" not in name and ":" not in name:
+            # A local or parameter in scope, then a global with a type; both shadow the
+            # ELF symbol of the same name (a global stays its address as a number).
+            variable = self.frame().lookup(name)
+            if variable is not None:
+                return variable
         try:
             return self.process.modules.resolve(name)
         except KeyError:
@@ -122,6 +151,9 @@ class Stop:
 
     def backtrace(self, depth: int) -> list[dict[str, Any]]:
         return self.host.inspector.backtrace(self.process, self.regs, depth)
+
+    def scope_names(self, params: bool) -> list[str]:
+        return self.env.frame().names(params)
 
     def disassemble(self, address: int | None, count: int) -> list[dict[str, Any]]:
         return self.host.inspector.disassemble(self.process, self.regs["rip"] if address is None else address, count)

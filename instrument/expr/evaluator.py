@@ -11,7 +11,7 @@ from ..errors import EvaluationError, ExpressionError
 from ..arch.x86_64 import MASK64
 from .parser import Node, Parser
 from .values import (BUILTIN_NAMES, MAX_LENGTH, MAX_SHIFT, STR_CAP, STR_LIMIT_CAP, Env, Expr, Fn, NoEnv,
-                     Value)
+                     Object, Value)
 
 _PAGE = 4096
 
@@ -19,7 +19,14 @@ _PAGE = 4096
 def _int(value: Value, op: str) -> int:
     if isinstance(value, str):
         raise EvaluationError(f"cannot apply '{op}' to a string")
+    if isinstance(value, Object):
+        return value.scalar()
     return value
+
+
+def _plain(value: Value) -> int | str:
+    """A typed value as the integer arithmetic and comparisons see it."""
+    return value.scalar() if isinstance(value, Object) else value
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -51,7 +58,7 @@ _ARITH: dict[str, Callable[[int, int], int]] = {
     "+": operator.add, "-": operator.sub, "*": operator.mul, "/": _cdiv, "%": _cmod,
     "&": operator.and_, "|": operator.or_, "^": operator.xor, "<<": _shl, ">>": _shr,
 }
-_COMPARE: dict[str, Callable[[Value, Value], bool]] = {
+_COMPARE: dict[str, Callable[[int | str, int | str], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
     "==": operator.eq, "!=": operator.ne,
 }
@@ -60,6 +67,8 @@ _COMPARE: dict[str, Callable[[Value, Value], bool]] = {
 def _address(value: Value) -> int:
     if isinstance(value, str):
         raise EvaluationError("a memory address must be an integer, not a string")
+    if isinstance(value, Object):
+        value = value.scalar()
     if not 0 <= value <= MASK64:
         raise EvaluationError(f"address {value:#x} is outside the 64-bit address space")
     return value
@@ -104,7 +113,7 @@ def _compile_binary(op: str, left: Fn, right: Fn) -> Fn:
         cmp = _COMPARE[op]
 
         def compare(env: Env) -> Value:
-            a, b = left(env), right(env)
+            a, b = _plain(left(env)), _plain(right(env))
             if isinstance(a, str) != isinstance(b, str):
                 raise EvaluationError(f"cannot compare a string with an integer ('{op}')")
             return 1 if cmp(a, b) else 0
@@ -141,7 +150,71 @@ def _compile_cstr(address: Fn, limit: Fn | None) -> Fn:
     return read
 
 
-_DYNAMIC = frozenset({"reg", "name", "mem", "cstr"})
+_DYNAMIC = frozenset({"reg", "name", "mem", "cstr", "member", "index", "deref", "addr", "cast", "sizeof"})
+_TYPED = frozenset({"member", "index", "deref", "addr", "cast", "sizeof"})
+
+
+def _typed(value: Value, what: str) -> Object:
+    if isinstance(value, Object):
+        return value
+    kind = "a string" if isinstance(value, str) else "a plain integer"
+    raise EvaluationError(f"{what} needs a typed value (a variable from debug information), not {kind}"
+                          + ("; read memory with u8[...] .. u64[...]" if not isinstance(value, str) else ""))
+
+
+def _compile_typed(node: Node, args: list[Fn]) -> Fn:
+    kind, value = node.kind, str(node.value)
+    if kind == "member":
+        base, arrow = args[0], node.signed
+        op = "->" if arrow else "."
+        return lambda env: _typed(base(env), f"'{op}{value}'").member(value, arrow)
+    if kind == "index":
+        base, index = args[0], args[1]
+        return lambda env: _typed(base(env), "'[...]'").index(_int(index(env), "[]"))
+    if kind == "deref":
+        operand = args[0]
+        return lambda env: _typed(operand(env), "'*'").deref()
+    if kind == "addr":
+        operand = args[0]
+        return lambda env: _typed(operand(env), "'&'").address_of()
+    if kind == "cast":
+        operand = args[0]
+        return lambda env: env.type_named(value).cast(operand(env))
+    if args:        # sizeof expr
+        operand = args[0]
+        return lambda env: _typed(operand(env), "sizeof").size
+    if node.signed:     # sizeof(name): a variable's size, else a type's
+        def size(env: Env) -> Value:
+            try:
+                found = env.lookup(value)
+            except EvaluationError:
+                return env.type_named(value).size
+            return _typed(found, "sizeof").size
+        return size
+    return lambda env: env.type_named(value).size
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _compile_name(name: str) -> Fn:
+    parts = name.split(".")
+    if len(parts) == 1 or not all(_IDENTIFIER.match(p) for p in parts):
+        return lambda env: env.lookup(name)
+
+    def lookup(env: Env) -> Value:
+        # `foo.cold` is a symbol; `hdr.len` a variable's member: the whole name first.
+        try:
+            return env.lookup(name)
+        except EvaluationError as whole:
+            try:
+                value = env.lookup(parts[0])
+            except EvaluationError:
+                raise whole from None
+        for part in parts[1:]:
+            value = _typed(value, f"'.{part}'").member(part, False)
+        return value
+    return lookup
 
 
 def _is_constant(node: Node) -> bool:
@@ -168,9 +241,10 @@ def _compile_node(node: Node) -> Fn:
         name = str(value)
         return lambda env: env.register(name)
     if kind == "name":
-        name = str(value)
-        return lambda env: env.lookup(name)
+        return _compile_name(str(value))
     args = [_compile(a) for a in node.args]
+    if kind in _TYPED:
+        return _compile_typed(node, args)
     if kind == "unary":
         return _compile_unary(str(value), args[0])
     if kind == "binary":
@@ -184,7 +258,7 @@ def _kind(node: Node) -> str:
     """The static type of a node's value: "int", "str", or "any" (a name's value)."""
     if node.kind in ("str", "cstr"):
         return "str"
-    return "any" if node.kind == "name" else "int"
+    return "any" if node.kind == "name" or (node.kind in _TYPED and node.kind != "sizeof") else "int"
 
 
 @lru_cache(maxsize=4096)
@@ -198,7 +272,7 @@ def _parse_text(text: str) -> Expr:
         str(n.value) for n in tree.walk() if n.kind == "name" and n.value not in BUILTIN_NAMES
     )
     nodes = tree.walk()
-    reads = None if any(n.kind in ("mem", "cstr") for n in nodes) else frozenset(
+    reads = None if any(n.kind in ("mem", "cstr") or n.kind in _TYPED for n in nodes) else frozenset(
         str(n.value) for n in nodes if n.kind == "reg" or (n.kind == "name" and _names_register(str(n.value))))
     return Expr(text, names, _compile(tree), _is_constant(tree), _kind(tree), reads)
 

@@ -17,6 +17,8 @@ class Format:
     text: str
     names: frozenset[str]
     _parts: tuple[str | tuple[Expr, str], ...] = field(repr=False, compare=False)
+    # Set by the compiler when a field names a DWARF variable: reading it needs the thread stopped.
+    stopped: bool = field(default=False, compare=False)
 
     @property
     def fields(self) -> tuple[Expr, ...]:
@@ -26,6 +28,8 @@ class Format:
     @property
     def reads(self) -> frozenset[str] | None:
         """Expr.reads of all its fields together."""
+        if self.stopped:
+            return None
         out: frozenset[str] = frozenset()
         for expr in self.fields:
             if expr.reads is None:

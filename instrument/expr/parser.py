@@ -9,12 +9,17 @@ from ..arch.x86_64 import is_register
 from .tokenizer import Token, tokenize
 from .values import MAX_DEPTH, MAX_NESTING, MEMORY_TYPES, Value
 
-_KEYWORDS = frozenset({"and", "or", "not"})
+_KEYWORDS = frozenset({"and", "or", "not", "sizeof"})
+# Words that can only start a C type name, so `(unsigned long)x` is a cast.
+TYPE_WORDS = frozenset({"struct", "union", "enum", "unsigned", "signed", "char", "short", "int", "long",
+                        "float", "double", "void", "_Bool", "const", "volatile"})
 
 
 @dataclass(frozen=True)
 class Node:
-    kind: str                       # num str reg name unary binary mem cstr
+    kind: str                       # num str reg name unary binary mem cstr, and on typed values:
+                                    # member (value: name; signed: '->'), index, deref, addr,
+                                    # cast (value: type), sizeof (value: type, or args: (expr,))
     value: Value = 0                # literal value, name, or operator
     args: tuple[Node, ...] = ()
     depth: int = 1
@@ -110,13 +115,109 @@ class Parser:
 
     def unary(self) -> Node:
         tok = self.peek()
-        if (tok.kind == "op" and tok.text in ("-", "~")) or (tok.kind == "name" and tok.text == "not"):
+        if (tok.kind == "op" and tok.text in ("-", "~", "*", "&")) or (tok.kind == "name" and tok.text == "not"):
             self.take()
             self.nest(tok.pos)
             operand = self.unary()
             self.nesting -= 1
+            if tok.text in ("*", "&") and operand.kind in ("num", "str"):
+                # `2 ** 3` is no power, and a literal has no address to read.
+                raise ExpressionError(f"unexpected '{tok.text}'", tok.pos)
+            if tok.text == "*":
+                return self.node(tok.pos, "deref", "*", operand)
+            if tok.text == "&":
+                return self.node(tok.pos, "addr", "&", operand)
             return self.node(tok.pos, "unary", tok.text, operand)
-        return self.primary()
+        if tok.kind == "name" and tok.text == "sizeof":
+            self.take()
+            toks, i = self.tokens, self.i
+            if (toks[i].text == "(" and toks[i + 1].kind == "name" and toks[i + 2].text == ")"
+                    and toks[i + 1].text not in TYPE_WORDS and toks[i + 1].text not in _KEYWORDS
+                    and toks[i].kind == toks[i + 2].kind == "op"):
+                # `sizeof(x)`: a variable or a typedef, whichever the program has.
+                self.i += 3
+                return self.node(tok.pos, "sizeof", toks[i + 1].text, signed=True)
+            if self.is_type_ahead():
+                self.take()
+                text = self.type_name()
+                return self.node(tok.pos, "sizeof", text)
+            self.nest(tok.pos)
+            operand = self.unary()
+            self.nesting -= 1
+            return self.node(tok.pos, "sizeof", "", operand)
+        if tok.kind == "op" and tok.text == "(" and self.is_type_ahead():
+            self.take()
+            text = self.type_name()
+            self.nest(tok.pos)
+            operand = self.unary()
+            self.nesting -= 1
+            return self.node(tok.pos, "cast", text, operand)
+        return self.postfix(self.primary())
+
+    def is_type_ahead(self) -> bool:
+        """Does `(` at the current token open a type name (a cast or sizeof's operand)?
+
+        Type words (`struct`, `unsigned`, ...) decide at once; a plain name is a
+        type when stars and `)` follow it (`(req_t *)`), or when `)` and then an
+        operand do (`(req_t)rdi`), which no parenthesized expression can be."""
+        toks, i = self.tokens, self.i
+        if not (toks[i].kind == "op" and toks[i].text == "("):
+            return False
+        first = toks[i + 1]
+        if first.kind != "name" or first.text in _KEYWORDS or "!" in first.text:
+            return False
+        if first.text in TYPE_WORDS:
+            return True
+        j = i + 2
+        stars = 0
+        while toks[j].kind == "op" and toks[j].text == "*":
+            stars, j = stars + 1, j + 1
+        if not (toks[j].kind == "op" and toks[j].text == ")"):
+            return False
+        if stars:
+            return True
+        after = toks[j + 1]
+        return (after.kind in ("int", "str") or (after.kind == "name" and after.text not in ("and", "or"))
+                or (after.kind == "op" and after.text == "("))
+
+    def type_name(self) -> str:
+        """The words and stars of a type up to its `)`, as one normalized spelling."""
+        words: list[str] = []
+        stars = 0
+        while True:
+            tok = self.take()
+            if tok.kind == "name" and not stars and tok.text not in _KEYWORDS:
+                words.append(tok.text)
+            elif tok.kind == "op" and tok.text == "*" and words:
+                stars += 1
+            elif tok.kind == "op" and tok.text == ")" and words:
+                return " ".join(words) + (" " + "*" * stars if stars else "")
+            else:
+                raise ExpressionError(f"{_describe(tok)} in a type name", tok.pos)
+
+    def postfix(self, node: Node) -> Node:
+        """`x.m`, `p->m`, `a[i]` after a primary, as often as they come."""
+        while True:
+            tok = self.peek()
+            if tok.kind != "op" or tok.text not in (".", "->", "["):
+                return node
+            if node.kind in ("num", "str"):
+                # `(1).real`, `"x".join`: a literal has no members; nor does Python reach here.
+                raise ExpressionError(f"unexpected '{tok.text}'", tok.pos)
+            self.take()
+            if tok.text == "[":
+                index = self.nested(tok.pos)
+                self.expect("]", "expected ']' after an index")
+                node = self.node(tok.pos, "index", "[]", node, index)
+                continue
+            member = self.take()
+            if member.kind != "name" or member.text in _KEYWORDS or "!" in member.text:
+                raise ExpressionError(f"expected a member name after '{tok.text}'", member.pos)
+            # The tokenizer keeps `a.b.c` as one name (symbols have dots: `foo.cold`).
+            for n, part in enumerate(member.text.split(".")):
+                if not part:
+                    raise ExpressionError("empty member name", member.pos)
+                node = self.node(tok.pos, "member", part, node, signed=(n == 0 and tok.text == "->"))
 
     def nested(self, pos: int) -> Node:
         self.nest(pos)
@@ -156,7 +257,4 @@ class Parser:
             return self.node(tok.pos, "cstr", "str", *args)
         if after.kind == "op" and after.text == "(":
             raise ExpressionError(f"unknown function '{tok.text}'", tok.pos)
-        if after.kind == "op" and after.text == "[":
-            raise ExpressionError(
-                f"unexpected '[' after '{tok.text}' (memory reads are u8[...] .. i64[...])", after.pos)
         return Node("reg" if is_register(tok.text) else "name", tok.text)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Union
+from typing import Any, Callable, Protocol, Union
 
 from ..errors import EvaluationError
 
@@ -24,7 +25,65 @@ MEMORY_TYPES: dict[str, tuple[int, bool]] = {
     "i8": (1, True), "i16": (2, True), "i32": (4, True), "i64": (8, True),
 }
 
-Value = Union[int, str]
+Value = Union[int, str, "Object"]
+
+
+class Object(ABC):
+    """A value with a C type (a variable from debug information: symbols.dwarf_values).
+
+    The evaluator knows nothing of DWARF: it asks the object itself for members,
+    elements and its pointee, and for a plain integer (`scalar`) wherever
+    arithmetic, comparison, a memory address or a format spec needs one."""
+
+    @property
+    @abstractmethod
+    def size(self) -> int:
+        """sizeof: the size of its type in bytes."""
+
+    @abstractmethod
+    def scalar(self) -> int:
+        """The value as an integer (an array: its address); raises EvaluationError."""
+
+    @abstractmethod
+    def member(self, name: str, arrow: bool) -> Value:
+        """`.name` (`->name` with arrow); raises EvaluationError."""
+
+    @abstractmethod
+    def index(self, i: int) -> Value:
+        """`[i]` of an array or pointer; raises EvaluationError."""
+
+    @abstractmethod
+    def deref(self) -> Value:
+        """`*x`; raises EvaluationError."""
+
+    @abstractmethod
+    def address_of(self) -> Value:
+        """`&x`; raises EvaluationError when it is not in memory."""
+
+    @abstractmethod
+    def to_json(self, depth: int, length: int) -> Any:
+        """A JSON value: structs to `depth` levels, arrays to `length` elements."""
+
+    def __int__(self) -> int:
+        return self.scalar()
+
+    def __index__(self) -> int:
+        return self.scalar()
+
+    def __bool__(self) -> bool:
+        return self.scalar() != 0
+
+
+class CastType(ABC):
+    """A C type named in an expression (`(struct req *)rdi`, `sizeof(int)`)."""
+
+    @property
+    @abstractmethod
+    def size(self) -> int: ...
+
+    @abstractmethod
+    def cast(self, value: Value) -> Value:
+        """`value` converted to this type; raises EvaluationError."""
 
 
 class Env(Protocol):
@@ -43,6 +102,10 @@ class Env(Protocol):
         raises EvaluationError for an unknown name."""
         ...
 
+    def type_named(self, name: str) -> CastType:
+        """A C type by its spelling (`struct req *`, `uint32_t`); raises EvaluationError."""
+        ...
+
 
 Fn = Callable[[Env], Value]
 
@@ -58,6 +121,9 @@ class NoEnv:
 
     def lookup(self, name: str) -> Value:
         raise EvaluationError(f"unknown name '{name}'")
+
+    def type_named(self, name: str) -> CastType:
+        raise EvaluationError(f"no type '{name}' here")
 
 
 @dataclass(frozen=True)

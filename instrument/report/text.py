@@ -24,7 +24,28 @@ def _escape(line: str) -> str:
 
 
 _SKIP = {"event", "code", "pid", "tid", "time", "message", "registers", "dump", "frames",
-         "disassembly", "errors", "id", "hits", "address", "symbol", "type"}
+         "disassembly", "errors", "id", "hits", "address", "symbol", "type", "vars", "args", "locals"}
+
+
+def _typed(value: Any, depth: int = 0) -> str:
+    """A logged variable's JSON value the way C would write it: `{path = 0x4006 "/etc", len = 4}`."""
+    if value is None:
+        return "<no value>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value if value.isidentifier() or value.startswith("... ") or value == "{...}" else repr(value)
+    if isinstance(value, list):
+        return "{" + ", ".join(_typed(v, depth + 1) for v in value) + "}"
+    if isinstance(value, dict):
+        if "pointer" in value:
+            if "string" in value:
+                return f"{value['pointer']} {value['string']!r}"
+            if "value" in value:
+                return f"{value['pointer']} -> {_typed(value['value'], depth + 1)}"
+            return str(value["pointer"])
+        return "{" + ", ".join(f"{k} = {_typed(v, depth + 1)}" for k, v in value.items()) + "}"
+    return str(value)
 
 
 def _frames(frames: list[dict[str, Any]]) -> list[str]:
@@ -85,6 +106,9 @@ def format_record(r: dict[str, Any]) -> str:
         regs = list(r["registers"].items())
         for i in range(0, len(regs), 4):
             lines.append("    " + "  ".join(f"{k:>6}={v:<18}" for k, v in regs[i:i + 4]).rstrip())
+    for field in ("args", "locals", "vars"):
+        for name, value in (r.get(field) or {}).items():
+            lines.append(f"    {name} = {_typed(value)}")
     for d in r.get("dump") or []:
         lines.append(f"    dump {d['size']} bytes at {d['at']}: " + (d.get("file") or d.get("hex", "")))
     if r.get("frames"):
