@@ -67,6 +67,13 @@ class CompileContext:
     params: dict[str, Any]
     breakpoint_ids: frozenset[str]
     symbols: Any = None          # compiler.resolve.StaticSymbols of the program, when known
+    # Filled while compiling: non-empty when some expression or action names DWARF
+    # variables, so names are looked up in the stopped frame's debug information
+    # before the symbol tables (Plan.variables). A recipe that names none reads no DWARF.
+    dwarf_uses: set[str] = dataclasses.field(default_factory=set)
+
+    def uses_variables(self, why: str) -> None:
+        self.dwarf_uses.add(why)
 
     def where(self, path: DocPath) -> Location:
         return self.recipe.where(path)
@@ -79,6 +86,8 @@ class CompileContext:
             raise ExpressionError(_keyed(e.message, path), e.column, self.where(path).shifted(e.column)) from None
         if check_names and self.check_names(parsed.names, value, path):
             parsed = dataclasses.replace(parsed, reads=None)
+        if parsed.typed:
+            self.uses_variables(parsed.text)
         return parsed
 
     def format(self, text: str, path: DocPath) -> Format:
@@ -88,6 +97,8 @@ class CompileContext:
             raise ExpressionError(_keyed(e.message, path), e.column, self.where(path).shifted(e.column)) from None
         if self.check_names(parsed.names, text, path):
             parsed = dataclasses.replace(parsed, stopped=True)
+        if any(f.typed for f in parsed.fields):
+            self.uses_variables(text)
         return parsed
 
     def check_names(self, names: frozenset[str], text: Any, path: DocPath) -> bool:
@@ -105,6 +116,7 @@ class CompileContext:
                 continue
             if self.symbols.is_variable(name):
                 variables = True
+                self.uses_variables(name)
                 continue
             column = str(text).find(name)
             raise ExpressionError(

@@ -48,6 +48,8 @@ def compile_log(action: Action, ctx: CompileContext) -> CompiledAction:
         for i, text in enumerate(args.get("vars") or ()):
             variables.append((str(text).strip(), ctx.expr(str(text), action_path(action, "vars", i))))
         scopes = [(key, key == "args") for key in ("args", "locals") if args.get(key)]
+        if variables or scopes:
+            ctx.uses_variables("log vars/args/locals")
     else:
         message, reg_spec = str(args), None
         msg_path = action_path(action)

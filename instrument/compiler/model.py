@@ -66,6 +66,10 @@ class Plan:
     # (`dump: {file:}`): never outside it (recipe.checks). The engine gets the rule
     # from the plan, as it gets the actions, and never reads recipes itself.
     output_path: Callable[[str | Path, str], Path] = resolve_output_path
+    # Whether the recipe names DWARF variables (CompileContext.uses_variables): then a
+    # name is looked up among the stopped frame's locals, parameters and typed globals
+    # before the symbol tables; otherwise names are symbols alone and no DWARF is read.
+    variables: bool = False
 
     @property
     def crash(self) -> Handler | None:

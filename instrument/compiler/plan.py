@@ -69,7 +69,8 @@ def compile_plan(recipe: Recipe, *, overrides: dict[str, str] | None = None,
     if errors:
         errors.sort(key=lambda e: (e.location.line if e.location else 0, e.location.col if e.location else 0))
         raise RecipeErrors(errors)
-    plan = Plan(recipe, params, target, tuple(plain), table, rules, patterns=patterns)
+    plan = Plan(recipe, params, target, tuple(plain), table, rules, patterns=patterns,
+                variables=bool(ctx.dwarf_uses))
     if capabilities is not None:
         plan = choose_sampled(plan, capabilities.abi, capabilities.sampled_registers, enabled=sample_hits)
     return plan

@@ -59,6 +59,7 @@ class Session:
                  classify_crashes: bool = True) -> None:
         self.plan, self.backend = plan, backend
         self.params: Mapping[str, Any] = plan.params
+        self.variables = plan.variables      # names may be DWARF variables (stop.StopEnv)
         self.out_dir = Path(out_dir)
         self.abi = backend.capabilities.abi
         self.inspector = inspector or Inspector()

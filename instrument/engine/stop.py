@@ -31,6 +31,7 @@ class StopHost(Protocol):
     abi: Abi
     params: Mapping[str, Any]
     inspector: Inspector
+    variables: bool           # the plan names DWARF variables (compiler.model.Plan.variables)
 
     def set_enabled(self, breakpoint_id: str, enabled: bool) -> None: ...
     def request_end(self, how: str) -> None: ...
@@ -42,7 +43,8 @@ class StopEnv:
                  regs: MutableMapping[str, int] | None, fields: dict[str, Any],
                  hits: int = 0, entry_args: tuple[int, ...] | None = None, *, variables: bool = True) -> None:
         self.host, self.process, self.tid = host, process, tid
-        self.variables = variables      # False: names are symbols only (an `at:` address, no DWARF read)
+        # False: names are symbols only (an `at:` address; a recipe naming no variable: no DWARF read).
+        self.variables = variables and host.variables
         self.regs, self.fields, self.hits, self.entry_args = regs, fields, hits, entry_args
         self._frame: FrameVariables | None = None
 

@@ -274,7 +274,8 @@ def _parse_text(text: str) -> Expr:
     nodes = tree.walk()
     reads = None if any(n.kind in ("mem", "cstr") or n.kind in _TYPED for n in nodes) else frozenset(
         str(n.value) for n in nodes if n.kind == "reg" or (n.kind == "name" and _names_register(str(n.value))))
-    return Expr(text, names, _compile(tree), _is_constant(tree), _kind(tree), reads)
+    typed = any(n.kind in _TYPED or (n.kind == "name" and "." in str(n.value)) for n in nodes)
+    return Expr(text, names, _compile(tree), _is_constant(tree), _kind(tree), reads, typed)
 
 
 def _names_register(name: str) -> bool:

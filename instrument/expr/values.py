@@ -138,6 +138,8 @@ class Expr:
     # What it reads of the stopped thread when that is registers alone: register
     # names and arg0..arg5/retval as written; None when it reads memory.
     reads: frozenset[str] | None = field(default=frozenset(), compare=False)
+    # Uses C operators on typed values (`.` `->` `[]` `*` `&` casts, sizeof): debug information.
+    typed: bool = field(default=False, compare=False)
 
     def evaluate(self, env: Env) -> Value:
         """The value of the expression in `env`; raises EvaluationError."""

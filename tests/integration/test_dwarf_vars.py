@@ -228,3 +228,32 @@ def test_values_agree_with_gdb(targets, tmp_path, build, function, args, exprs):
     ours = [[as_gdb(r["vars"][e]) for e in exprs] for r in hits(records, "b")]
     theirs = [[from_gdb(v) for v in stop] for stop in gdb_values(targets[build], function, args, exprs, len(ours))]
     assert ours and ours == theirs
+
+
+# -- DWARF is read only when a recipe names a variable, and then one CU at a time -------------
+
+def _run_in_process(targets, text: str) -> list[dict]:
+    from instrument import compile_plan, load_recipe, run
+    plan = compile_plan(load_recipe(text, file="lazy.yaml"), command=[targets["dwarf_vars"], "2"])
+    records: list[dict] = []
+    assert run(plan, emit=records.append).exit_status == 0
+    return records
+
+
+def _opened(program: str) -> list[object]:
+    from instrument.symbols import dwarf_info
+    return [d for (path, _, _), d in dwarf_info._cache.entries().items() if path == str(Path(program).resolve())]
+
+
+def test_dwarf_is_not_opened_for_a_recipe_that_names_no_variable(targets):
+    from instrument.symbols import dwarf_info
+    dwarf_info._cache._entries.clear()
+    records = _run_in_process(targets, recipe("report", '"scale={arg1} counter at {u64[counter]}"'))
+    assert [r["message"] for r in hits(records, "b")][0].startswith("scale=2 counter at ")
+    assert _opened(targets["dwarf_vars"]) == []
+    records = _run_in_process(targets, recipe("report", "{vars: [scale]}"))
+    assert [r["vars"] for r in hits(records, "b")] == [{"scale": 2}, {"scale": 3}]
+    (dwarf,) = _opened(targets["dwarf_vars"])
+    assert isinstance(dwarf, dwarf_info.ModuleDwarf)
+    # The scope came from the one CU that holds report; no global or type index was built.
+    assert len(dwarf._functions) == 1 and dwarf._globals is None and dwarf._named_types is None
