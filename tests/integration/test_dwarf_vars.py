@@ -257,3 +257,22 @@ def test_dwarf_is_not_opened_for_a_recipe_that_names_no_variable(targets):
     assert isinstance(dwarf, dwarf_info.ModuleDwarf)
     # The scope came from the one CU that holds report; no global or type index was built.
     assert len(dwarf._functions) == 1 and dwarf._globals is None and dwarf._named_types is None
+
+
+def test_a_parameter_lost_to_a_call_comes_back_from_the_callers_call_site(targets, tmp_path):
+    """At -O2, after report() clobbered rsi, `scale` is DW_OP_entry_value(rsi): main's call
+    site says what it passed (i + 2, from a callee-saved register), as gdb finds it."""
+    from instrument.symbols.dwarf_info import dwarf_for
+    from instrument.symbols.elf import open_image
+    program = targets["dwarf_vars-O2"]
+    line = marker_line("dwarf_vars.c", "after")
+    pc = open_image(program).line_address("dwarf_vars.c", line)
+    scope = dwarf_for(program).scope_at(pc)
+    (scale,) = [v for v in scope.variables if v.name == "scale"]
+    ops = next(o for lo, hi, o in scale.location if lo <= pc < hi)
+    assert ops[0].op_name == "DW_OP_entry_value"          # what this test is about
+    proc, records = run_recipe_jsonl(tmp_path, recipe(f"dwarf_vars.c:{line}", "{args: true}"), program, "4")
+    assert proc.returncode == 0, proc.stderr
+    got = hits(records, "b")
+    assert [r["args"]["scale"] for r in got] == [int(p["scale"]) for p in printed(proc.stdout, "report")]
+    assert len(got) == 4 and all("errors" not in r for r in got)

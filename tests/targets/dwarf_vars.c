@@ -34,7 +34,7 @@ __attribute__((noipa)) long process(struct req *req, int scale) {
     counter += total;
     table[3] += scale;
     report(req, scale, total, (unsigned char)('a' + scale)); /* LINE:call */
-    printf("process total=%ld\n", total);
+    printf("process total=%ld\n", total); /* LINE:after */
     fflush(stdout);
     return total + req->vals[2];
 }
