@@ -56,6 +56,8 @@ class ProcessState:
     # the depth in the process tree (0: the started process), the parent's image, and
     # whether this is a fork child still running its parent's image (no exec yet).
     threads: list[int] = field(default_factory=list)
+    # Debug information its modules opened for variables by name (symbols.dwarf_vars), for its life.
+    debug_info: dict[Any, Any] = field(default_factory=dict)
     depth: int = 0
     parent_exe: str | None = None
     forked_without_exec: bool = False

@@ -58,7 +58,8 @@ class StopEnv:
                 return ModuleRef(module.path, module.base) if module is not None else None
             main = next(iter(modules), None)        # the first module added is the program
             search = [ModuleRef(main.path, main.base)] if main is not None else []
-            self._frame = FrameVariables.from_names(self.regs, self.read_memory, find, search)
+            self._frame = FrameVariables.from_names(self.regs, self.read_memory, find, search,
+                                                    self.process.debug_info)
         return self._frame
 
     def type_named(self, name: str) -> CastType:

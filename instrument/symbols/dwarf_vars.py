@@ -10,21 +10,44 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from ..errors import EvaluationError
 from ..expr.values import CastType, Value
-from .cfi import module_cfi
+from .cfi import ModuleCFI, module_cfi
 from .cfi_rules import DWARF_REGS, UnwindStop, apply_row, eval_cfa
-from .dwarf_info import Scope, Variable, dwarf_for
+from .dwarf_info import ModuleDwarf, Scope, Variable, dwarf_for
 from .dwarf_loc import FrameInputs, OptimizedOut, Place, evaluate, read_place, register_name
 from .dwarf_types import CType
 from .dwarf_values import DwarfCastType, Reader, SymbolValue, TypedValue
 from .elf import ImageError, open_image
 
-_DWARF_NUMBER = {name: num for num, name in DWARF_REGS.items()}
 _ARG_REGS = (5, 4, 1, 2, 8, 9)       # SysV: rdi rsi rdx rcx r8 r9
 _NONE = object()
+
+
+class _ByNumber(Mapping[int, int]):
+    """The stop's registers by DWARF number, read from the by-name mapping only when asked
+    (a backend's register set may decode each one on access)."""
+
+    def __init__(self, regs: Mapping[str, int]) -> None:
+        self._regs = regs
+
+    def __getitem__(self, num: int) -> int:
+        name = DWARF_REGS.get(num)
+        if name is None or name not in self._regs:
+            raise KeyError(num)
+        return self._regs[name]
+
+    def __contains__(self, num: object) -> bool:
+        name = DWARF_REGS.get(num) if isinstance(num, int) else None
+        return name is not None and name in self._regs
+
+    def __iter__(self) -> Iterator[int]:
+        return iter([n for n, name in DWARF_REGS.items() if name in self._regs])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 @dataclass(frozen=True)
@@ -40,22 +63,31 @@ class FrameVariables:
     """The variables one stopped frame can name; see the module docstring."""
 
     def __init__(self, pc: int | None, regs: Mapping[int, int] | None, read: Reader, find_module: FindModule,
-                 search: Sequence[ModuleRef], depth: int = 0) -> None:
+                 search: Sequence[ModuleRef], depth: int = 0, opened: dict[Any, Any] | None = None) -> None:
         self.pc, self.regs, self.read, self.find_module = pc, regs, read, find_module
         self.search, self.depth = search, depth
+        # What this process's modules opened (their DWARF, CFI), kept by the caller for the
+        # process's life: a stop asks again on every hit, and a file cache stats each time.
+        self.opened: dict[Any, Any] = {} if opened is None else opened
         self.module = find_module(pc) if pc is not None else None
-        self.dwarf = dwarf_for(self.module.path) if self.module is not None else None
+        self.dwarf = self._dwarf(self.module.path) if self.module is not None else None
         self.link_pc = pc - self.module.bias if pc is not None and self.module is not None else 0
         self._scope: Any = _NONE
 
     @classmethod
     def from_names(cls, regs: Mapping[str, int] | None, read: Reader, find_module: FindModule,
-                   search: Sequence[ModuleRef]) -> FrameVariables:
+                   search: Sequence[ModuleRef], opened: dict[Any, Any] | None = None) -> FrameVariables:
         """For a stop: registers by name (rip, rsp, ...) as the backend gives them."""
         if regs is None:
-            return cls(None, None, read, find_module, search)
-        numbered = {_DWARF_NUMBER[n]: v for n, v in regs.items() if n in _DWARF_NUMBER}
-        return cls(regs.get("rip"), numbered, read, find_module, search)
+            return cls(None, None, read, find_module, search, opened=opened)
+        return cls(regs.get("rip"), _ByNumber(regs), read, find_module, search, opened=opened)
+
+    def _dwarf(self, path: str) -> ModuleDwarf | None:
+        key = ("dwarf", path)
+        if key not in self.opened:
+            self.opened[key] = dwarf_for(path)
+        found: ModuleDwarf | None = self.opened[key]
+        return found
 
     # -- what is in scope -------------------------------------------------------------------
     def scope(self) -> Scope | None:
@@ -98,7 +130,7 @@ class FrameVariables:
 
     def global_value(self, name: str) -> Value | None:
         for module in self._modules():
-            dwarf = dwarf_for(module.path)
+            dwarf = self._dwarf(module.path)
             var = dwarf.global_named(name) if dwarf is not None else None
             if var is not None:
                 address = var.location[0].args[0] + module.bias
@@ -111,7 +143,7 @@ class FrameVariables:
 
     def type_named(self, text: str) -> CastType | None:
         for module in self._modules():
-            dwarf = dwarf_for(module.path)
+            dwarf = self._dwarf(module.path)
             ctype = dwarf.type_named(text) if dwarf is not None else None
             if ctype is not None:
                 return DwarfCastType(ctype, self.read)
@@ -178,7 +210,12 @@ class FrameVariables:
             raise EvaluationError(f"the frame's CFA: {e}") from None
 
     def _cfi_row(self) -> tuple[Any, int]:
-        cfi = module_cfi(self.module.path) if self.module is not None else None
+        cfi: ModuleCFI | None = None
+        if self.module is not None:
+            key = ("cfi", self.module.path)
+            if key not in self.opened:
+                self.opened[key] = module_cfi(self.module.path)
+            cfi = self.opened[key]
         row = cfi.row(self.link_pc) if cfi is not None else None
         if row is None:
             raise EvaluationError(f"no call frame information at {self.pc or 0:#x}")
@@ -224,13 +261,14 @@ class FrameVariables:
             return None
         return_pc = caller.get(16)
         module = self.find_module(return_pc) if return_pc is not None else None
-        dwarf = dwarf_for(module.path) if module is not None else None
+        dwarf = self._dwarf(module.path) if module is not None else None
         if return_pc is None or module is None or dwarf is None:
             return None
         found = dwarf.call_site_values(return_pc - module.bias)
         if found is None or reg not in found[1]:
             return None
-        outer = FrameVariables(return_pc, caller, self.read, self.find_module, self.search, self.depth + 1)
+        outer = FrameVariables(return_pc, caller, self.read, self.find_module, self.search, self.depth + 1,
+                               self.opened)
         outer_scope = outer.scope()
         if outer_scope is None:
             return None
