@@ -9,7 +9,7 @@ the record they fill in. Both reach the session only through `StopHost`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, MutableMapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, MutableMapping, Protocol, Sequence
 
 from ..arch import x86_64 as regdefs
 from ..arch.x86_64 import Abi
@@ -17,8 +17,11 @@ from ..actions import CompiledAction
 from ..backend.base import Backend
 from ..errors import DebuggerError, EvaluationError, InstrumentError, RecipeError
 from ..expr.values import CastType
-from ..symbols.dwarf_vars import FrameVariables, ModuleRef
 from .inspect import Inspector
+
+# The DWARF reader is imported where first used: most sessions never name a variable.
+if TYPE_CHECKING:
+    from ..symbols.dwarf_vars import FrameVariables, ModuleRef
 from .process import ProcessState
 
 MAX_CSTRING = 4096
@@ -51,6 +54,7 @@ class StopEnv:
     def frame(self) -> FrameVariables:
         """The DWARF variables of the stopped frame, opened on first use (most stops never ask)."""
         if self._frame is None:
+            from ..symbols.dwarf_vars import FrameVariables, ModuleRef
             modules = self.process.modules
 
             def find(address: int) -> ModuleRef | None:
@@ -108,6 +112,8 @@ class StopEnv:
         try:
             return self.process.modules.resolve(name)
         except KeyError:
+            if self.variables and self.regs is not None and "!" not in name:
+                raise EvaluationError(f"unknown name '{name}': {self.frame().not_found()}") from None
             raise EvaluationError(f"unknown name '{name}'") from None
 
 

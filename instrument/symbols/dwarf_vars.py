@@ -103,6 +103,17 @@ class FrameVariables:
         offset = self.link_pc - scope.low_pc
         return f"{scope.function}+{offset:#x}" if offset else scope.function
 
+    def not_found(self) -> str:
+        """Why a name is no variable here, for the error that says it is unknown."""
+        if self.module is None:
+            return f"no module holds the pc {self.pc or 0:#x}"
+        name = self.module.path.rsplit("/", 1)[-1]
+        if self.dwarf is None:
+            return f"no variable or symbol of that name ({name} has no DWARF at {self.pc or 0:#x})"
+        if self.scope() is None:
+            return f"no variable or symbol of that name (no DWARF for the function at {self.pc or 0:#x} in {name})"
+        return f"not in scope at {self.where()}, and no global or symbol of that name"
+
     def names(self, params: bool) -> list[str]:
         """The parameters (in order) or the locals (innermost first) in scope here."""
         scope = self.scope()
