@@ -141,13 +141,12 @@ class ModuleDwarf:
     def cu_at(self, pc: int) -> Any:
         starts, rest = self._cus()
         i = bisect_right(starts, pc) - 1
-        while i >= 0:
-            end, offset = rest[i]
+        # CU ranges do not overlap, but one CU's range may hold a gap another fills
+        # (a .text.unlikely part): look a few ranges back, not just one.
+        for j in range(i, max(i - 8, -1), -1):
+            end, offset = rest[j]
             if pc < end:
                 return self.dwarf.get_CU_at(offset)
-            i -= 1
-            if i >= 0 and starts[i] + (1 << 32) < pc:
-                break
         return None
 
     def _ranges(self, die: Any, cu: Any) -> list[tuple[int, int]]:
