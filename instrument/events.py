@@ -94,6 +94,12 @@ class ExceptionInfo:
     si_code: int | None = None
     hw_slots: tuple[int, ...] = ()    # DR6 bits that fired (SINGLE_STEP)
     from_user: bool = False           # sent by kill()/tkill(), not raised by the CPU
+    # A signal's number and, when a process sent it (si_code SI_USER, SI_TKILL, SI_QUEUE..),
+    # the sender's pid and uid and a sigqueue() value; None where the siginfo has none.
+    signo: int | None = None
+    si_pid: int | None = None
+    si_uid: int | None = None
+    si_value: int | None = None
     # A hit reported without stopping its thread (a sampled hardware breakpoint):
     # the registers at the hit, and when it was (time.monotonic() seconds).
     registers: Mapping[str, int] | None = field(default=None, compare=False)

@@ -18,6 +18,7 @@ EVENT_FIELDS = frozenset({
     "event", "code", "pid", "tid", "time", "address", "pc", "access", "module", "base",
     "image_path", "start_address", "exit_code", "signal", "text", "error", "exception",
     "exception_code", "fault_address", "first_chance", "symbol", "instruction", "check",
+    "signo", "si_code", "si_pid", "si_uid", "si_value", "disposition",      # signals:
 })
 
 

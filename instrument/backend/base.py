@@ -37,6 +37,9 @@ class Capabilities:
     # Nothing runs and nothing can change (a core file): no breakpoints of any kind, no
     # `set`, `write` or `return`; the compiler refuses recipes that need them.
     read_only: bool = False
+    # POSIX signals are reported as they are delivered and can be passed on or dropped
+    # (the `signals:` section); False: the reason the compiler gives for refusing it.
+    signals: bool = False
 
     def __post_init__(self) -> None:
         # A backend naming an ABI the register code cannot read fails here, at

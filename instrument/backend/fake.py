@@ -18,7 +18,7 @@ from ..events import (CreateProcessInfo, DebugEvent, EventCode, ExceptionCode, E
 from .base import Capabilities, Module, SpawnOptions
 
 FAKE_CAPABILITIES = Capabilities(os="linux", arch="x86_64", abi=Abi.SYSV, hardware_breakpoints=DEBUG_SLOTS,
-                                 memory_breakpoints=True, follow_forks=True, attach=True)
+                                 memory_breakpoints=True, follow_forks=True, attach=True, signals=True)
 
 
 class FakeBackend:
@@ -39,6 +39,9 @@ class FakeBackend:
         self.detached: list[int] = []
         self.killed: list[int] = []
         self.patched_bytes: Callable[[int], Mapping[int, bytes]] | None = None
+        # Signals that come before the instruction of the next single steps, one a step:
+        # the step then reports the signal and rip stays (a signal pending at a step-over).
+        self.step_signals: list[ExceptionInfo] = []
 
     # -- sessions --------------------------------------------------------
     def spawn(self, options: SpawnOptions) -> int:
@@ -85,6 +88,8 @@ class FakeBackend:
     def single_step(self, tid: int) -> DebugEvent:
         rip = self.regs[tid]["rip"]
         self.log.append(("step", tid, rip, self.memory.get(rip)))
+        if self.step_signals:
+            return DebugEvent(EventCode.EXCEPTION_DEBUG_EVENT, self.pid, tid, self.step_signals.pop(0))
         self.regs[tid]["rip"] = rip + 1
         return self._exception(tid, ExceptionCode.SINGLE_STEP, rip + 1)
 

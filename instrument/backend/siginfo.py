@@ -64,15 +64,86 @@ def exception_for_signal(signo: int, si_code: int, si_addr: int, rip: int, first
         # kill()/tkill()/sigqueue(): a message from a program (abort() sends itself
         # SIGABRT), not a fault.
         return ExceptionInfo(ExceptionCode.SIGNAL, rip, first_chance, signal=name, si_code=si_code,
-                             from_user=True)
+                             from_user=True, signo=signo)
     if signo == SIGTRAP:
         if si_code in (SI_KERNEL, TRAP_BRKPT):
             # int3 traps after the instruction: the breakpoint is one byte back.
-            return ExceptionInfo(ExceptionCode.BREAKPOINT, rip - 1, first_chance, signal=name, si_code=si_code)
+            return ExceptionInfo(ExceptionCode.BREAKPOINT, rip - 1, first_chance, signal=name, si_code=si_code,
+                                 signo=signo)
         return ExceptionInfo(ExceptionCode.SINGLE_STEP, rip, first_chance, watched, signal=name, si_code=si_code,
-                             hw_slots=hw_slots)
+                             hw_slots=hw_slots, signo=signo)
     code = _EXCEPTION_BY_SIGNAL.get(signo, ExceptionCode.SIGNAL)
     if signo == SIGFPE:
         code = _FPE_CODES.get(si_code, code)
     fault = si_addr if signo in (SIGSEGV, SIGBUS) else None
-    return ExceptionInfo(code, rip, first_chance, fault, None, name, si_code)
+    return ExceptionInfo(code, rip, first_chance, fault, None, name, si_code, signo=signo)
+
+
+SIGRTMAX = 64
+SIGCHLD = 17
+# si_code values a sender sets (include/uapi/asm-generic/siginfo.h), named as strace names them.
+_SENDER_CODES: dict[int, str] = {
+    0: "SI_USER", 0x80: "SI_KERNEL", -1: "SI_QUEUE", -2: "SI_TIMER", -3: "SI_MESGQ",
+    -4: "SI_ASYNCIO", -5: "SI_SIGIO", -6: "SI_TKILL", -7: "SI_DETHREAD", -60: "SI_ASYNCNL",
+}
+# The codes the kernel gives each signal it raises itself (same header), by signal number.
+_SIGNAL_CODES: dict[int, tuple[str, ...]] = {
+    SIGILL: ("ILL_ILLOPC", "ILL_ILLOPN", "ILL_ILLADR", "ILL_ILLTRP", "ILL_PRVOPC", "ILL_PRVREG",
+             "ILL_COPROC", "ILL_BADSTK", "ILL_BADIADDR"),
+    SIGFPE: ("FPE_INTDIV", "FPE_INTOVF", "FPE_FLTDIV", "FPE_FLTOVF", "FPE_FLTUND", "FPE_FLTRES",
+             "FPE_FLTINV", "FPE_FLTSUB", "", "", "", "", "", "FPE_FLTUNK", "FPE_CONDTRAP"),
+    SIGSEGV: ("SEGV_MAPERR", "SEGV_ACCERR", "SEGV_BNDERR", "SEGV_PKUERR", "SEGV_ACCADI",
+              "SEGV_ADIDERR", "SEGV_ADIPERR", "SEGV_MTEAERR", "SEGV_MTESERR", "SEGV_CPERR"),
+    SIGBUS: ("BUS_ADRALN", "BUS_ADRERR", "BUS_OBJERR", "BUS_MCEERR_AR", "BUS_MCEERR_AO"),
+    SIGTRAP: ("TRAP_BRKPT", "TRAP_TRACE", "TRAP_BRANCH", "TRAP_HWBKPT", "TRAP_UNK", "TRAP_PERF"),
+    SIGCHLD: ("CLD_EXITED", "CLD_KILLED", "CLD_DUMPED", "CLD_TRAPPED", "CLD_STOPPED", "CLD_CONTINUED"),
+    29: ("POLL_IN", "POLL_OUT", "POLL_MSG", "POLL_ERR", "POLL_PRI", "POLL_HUP"),      # SIGIO
+    31: ("SYS_SECCOMP", "SYS_USER_DISPATCH"),                                          # SIGSYS
+}
+# Codes whose siginfo names the sending process (si_pid, si_uid): kill(), tgkill(),
+# sigqueue(), a message queue; SI_KERNEL and the CPU's own codes name nobody.
+SENDER_CODES = frozenset({0, -1, -3, -6})
+# Codes that carry a sigval (si_value): sigqueue(), POSIX timers, message queues.
+VALUE_CODES = frozenset({-1, -2, -3})
+
+
+def si_code_name(signo: int, si_code: int) -> str:
+    """si_code as strace shows it: "SI_TKILL", "SEGV_MAPERR"; a code with no name as its number."""
+    if si_code <= 0 or si_code == SI_KERNEL:
+        return _SENDER_CODES.get(si_code, str(si_code))
+    names = _SIGNAL_CODES.get(signo, ())
+    return names[si_code - 1] if si_code <= len(names) and names[si_code - 1] else str(si_code)
+
+
+_NUMBERS: dict[str, int] = {name: number for number, name in SIGNAL_NAMES.items()}
+_NUMBERS.update(SIGIOT=6, SIGCLD=17, SIGPOLL=29)      # the other names glibc accepts
+
+
+def signal_number(text: str | int) -> int | None:
+    """The Linux x86-64 number of a signal written as a recipe may write it: `SIGUSR1`,
+    `usr1`, `10`, `SIGRTMIN+3`, `SIGRTMAX-1`; None when it names no signal. The kernel's
+    own real-time signals 32 and 33 (glibc's threads and timers) count as no signal."""
+    if isinstance(text, bool):
+        return None
+    if isinstance(text, int):
+        number = text
+    else:
+        s = text.strip().upper()
+        if s.isdigit():
+            number = int(s)
+        else:
+            s = s if s.startswith("SIG") else "SIG" + s
+            for base, value in (("SIGRTMIN", SIGRTMIN), ("SIGRTMAX", SIGRTMAX)):
+                if s.startswith(base) and s != base:
+                    offset = s[len(base):].replace(" ", "")
+                    sign = 1 if offset[0] == "+" else -1 if offset[0] == "-" else 0
+                    if not sign or not offset[1:].isdigit():
+                        return None
+                    number = value + sign * int(offset[1:])
+                    break
+            else:
+                found = _NUMBERS.get(s)
+                if found is None:
+                    return None
+                number = found
+    return number if 1 <= number <= 31 or SIGRTMIN <= number <= SIGRTMAX else None

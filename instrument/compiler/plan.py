@@ -233,11 +233,24 @@ def _check_capabilities(recipe: Recipe, caps: Capabilities, errors: list[RecipeE
                                           recipe.where(tuple(bp.path) + ("type",))))
     if getattr(caps, "read_only", False):
         _check_read_only(recipe, errors)
+    if recipe.signals and not getattr(caps, "signals", False):
+        errors.append(RecipeError(f"`signals:` is not supported by this backend: {_no_signals(caps)}",
+                                  recipe.where(("signals",), key=True)))
     req = recipe.requires
     if req.get("os") and req["os"] != caps.os:
         errors.append(RecipeError(f"this recipe requires os {req['os']}; this is {caps.os}", recipe.where(("requires", "os"))))
     if req.get("arch") and req["arch"] != caps.arch:
         errors.append(RecipeError(f"this recipe requires arch {req['arch']}; this is {caps.arch}", recipe.where(("requires", "arch"))))
+
+
+def _no_signals(caps: Capabilities) -> str:
+    """Why a backend has no `signals:`, for the error that refuses the section."""
+    if getattr(caps, "read_only", False):
+        return "a core file is read-only: nothing runs, so no signal is delivered"
+    if caps.os == "windows":
+        return ("Windows has no POSIX signals (its exceptions and Ctrl-C events are under `events:`, "
+                "e.g. `control_c_exit`)")
+    return "it does not report signal deliveries"
 
 
 # Actions that change the target: a read-only backend (a core file) cannot run them.

@@ -8,6 +8,7 @@ from typing import Iterable
 from ..actions import CompileContext, CompiledAction, compile_action
 from ..errors import RecipeError
 from ..events import DebugEvent, EventCode, ExceptionInfo
+from ..expr import Expr
 from ..recipe.model import Action
 
 
@@ -20,6 +21,23 @@ class Handler:
 
 
 @dataclass(frozen=True)
+class SignalHandlerPlan:
+    """A compiled `signals:` entry: what the engine does when signal `signo` is delivered."""
+
+    key: str                                 # the signal's name: "SIGUSR1", "SIGRTMIN+3"
+    signo: int
+    disposition: str                         # "pass" | "suppress"
+    when: Expr | None
+    limit: int | None
+    actions: tuple[CompiledAction, ...]
+    line: int = 0
+
+    @property
+    def suppress(self) -> bool:
+        return self.disposition == "suppress"
+
+
+@dataclass(frozen=True)
 class HandlerTable:
     """WinAppDbg's dispatch order as data: specific exception code, then event code, then
     catch-all. `crash` runs on a last-chance exception, after those."""
@@ -28,6 +46,7 @@ class HandlerTable:
     by_event: dict[EventCode, Handler] = field(default_factory=dict)
     catch_all: Handler | None = None
     crash: Handler | None = None
+    by_signal: dict[int, SignalHandlerPlan] = field(default_factory=dict)   # signal number -> handler
 
     def lookup(self, event: DebugEvent) -> list[Handler]:
         found: list[Handler] = []
@@ -48,9 +67,11 @@ class TableBuilder:
     by_event: dict[EventCode, Handler] = field(default_factory=dict)
     catch_all: Handler | None = None
     crash: Handler | None = None
+    by_signal: dict[int, SignalHandlerPlan] = field(default_factory=dict)
 
     def build(self) -> HandlerTable:
-        return HandlerTable(dict(self.by_exception), dict(self.by_event), self.catch_all, self.crash)
+        return HandlerTable(dict(self.by_exception), dict(self.by_event), self.catch_all, self.crash,
+                            dict(self.by_signal))
 
 
 def compile_actions(actions: Iterable[Action], ctx: CompileContext,

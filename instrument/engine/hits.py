@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, MutableMapping
 
 from ..backend.base import Backend
+from ..backend.siginfo import si_code_name
 from ..compiler.table import Handler
 from ..errors import DebuggerError, EvaluationError
 from ..events import DebugEvent, EventCode, ExceptionCode, ExceptionInfo
@@ -16,6 +17,7 @@ from .handlers import Handlers
 from .inspect import Inspector
 from .process import ProcessState
 from .records import Recorder, event_fields, record_fields
+from .signals import SignalDispatch
 from .sites import IFUNC_USER, RETURN_USER, PendingReturn, SiteState, SoftSite
 from .stop import Stop, StopEnv
 
@@ -44,6 +46,13 @@ class ExceptionDispatch:
         self.redispatch = redispatch
         self.host = handlers.host
         self.crashed = False
+        self.signals = SignalDispatch(handlers.table.by_signal, self.host, recorder)
+        # tid -> (address, rsp) of an int3 hit whose step-over a signal (or a fault)
+        # interrupted before the instruction ran: when the thread comes back to that int3
+        # at the same stack depth (the signal passed on and its handler returned, or
+        # dropped), it is the same hit, stepped over again but not counted again. A handler
+        # that longjmps away leaves its entry behind until replaced (a thread has one).
+        self.rehits: dict[int, tuple[int, int]] = {}
 
     def on_exception(self, event: DebugEvent) -> bool:
         """Handle one exception; True: pass it on to the target."""
@@ -73,7 +82,10 @@ class ExceptionDispatch:
             self.on_guard_hit(process, event, info)
             return False
         regs = self._regs(event.tid)
+        verdict = self.signals.on_signal(process, event, info, regs) if self.signals.by_signal else None
         self.handlers.run_event_handlers(event, regs=regs)
+        if verdict is False:
+            return False        # suppressed: the program never gets it, so it cannot die of it
         if not info.first_chance:
             self.on_crash(process, event, info, regs)
         return True
@@ -91,6 +103,9 @@ class ExceptionDispatch:
         regs["rip"] = address            # the int3 ran; go back to the instruction it replaced
         users = site.users      # a copy to walk: a hit may take its breakpoint out of the site
         by_id = self.breakpoints.by_id
+        if self.rehits and self.rehits.get(tid) == (address, regs["rsp"]):
+            del self.rehits[tid]
+            users = set()                # that hit has been counted: only the step over is left
         for user in (tuple(users) if len(users) == 1 else sorted(users, key=self.breakpoints.rank)):
             if user == RETURN_USER:
                 self.on_return_hit(process, event, regs, address)
@@ -124,8 +139,15 @@ class ExceptionDispatch:
         if isinstance(info, ExceptionInfo) and info.code == ExceptionCode.SINGLE_STEP and not info.hw_slots:
             return False
         # The instruction under the breakpoint did something else: a fault, a
-        # hardware watchpoint, or the process went away. Handle that event here;
-        # the caller's resume then continues this thread with its verdict.
+        # hardware watchpoint, or the process went away; or a signal came first. Handle
+        # that event here; the caller's resume then continues this thread with its verdict.
+        if stepped.code == EventCode.EXCEPTION_DEBUG_EVENT and process.alive:
+            try:
+                regs = self.backend.registers(tid)
+                if regs["rip"] == site.address:      # not run: the thread comes back to this int3
+                    self.rehits[tid] = (site.address, regs["rsp"])
+            except DebuggerError:
+                pass
         if stepped.code == EventCode.EXCEPTION_DEBUG_EVENT or stepped.pid in self.processes:
             return self.redispatch(stepped)
         return False
@@ -270,6 +292,10 @@ class ExceptionDispatch:
         rec = self.recorder.record("crash", _EXCEPTION, event.pid, event.tid)
         try:
             rec.update(self.inspector.crash_record(process, info, regs))
+            if info.signo is not None and info.si_code is not None:
+                # By name, as strace shows it; never the sender's pid, which differs run to
+                # run (two runs of one crash must give one report).
+                rec["si_code"] = si_code_name(info.signo, info.si_code)
             rec["thread"] = thread_of(process, event.tid, rec.get("frames") or [])
             rec["process"] = process_of(process)
             if self.classify and regs is not None:     # SPEC 5: classification and hash

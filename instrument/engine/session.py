@@ -142,6 +142,8 @@ def _summary(session: Session, plan: Plan) -> dict[str, Any]:
         "tool": {"name": "instrument", "version": __version__},
         "target": _target_info(plan),
     })
+    if session.exceptions.signals.counts:
+        rec["signals"] = dict(session.exceptions.signals.counts)    # deliveries handled, per `signals:` entry
     never = [bp.id for bp in session.breakpoints if not bp.ever_armed and bp.plan.enabled]
     if never:
         rec["not_armed"] = never      # e.g. its module never loaded, or its address was refused

@@ -56,10 +56,12 @@ def action_lists(recipe: Recipe) -> Iterator[Sequence[Action]]:
             yield bp.on_return
     yield from recipe.events.values()
     yield recipe.crash
+    for handler in recipe.signals:
+        yield handler.actions
 
 
 def all_actions(recipe: Recipe) -> Iterator[Action]:
-    """Every action in the recipe: breakpoints' (and their on_return), events', crash's."""
+    """Every action in the recipe: breakpoints' (and their on_return), events', crash's, signals'."""
     for actions in action_lists(recipe):
         yield from actions
 

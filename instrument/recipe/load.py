@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from ..errors import RecipeError, RecipeErrors
 from .checks import check_recipe, type_of_value
-from .model import Action, Breakpoint, Param, Path, Recipe, Target
+from .model import Action, Breakpoint, Param, Path, Recipe, SignalHandler, Target
 from .salvage import salvage
 from .schema import validate_source, validator
 from .source import Source, parse_source
@@ -133,6 +133,7 @@ def build_recipe(source: Source) -> Recipe:
         events={name: _actions(items, ("events", name)) for name, items in events.items()},
         events_paths={name: ("events", name) for name in events},
         crash=_actions(data.get("crash") or (), ("crash",)),
+        signals=tuple(_signal_handler(key, raw) for key, raw in (data.get("signals") or {}).items()),
         rules=tuple(data.get("rules") or ()),
         file=source.file,
         text=source.text,
@@ -165,6 +166,19 @@ def _breakpoint_ids(raws: Any) -> list[str]:
         taken.add(bp_id)
         ids.append(bp_id)
     return ids
+
+
+def _signal_handler(key: Any, raw: Any) -> SignalHandler:
+    """A `signals:` entry: a disposition alone (`SIGPIPE: suppress`), a list of actions, or
+    the mapping with disposition, when, limit and actions."""
+    path = ("signals", key)
+    if isinstance(raw, str):
+        return SignalHandler(key, raw, path=path)
+    if isinstance(raw, list):
+        return SignalHandler(key, actions=_actions(raw, path), path=path)
+    raw = raw or {}
+    return SignalHandler(key, raw.get("disposition", "pass"), raw.get("when"), raw.get("limit"),
+                         _actions(raw.get("actions") or (), path + ("actions",)), path)
 
 
 def _param(name: str, raw: Any) -> Param:

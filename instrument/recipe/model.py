@@ -86,6 +86,21 @@ class Breakpoint:
         return 1
 
 
+DISPOSITIONS = ("pass", "suppress")
+
+
+@dataclass(frozen=True)
+class SignalHandler:
+    """One `signals:` entry: what to do when the signal `key` names is delivered."""
+
+    key: str | int                 # as written: SIGUSR1, usr1, 10, SIGRTMIN+3 (the compiler reads it)
+    disposition: str = "pass"      # one of DISPOSITIONS: pass it on to the program, or drop it
+    when: str | None = None
+    limit: int | None = None
+    actions: tuple[Action, ...] = ()
+    path: Path = ()
+
+
 @dataclass(frozen=True)
 class Recipe:
     version: int
@@ -100,6 +115,7 @@ class Recipe:
     events: Mapping[str, tuple[Action, ...]] = field(default_factory=dict)
     events_paths: Mapping[str, Path] = field(default_factory=dict)
     crash: tuple[Action, ...] = ()
+    signals: tuple[SignalHandler, ...] = ()
     rules: tuple[Mapping[str, Any], ...] = ()   # crash classification rules, as plain data
     file: str = "<recipe>"         # what errors call the file
     text: str = ""                 # the exact text, for provenance

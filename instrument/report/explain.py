@@ -43,7 +43,7 @@ def explain(plan: Any, sampled_registers: frozenset[str] = frozenset(), abi: Abi
     out.append("")
     out.append("handler table (dispatch order: exception code, then event code, then catch-all):")
     table = plan.table
-    if not (table.by_exception or table.by_event or table.catch_all):
+    if not (table.by_exception or table.by_event or table.catch_all or getattr(table, "by_signal", None)):
         out.append("  (empty)")
     for code, handler in sorted(table.by_exception.items()):
         out.append(f"  exception {exception_name(code)} (0x{code:08x}):")
@@ -57,6 +57,11 @@ def explain(plan: Any, sampled_registers: frozenset[str] = frozenset(), abi: Abi
     if plan.crash is not None:
         out.append("  crash (last-chance exception):")
         out += _actions(plan.crash.actions, "    ")
+    for signo, sig in sorted(getattr(table, "by_signal", {}).items()):
+        out.append(f"  signal {signo} {sig.key}: {sig.disposition}"
+                   + (f", when {sig.when.text}" if sig.when is not None else "")
+                   + (f", limit {sig.limit}" if sig.limit is not None else ""))
+        out += _actions(sig.actions, "    ")
 
     out.append("")
     out.append(f"breakpoints ({len(plan.breakpoints)}):")

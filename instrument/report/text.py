@@ -82,6 +82,10 @@ def format_record(r: dict[str, Any]) -> str:
         head += f" {r.get('ended')} {end}".rstrip() + (f"; hits: {bps}" if bps else "")
         if r.get("pinned"):
             head += "; pinned to one CPU"
+    elif event == "signal":
+        sender = f" from pid {r['si_pid']}" if r.get("si_pid") is not None else ""
+        value = f" value {r['si_value']}" if r.get("si_value") is not None else ""
+        head += f" {r.get('signal')} #{r.get('hits')} ({r.get('si_code')}{sender}{value}) {r.get('disposition')}"
     elif event == "crash":
         head += f" {r.get('exception')} ({r.get('signal')}) at {r.get('symbol') or r.get('address')}"
         if r.get("fault_address"):

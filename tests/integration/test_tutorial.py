@@ -108,6 +108,12 @@ def check_saved_trace(p: Proc) -> None:
     assert in_order(p.stdout, *once, *once)
 
 
+def check_signals(p: Proc) -> None:
+    assert p.returncode == 0, p.stderr
+    assert in_order(p.stdout, "signal SIGUSR1 #1 (SI_USER from pid ", ") suppress [pid=",
+                    ": SIGUSR1 (SI_USER) from pid ", ": not delivered", "still here", "summary exited exit code 0")
+
+
 # Each command of the tutorial, in order, and what its step promises.
 STEPS: dict[str, Callable[[Proc], None]] = {
     "gcc -g -O0 -no-pie -o app app.c\n./app": check_build,
@@ -122,6 +128,7 @@ STEPS: dict[str, Callable[[Proc], None]] = {
     "instrument validate soft.yaml hardware.yaml heap-trace --target ./app": check_validate,
     "instrument trace -i 'tick: tick({arg0})' -i 'libc.so.6!str*cmp' --ret -- ./app": check_trace,
     "instrument trace -i 'ti*' --args 1 --save ticks.yaml -- ./app\ninstrument run ticks.yaml": check_saved_trace,
+    "instrument run signals.yaml -- sh -c 'kill -USR1 $$; echo still here'": check_signals,
 }
 
 
@@ -169,7 +176,7 @@ def test_every_step_runs_as_written(workdir):
 def test_yaml_blocks_are_valid_recipes(workdir):
     # The file blocks (a step may write more: `trace --save ticks.yaml`).
     recipes = sorted(p.name for p in workdir.glob("*.yaml") if p.name != "ticks.yaml")
-    assert recipes == ["events.yaml", "first.yaml", "hardware.yaml", "memory.yaml", "soft.yaml"]
+    assert recipes == ["events.yaml", "first.yaml", "hardware.yaml", "memory.yaml", "signals.yaml", "soft.yaml"]
     proc = run_step("instrument validate " + " ".join(recipes), workdir)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count(": ok") == len(recipes)

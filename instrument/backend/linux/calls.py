@@ -35,6 +35,7 @@ _RED_ZONE = 128
 _MAX_STOPS = 16            # stray interrupt stops and signals held back, before we give up
 _FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP}
 SYSCALL_INSN = b"\x0f\x05"
+_GETPID = 39            # x86-64: a system call that changes nothing
 MAX_TRIES = 32          # steps of one instruction (or one injected syscall) before giving up
 
 
@@ -174,7 +175,9 @@ def _run_to_return(tid: int, wait: Callable[[int], int], address: int, popped_sp
         _ffi.get_regs(tid, regs)
         if sig == signal.SIGSEGV and regs.rip == 0 and regs.rsp == popped_sp:
             return int(regs.rax)     # our return address taken (a jump through a NULL slot is not)
-        if sig in _FAULTS:
+        if sig in _FAULTS and _ffi.get_siginfo(tid, _ffi.SigInfo()).si_code > 0:
+            # Raised by the CPU in our code. The same signal sent by another process
+            # (a tgkill'd SIGTRAP, a kill -SEGV) is asynchronous: held, as below.
             raise DebuggerError(f"the call at {address:#x} stopped with {signal_name(sig)} at {regs.rip:#x}")
         resume_with = late.take(sig)     # asynchronous: not now, but not lost either
     raise DebuggerError(f"the call at {address:#x} did not return")
@@ -227,6 +230,7 @@ def _step_syscall(tid: int, wait: Callable[[int], int], address: int, call: _ffi
                   late: Held, saved: _ffi.UserRegs) -> int:
     regs = _ffi.UserRegs()
     resume_with = 0
+    result: int | None = None
     for _ in range(MAX_TRIES):
         # Set again before every try: a thread stopped inside a system call (a clone,
         # fork or exec event stop) first finishes that call on resume, which writes its
@@ -243,8 +247,18 @@ def _step_syscall(tid: int, wait: Callable[[int], int], address: int, call: _ffi
             continue           # a stray PTRACE_INTERRUPT stop: the syscall has not run
         _ffi.ptrace(_ffi.PTRACE_GETREGS, tid, None, regs)
         if sig == signal.SIGTRAP and regs.rip == address + len(SYSCALL_INSN):
-            rax = int(regs.rax)
-            return to_signed64(rax)
+            if result is None:
+                result = to_signed64(int(regs.rax))
+            if _ffi.get_siginfo(tid, _ffi.SigInfo()).si_code > 0:
+                return result
+            # A SIGTRAP sent to the thread (tgkill) was pending when our step trapped: the
+            # kernel keeps one SIGTRAP per thread, so this stop is the sender's, with its
+            # siginfo. Hand it to Held by stepping a harmless getpid() with it, which puts
+            # it back in the queue as it came, and take that step's trap instead.
+            call = _ffi.UserRegs.from_buffer_copy(call)
+            call.rax = _GETPID
+            resume_with = late.take(sig)
+            continue
         if regs.rip != address:
             raise DebuggerError(f"thread {tid} did not run the injected system call (pc {regs.rip:#x})")
         if sig == signal.SIGTRAP and _ffi.get_siginfo(tid, _ffi.SigInfo()).si_code > 0:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 from typing import Callable, Mapping
 
 from ...errors import DebuggerError, TargetLost
 from ...events import (
-    CreateProcessInfo, CreateThreadInfo, DebugEvent, EventCode, ExitProcessInfo, ExitThreadInfo,
-    LoadDllInfo, RipInfo, UnloadDllInfo,
+    CreateProcessInfo, CreateThreadInfo, DebugEvent, EventCode, ExceptionInfo, ExitProcessInfo,
+    ExitThreadInfo, LoadDllInfo, RipInfo, UnloadDllInfo,
 )
 from . import _ffi, debugregs, procfs
 from .guard import Guards
 from .rendezvous import Rendezvous, main_image_base
 from .sampling import Sampling
+from ..siginfo import SENDER_CODES, VALUE_CODES
 from .signals import STOP_SIGNALS, exception_for_signal, signal_name
 from .state import Process, Thread
 from .stops import Events, Tracees
@@ -88,6 +90,10 @@ class Decoder:
             guarded = self._guards.on_fault(proc, th, si_code, info.si_addr)
             if guarded is not None:
                 return guarded
+        if si_code <= 0 and sig == _SIGTRAP:
+            merged = self._merged_trap(proc, th, info, rip)
+            if merged is not None:
+                return merged
         hw_slots = self._debug_register_hits(proc, th, sig, si_code, rip)
         watched = None
         if hw_slots and proc.hw.watches:
@@ -96,10 +102,42 @@ class Decoder:
         ours = sig == _SIGTRAP and si_code > 0
         fatal = not ours and procfs.signal_is_fatal(proc.pid, th.tid, sig)
         exc = exception_for_signal(sig, si_code, info.si_addr, rip, not fatal, hw_slots, watched)
+        if si_code <= 0:
+            exc = _with_sender(exc, info)
         th.signal = sig
         th.hold()
         th.trap = exc if ours else None
         return [DebugEvent(EventCode.EXCEPTION_DEBUG_EVENT, proc.pid, th.tid, exc)]
+
+    def _merged_trap(self, proc: Process, th: Thread, info: _ffi.SigInfo, rip: int) -> Events | None:
+        """A SIGTRAP another process sent to this thread (tgkill) that was pending when the
+        thread ran into one of our int3s: the kernel queues one SIGTRAP per thread at a
+        time, so the int3's trap was dropped and the stop carries the sender's siginfo,
+        pc one past the int3. Both happened: report our trap first, then the signal, which
+        resume() delivers with the sender's siginfo (Thread.owed). An int3 that is ours
+        and in place at pc-1 is what tells: a thread can only be past it by running it.
+        None when this is a plain sent SIGTRAP."""
+        address = rip - 1
+        rendezvous = address == proc.rdv.brk and proc.rdv.saved is not None
+        if not rendezvous and address not in self._patched_bytes(proc.pid):
+            return None
+        try:
+            if proc.read(address, 1) != b"\xcc":
+                return None
+        except DebuggerError:
+            return None
+        owed = _ffi.SigInfo.from_buffer_copy(info)
+        fatal = procfs.signal_is_fatal(proc.pid, th.tid, _SIGTRAP)
+        signal_event = DebugEvent(EventCode.EXCEPTION_DEBUG_EVENT, proc.pid, th.tid, _with_sender(
+            exception_for_signal(_SIGTRAP, info.si_code, 0, address, not fatal), info))
+        if rendezvous:
+            events = self._on_rendezvous(proc, th)
+        else:
+            events = [DebugEvent(EventCode.EXCEPTION_DEBUG_EVENT, proc.pid, th.tid,
+                                 exception_for_signal(_SIGTRAP, _ffi.SI_KERNEL, 0, rip, True))]
+        th.signal, th.trap, th.owed = _SIGTRAP, None, owed
+        th.hold()
+        return events + [signal_event]
 
     @staticmethod
     def _debug_register_hits(proc: Process, th: Thread, sig: int, si_code: int, rip: int) -> tuple[int, ...]:
@@ -244,6 +282,19 @@ class Decoder:
                                      ExitProcessInfo(code, sig)))
         self._t.forget(proc)
         return events
+
+
+def _with_sender(exc: ExceptionInfo, info: _ffi.SigInfo) -> ExceptionInfo:
+    """A sent signal's payload with who sent it: si_pid and si_uid (the first two ints of
+    the union, read together as si_addr) and the sigval that follows them."""
+    code = info.si_code
+    if code not in SENDER_CODES and code not in VALUE_CODES:
+        return exc
+    sender = info.si_addr
+    return dataclasses.replace(
+        exc, si_pid=sender & 0xFFFFFFFF if code in SENDER_CODES else None,
+        si_uid=sender >> 32 if code in SENDER_CODES else None,
+        si_value=int.from_bytes(bytes(info._rest[:8]), "little") if code in VALUE_CODES else None)
 
 
 def _unpin(cpus: set[int], tids: list[int]) -> None:

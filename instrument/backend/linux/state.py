@@ -89,7 +89,7 @@ class Thread:
     """One traced thread: its stop state, the signal to pass on, its register buffer."""
 
     __slots__ = ("tid", "pid", "state", "signal", "trap", "group_stop", "in_vfork", "regs",
-                 "regs_valid", "regs_dirty", "siginfo", "view", "guard")
+                 "regs_valid", "regs_dirty", "siginfo", "view", "guard", "owed")
 
     def __init__(self, tid: int, pid: int, load: Callable[[Thread], _ffi.UserRegs]) -> None:
         self.tid = tid
@@ -105,6 +105,9 @@ class Thread:
         self.siginfo = _ffi.SigInfo()
         self.view = RegisterView(self, load)
         self.guard: GuardFault | None = None   # stopped on a guarded page (guard.py)
+        # A sent signal whose stop the thread has since left (decode.py's merged trap): its
+        # siginfo, put back when resume() passes the signal on.
+        self.owed: _ffi.SigInfo | None = None
 
     @property
     def stopped(self) -> bool:

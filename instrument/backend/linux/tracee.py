@@ -70,7 +70,7 @@ class LinuxBackend:
     capabilities = Capabilities(
         os="linux", arch="x86_64", abi=Abi.SYSV, hardware_breakpoints=DEBUG_SLOTS,
         memory_breakpoints=True, follow_forks=True, attach=True,
-        sampled_registers=perfbp.SAMPLED_REGISTERS,
+        sampled_registers=perfbp.SAMPLED_REGISTERS, signals=True,
     )
 
     def __init__(self) -> None:
@@ -296,7 +296,18 @@ class LinuxBackend:
         # (th.held without a call: asked on every stop)
         if th is None or th.state not in THE_ENGINES or (self._queue and any(e.tid == tid for e in self._queue)):
             return
-        if pass_exception and self._second_chance(th):
+        owed, th.owed = th.owed, None
+        if owed is not None and pass_exception:
+            # A sent SIGTRAP reported after our own trap at the same stop: delivered as its
+            # sender sent it, not as the trap (or the step) the thread stopped for since.
+            th.trap = None
+            try:
+                _ffi.ptrace(_ffi.PTRACE_SETSIGINFO, tid, None, owed)
+            except _ffi.SyscallError as e:
+                if e.errno != _ESRCH:
+                    raise
+            th.signal = int(owed.si_signo)
+        elif pass_exception and self._second_chance(th):
             return
         self._t.cont(th, th.signal if pass_exception else 0)
         proc = self._procs.get(th.pid)
