@@ -35,7 +35,6 @@ _RED_ZONE = 128
 _MAX_STOPS = 16            # stray interrupt stops and signals held back, before we give up
 _FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP}
 SYSCALL_INSN = b"\x0f\x05"
-_GETPID = 39            # x86-64: a system call that changes nothing
 MAX_TRIES = 32          # steps of one instruction (or one injected syscall) before giving up
 
 
@@ -56,7 +55,7 @@ def call_function(tid: int, current: _ffi.UserRegs, write: Callable[[int, bytes]
     call.rsp, call.rip, call.orig_rax, call.rax = sp, address, _MASK, 0
     for name, value in zip(_ARGUMENT_REGISTERS, args):
         setattr(call, name, value & _MASK)
-    with stop_preserved(tid, saved) as late:
+    with stop_preserved(tid, saved, wait=wait) as late:
         _ffi.ptrace(_ffi.PTRACE_SETREGS, tid, None, call)
         return _run_to_return(tid, wait, address, sp + 8, late)
 
@@ -68,48 +67,129 @@ _MASK_SWAPPING = frozenset({130, 270, 271, 281, 333, 441})
 _UNBLOCKABLE = frozenset({signal.SIGKILL, signal.SIGSTOP})
 
 
+# The signals the kernel raises for the code we inject (each step's SIGTRAP, the SIGSEGV
+# that ends a call) or for a fault of the program's: never blocked while we inject,
+# because the kernel resets the handler of a blocked signal it forces
+# (force_sig_info_to_task) and the program would then die of it.
+_FORCED_BITS = sum(1 << (s - 1) for s in _FAULTS)
+_ALL_SIGNALS = (1 << 64) - 1
+
+
 class Held:
-    """Signals that arrive while injected code runs in a thread, put back as they were.
+    """Signals that arrive while injected code runs in a thread, kept from it and put back
+    as they were.
 
-    Such a signal is dequeued by the thread (a signal-delivery-stop) before our code is
-    done: it must be neither delivered now nor lost. It is blocked in the thread for the
-    rest of the injection and the thread resumed with it: a blocked signal the tracer
-    passes on is queued again by the kernel itself, with its siginfo untouched (sender
-    pid and uid, si_code, a sigqueue value) and to the queue it came from (the thread's
-    own for tgkill/pthread_sigqueue, the process's for kill/sigqueue). The mask is put
-    back at the end, so it is pending again exactly as the kernel had it, and taken when
-    the thread next runs. Not possible for SIGSTOP (unblockable, and a stop has no
-    handler to see a siginfo), nor in a thread stopped inside a system call that swaps
-    the signal mask (PTRACE_SETSIGMASK would lose the mask it puts back): those are sent
-    again with kill() afterwards, as before."""
+    At the start (`begin`) every signal but the forced ones above is blocked in the
+    thread: one that comes meanwhile stays pending in the kernel's queue, siginfo and
+    queue (the thread's or the process's) untouched, and is taken when the thread next
+    runs, after the mask is put back (`release`). Never dequeued, it cannot merge with
+    another of its kind sent meanwhile, as a standard signal taken and queued again could.
 
-    __slots__ = ("tid", "requeue", "added", "resend")
+    A forced one sent by another process (a tgkill'd SIGTRAP, a kill -SEGV) may still be
+    dequeued by our code's thread: `take` keeps its siginfo and drops it for now, and
+    `settle` puts it back at the end: a SIGTRAP blocked, set as the stop's siginfo, and
+    the thread continued with it at address 0, so that the kernel queues it again as it
+    came and our fault there (a SIGSEGV) stops the thread again; the others with kill().
+    A thread stopped inside a system call that swaps the signal mask (PTRACE_SETSIGMASK
+    would lose the mask it puts back) keeps its mask: what it takes meanwhile is sent
+    again with kill() afterwards; so is SIGSTOP, which nothing blocks."""
+
+    __slots__ = ("tid", "can_mask", "mask", "resend", "later")
 
     def __init__(self, tid: int, regs: _ffi.UserRegs) -> None:
         self.tid = tid
-        self.requeue = int(regs.orig_rax) not in _MASK_SWAPPING
-        self.added = 0            # bits (signo - 1) we blocked
+        self.can_mask = int(regs.orig_rax) not in _MASK_SWAPPING
+        self.mask: int | None = None           # the thread's own, while we changed it
         self.resend: list[int] = []
+        self.later: list[_ffi.SigInfo] = []    # sent signals of the forced kinds
+
+    def begin(self) -> None:
+        if not self.can_mask:
+            return
+        mask = _ffi.get_sigmask(self.tid)
+        held = (mask | _ALL_SIGNALS) & ~_FORCED_BITS
+        if held != mask:
+            _ffi.set_sigmask(self.tid, held)
+            self.mask = mask
 
     def take(self, sig: int) -> int:
         """Thread stopped at the delivery of `sig`, which is not for now: the signal to
-        resume it with (0: dropped now, sent again by release)."""
-        if not self.requeue or sig in _UNBLOCKABLE:
+        resume it with (0: dropped now, put back by settle or release)."""
+        if sig in _FAULTS:
+            self.later.append(_ffi.get_siginfo(self.tid, _ffi.SigInfo()))
+            return 0
+        if not self.can_mask or sig in _UNBLOCKABLE:
             self.resend.append(sig)
             return 0
+        self._block(sig)       # (one dequeued before `begin`): queued again by the kernel
+        return sig
+
+    def _block(self, sig: int) -> None:
         bit = 1 << (sig - 1)
         mask = _ffi.get_sigmask(self.tid)
         if not mask & bit:
             _ffi.set_sigmask(self.tid, mask | bit)
-            self.added |= bit
-        return sig
+            if self.mask is None:
+                self.mask = mask
+
+    def settle(self, wait: Callable[[int], int]) -> None:
+        """The injection is done, the thread in a signal-delivery-stop of ours: put back
+        the signals `take` kept (see the class). The caller restores the registers."""
+        later, self.later = self.later, []
+        for info in later:
+            sig = int(info.si_signo)
+            if sig != signal.SIGTRAP or not self.can_mask:
+                self.resend.append(sig)
+                continue
+            self._block(sig)
+            requeue_blocked(self.tid, info, wait, self.take)
 
     def release(self) -> None:
-        """After the injection, the thread stopped: unblock what take() blocked."""
-        if self.added:
-            _ffi.set_sigmask(self.tid, _ffi.get_sigmask(self.tid) & ~self.added)
+        """After the injection, the thread stopped: its own mask back, and what could not
+        wait in the queue sent again."""
+        if self.mask is not None:
+            _ffi.set_sigmask(self.tid, self.mask)
+            self.mask = None
         for sig in self.resend:
             os.kill(self.tid, sig)    # process-directed, as Python has no tgkill
+
+
+def requeue_blocked(tid: int, info: _ffi.SigInfo, wait: Callable[[int], int],
+                    take: Callable[[int], int] | None = None) -> None:
+    """Put signal `info` (blocked in stopped thread `tid` now, the thread in a
+    signal-delivery-stop) back in the thread's queue as it came: set as the stop's
+    siginfo and the thread continued with it at address 0, where the kernel queues a
+    blocked signal again instead of delivering it, and our fault stops the thread again
+    (a SIGSEGV). The thread's registers and siginfo are the caller's to restore. Signals
+    that stop it on the way go to `take` (its verdict: the signal to continue with);
+    without one they are blocked and queued again the same way, and the caller puts the
+    thread's mask back."""
+    regs = _ffi.UserRegs()
+    _ffi.get_regs(tid, regs)
+    regs.rip, regs.orig_rax = 0, _MASK
+    _ffi.ptrace(_ffi.PTRACE_SETREGS, tid, None, regs)
+    _ffi.ptrace(_ffi.PTRACE_SETSIGINFO, tid, None, info)
+    resume_with = int(info.si_signo)
+    for _ in range(_MAX_STOPS):
+        _ffi.cont(tid, resume_with)
+        status = wait(tid)
+        if not os.WIFSTOPPED(status):
+            raise TargetLost(f"thread {tid} ended while its signals were put back")
+        stopped = os.WSTOPSIG(status)
+        resume_with = 0
+        if status >> 16:
+            continue                  # a stray PTRACE_INTERRUPT stop
+        _ffi.get_regs(tid, regs)
+        if stopped == signal.SIGSEGV and regs.rip == 0:
+            return
+        if take is not None:
+            resume_with = take(stopped)
+        elif stopped not in _UNBLOCKABLE and stopped not in _FAULTS:
+            _ffi.set_sigmask(tid, _ffi.get_sigmask(tid) | 1 << (stopped - 1))
+            resume_with = stopped
+        else:
+            raise DebuggerError(f"thread {tid}: {signal_name(stopped)} came while a signal was put back")
+    raise DebuggerError(f"thread {tid}: could not put a signal back in its queue")
 
 
 _xstate_note: int | None = _ffi.NT_X86_XSTATE     # None: neither register set can be read
@@ -130,10 +210,12 @@ def _get_xstate(tid: int) -> tuple[int, bytes] | None:
 
 
 @contextmanager
-def stop_preserved(tid: int, regs: _ffi.UserRegs, vectors: bool = True) -> Iterator[Held]:
+def stop_preserved(tid: int, regs: _ffi.UserRegs, vectors: bool = True,
+                   wait: Callable[[int], int] | None = None) -> Iterator[Held]:
     """Around code injected into stopped thread `tid`: afterwards its registers are
     `regs` again, its x87/SSE/AVX state (`vectors`) and stop siginfo what they were, and
-    the signals given to the yielded Held while the injected code ran pending again."""
+    the signals given to the yielded Held while the injected code ran pending again
+    (`wait(tid)`, the thread's next status, for Held.settle)."""
     info = _ffi.SigInfo()
     try:
         _ffi.get_siginfo(tid, info)
@@ -142,10 +224,15 @@ def stop_preserved(tid: int, regs: _ffi.UserRegs, vectors: bool = True) -> Itera
         have_info = False       # a group-stop has no siginfo
     xstate = _get_xstate(tid) if vectors else None
     late = Held(tid, regs)
+    done = False
     try:
+        late.begin()
         yield late
+        done = True
     finally:
         try:
+            if late.later and done and wait is not None:
+                late.settle(wait)
             _ffi.ptrace(_ffi.PTRACE_SETREGS, tid, None, regs)
             if xstate is not None:
                 _ffi.set_regset(tid, *xstate)
@@ -177,7 +264,7 @@ def _run_to_return(tid: int, wait: Callable[[int], int], address: int, popped_sp
             return int(regs.rax)     # our return address taken (a jump through a NULL slot is not)
         if sig in _FAULTS and _ffi.get_siginfo(tid, _ffi.SigInfo()).si_code > 0:
             # Raised by the CPU in our code. The same signal sent by another process
-            # (a tgkill'd SIGTRAP, a kill -SEGV) is asynchronous: held, as below.
+            # (a tgkill'd SIGTRAP, a kill -SEGV) is asynchronous: held (Held.take).
             raise DebuggerError(f"the call at {address:#x} stopped with {signal_name(sig)} at {regs.rip:#x}")
         resume_with = late.take(sig)     # asynchronous: not now, but not lost either
     raise DebuggerError(f"the call at {address:#x} did not return")
@@ -222,7 +309,7 @@ def inject_syscall(tid: int, wait: Callable[[int], int], address: int, number: i
     # it around its own use), and reading and writing the XSAVE area through ptrace would
     # add half again to every memory breakpoint hit (measured: mem_page global 2000, 3.5 s
     # -> 5.5 s).
-    with stop_preserved(tid, saved, vectors=False) as late:
+    with stop_preserved(tid, saved, vectors=False, wait=wait) as late:
         return _step_syscall(tid, wait, address, regs, late, saved)
 
 
@@ -230,7 +317,6 @@ def _step_syscall(tid: int, wait: Callable[[int], int], address: int, call: _ffi
                   late: Held, saved: _ffi.UserRegs) -> int:
     regs = _ffi.UserRegs()
     resume_with = 0
-    result: int | None = None
     for _ in range(MAX_TRIES):
         # Set again before every try: a thread stopped inside a system call (a clone,
         # fork or exec event stop) first finishes that call on resume, which writes its
@@ -247,18 +333,13 @@ def _step_syscall(tid: int, wait: Callable[[int], int], address: int, call: _ffi
             continue           # a stray PTRACE_INTERRUPT stop: the syscall has not run
         _ffi.ptrace(_ffi.PTRACE_GETREGS, tid, None, regs)
         if sig == signal.SIGTRAP and regs.rip == address + len(SYSCALL_INSN):
-            if result is None:
-                result = to_signed64(int(regs.rax))
-            if _ffi.get_siginfo(tid, _ffi.SigInfo()).si_code > 0:
-                return result
-            # A SIGTRAP sent to the thread (tgkill) was pending when our step trapped: the
-            # kernel keeps one SIGTRAP per thread, so this stop is the sender's, with its
-            # siginfo. Hand it to Held by stepping a harmless getpid() with it, which puts
-            # it back in the queue as it came, and take that step's trap instead.
-            call = _ffi.UserRegs.from_buffer_copy(call)
-            call.rax = _GETPID
-            resume_with = late.take(sig)
-            continue
+            result = to_signed64(int(regs.rax))
+            if _ffi.get_siginfo(tid, _ffi.SigInfo()).si_code <= 0:
+                # A SIGTRAP sent to the thread (tgkill) was pending when our step trapped:
+                # the kernel keeps one SIGTRAP per thread, so this stop is the sender's,
+                # with its siginfo. Held puts it back afterwards.
+                late.take(sig)
+            return result
         if regs.rip != address:
             raise DebuggerError(f"thread {tid} did not run the injected system call (pc {regs.rip:#x})")
         if sig == signal.SIGTRAP and _ffi.get_siginfo(tid, _ffi.SigInfo()).si_code > 0:

@@ -28,6 +28,7 @@ is lost and clearing restores the protection we saw when arming.
 from __future__ import annotations
 
 import os
+import signal
 from typing import Iterable
 
 from ...arch.x86_64 import MAX_INSN, PAGE_SIZE as PAGE, page_of, pages_of
@@ -35,7 +36,7 @@ from ...errors import DebuggerError, TargetLost
 from ...events import Access, DebugEvent, EventCode, ExceptionCode, ExceptionInfo
 from . import _ffi, procfs
 from ..watches import WATCH_ACCESSES, WatchedRange
-from .calls import MAX_TRIES, Injector, find_syscall, inject_syscall
+from .calls import MAX_TRIES, Injector, find_syscall, inject_syscall, requeue_blocked
 from .pages import PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE, GuardBook, GuardFault, prot_of
 from .state import Process, Thread
 from .stops import Events, Tracees
@@ -45,12 +46,27 @@ SEGV_ACCERR = 2
 
 
 # -- the backend side ------------------------------------------------------------------
+_TRAP_BIT = 1 << (signal.SIGTRAP - 1)
+
+
+def _step_trap_info(pc: int) -> _ffi.SigInfo:
+    """The siginfo of a completed single step (TRAP_TRACE), as decoding expects it."""
+    info = _ffi.SigInfo()
+    info.si_signo, info.si_code, info.si_addr = signal.SIGTRAP, _ffi.TRAP_TRACE, pc
+    return info
+
+
 class Guards:
     """Memory breakpoints for LinuxBackend: arming, faults, stepping through guarded pages."""
 
     def __init__(self, tracees: Tracees, injector: Injector) -> None:
         self._t = tracees
         self._inject = injector
+        # tid -> (pc, rsp) of the watched access it was last reported for, until its step
+        # completes; and of one whose step a signal came before (the access has not run):
+        # the thread faults there again when it comes back, which is the same hit.
+        self._reported: dict[int, tuple[int, int]] = {}
+        self._again: dict[int, tuple[int, int]] = {}
 
     def set(self, pid: int, address: int, size: int, access: str) -> None:
         """The Backend's set_memory_breakpoint."""
@@ -180,10 +196,17 @@ class Guards:
         th.guard = GuardFault(previous | {page_of(address)})
         th.signal = 0                # never deliver our own SIGSEGV, not even on detach
         hit = book.match(lo, hi, access)
+        if hit is not None and self._again and self._again.get(th.tid) == (pc, regs.rsp):
+            # Reported before the signal that put its step off; still reported, should
+            # another signal put off this step too.
+            del self._again[th.tid]
+            self._reported[th.tid] = (pc, regs.rsp)
+            hit = None
         if hit is None:
             th.unhold()
             return []
         th.hold()
+        self._reported[th.tid] = (pc, regs.rsp)
         return [DebugEvent(EventCode.EXCEPTION_DEBUG_EVENT, proc.pid, th.tid,
                            ExceptionInfo(ExceptionCode.GUARD_PAGE, pc, True, hit, access, "SIGSEGV", si_code))]
 
@@ -231,6 +254,7 @@ class Guards:
                 hits += events       # it touched another guarded page: open that one too
                 continue
             if self._plain_step(th, events):
+                self._reported.pop(th.tid, None)
                 th.guard = None
                 if hits:
                     th.hold()
@@ -240,6 +264,9 @@ class Guards:
             if not events and not th.held:
                 continue             # a stray interrupt stop: the instruction has not run yet
             th.guard = None          # a signal or another fault: its event says what happened
+            reported = self._reported.pop(th.tid, None)
+            if reported is not None and self._t.regs(th).rip == reported[0]:
+                self._again[th.tid] = reported      # not run: it comes back to this access
             return hits + events
         th.guard = None
         raise DebuggerError(f"thread {th.tid} could not complete an access to a guarded page")
@@ -251,15 +278,65 @@ class Guards:
         status: int | None = None
         try:
             self._t.flush(th)
+            # In a SIGTRAP handler (SIGTRAP blocked), the trap of our step would reset the
+            # program's handler to the default (the kernel does so for a blocked signal it
+            # forces): SIGTRAP is unblocked for the step (trap_unblocked).
+            own = _ffi.get_sigmask(th.tid)
             th.step()
-            try:
-                _ffi.ptrace(_ffi.PTRACE_SINGLESTEP, th.tid, None, 0)
-            except _ffi.SyscallError as e:
-                raise self._t.lost(proc, e) from None
-            status = self._t.waitpid_tid(th.tid)
+            if own & _TRAP_BIT:
+                status = self._step_trap_unblocked(proc, th, own)
+            else:
+                try:
+                    _ffi.ptrace(_ffi.PTRACE_SINGLESTEP, th.tid, None, 0)
+                except _ffi.SyscallError as e:
+                    raise self._t.lost(proc, e) from None
+                status = self._t.waitpid_tid(th.tid)
         finally:
             self._reprotect(proc, th, pages, status is not None and os.WIFSTOPPED(status))
         return status
+
+    def _step_trap_unblocked(self, proc: Process, th: Thread, mask: int) -> int:
+        """One step of th, whose own `mask` blocks SIGTRAP, with SIGTRAP unblocked; the
+        status it ends with, the mask back. A SIGTRAP sent to the program and pending
+        (blocked) is taken by the step before our instruction runs: it is kept and the
+        step tried again, and put back in the queue, blocked as it was, afterwards
+        (calls.requeue_blocked), not reported: the program has not let it in yet."""
+        tid, kept = th.tid, []
+        regs = _ffi.UserRegs()
+        try:
+            _ffi.get_regs(tid, regs)
+            pc = regs.rip
+            _ffi.set_sigmask(tid, mask & ~_TRAP_BIT)
+            for _ in range(MAX_TRIES):
+                _ffi.ptrace(_ffi.PTRACE_SINGLESTEP, tid, None, 0)
+                status = self._t.waitpid_tid(tid)
+                if not (os.WIFSTOPPED(status) and os.WSTOPSIG(status) == signal.SIGTRAP and not status >> 16):
+                    break
+                info = _ffi.get_siginfo(tid, _ffi.SigInfo())
+                if info.si_code > 0:
+                    break           # our step's trap
+                kept.append(info)
+                _ffi.get_regs(tid, regs)
+                if regs.rip != pc:
+                    # Sent while our step ran: the kernel keeps one SIGTRAP per thread,
+                    # so this stop, the step done, carries the sender's siginfo.
+                    _ffi.ptrace(_ffi.PTRACE_SETSIGINFO, tid, None, _step_trap_info(pc))
+                    break
+            else:
+                raise DebuggerError(f"thread {tid} could not step past a guarded access")
+            _ffi.set_sigmask(tid, mask)
+            if kept and os.WIFSTOPPED(status) and not status >> 16:
+                regs, stop_info = _ffi.UserRegs(), _ffi.SigInfo()
+                _ffi.get_regs(tid, regs)
+                _ffi.get_siginfo(tid, stop_info)
+                for info in kept[:1]:        # one SIGTRAP pending at a time (a standard signal)
+                    requeue_blocked(tid, info, self._inject.wait)
+                _ffi.set_sigmask(tid, mask)
+                _ffi.ptrace(_ffi.PTRACE_SETREGS, tid, None, regs)
+                _ffi.ptrace(_ffi.PTRACE_SETSIGINFO, tid, None, stop_info)
+            return status
+        except _ffi.SyscallError as e:
+            raise self._t.lost(proc, e) from None
 
     def _reprotect(self, proc: Process, th: Thread, pages: list[int], th_stopped: bool) -> None:
         """Close the pages again, through th if its step ended in a stop (of whatever
