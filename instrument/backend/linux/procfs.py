@@ -126,6 +126,16 @@ def signal_is_fatal(pid: int, tid: int, signo: int) -> bool:
     return True
 
 
+def signal_caught(pid: int, tid: int, signo: int) -> bool:
+    """Whether delivering signo to tid now runs a handler of the program's (installed,
+    and not blocked in the thread)."""
+    try:
+        st = status(pid, tid)
+    except OSError:
+        return False
+    return _has(st.get("SigCgt", "0"), signo) and not _has(st.get("SigBlk", "0"), signo)
+
+
 def is_alive(pid: int) -> bool:
     try:
         return status(pid).get("State", "Z")[0] not in "ZX"

@@ -60,6 +60,11 @@ def _breakpoint_hit(info: object) -> bool:
         or (info.code == ExceptionCode.SINGLE_STEP and bool(info.hw_slots)))
 
 
+_TRAP_BIT = 1 << (signal.SIGTRAP - 1)
+# si_code of the stop a single step into a signal handler ends in (ptrace_notify(SIGTRAP)).
+_HANDLER_ENTERED = int(signal.SIGTRAP)
+
+
 class LinuxBackend:
     """ptrace backend: spawn or attach, report events, step, read and write the target.
 
@@ -314,10 +319,43 @@ class LinuxBackend:
             th.signal = int(owed.si_signo)
         elif pass_exception and self._second_chance(th):
             return
-        self._t.cont(th, th.signal if pass_exception else 0)
+        if (pass_exception and th.signal == signal.SIGTRAP and th.guard is None
+                and procfs.signal_caught(th.pid, tid, signal.SIGTRAP)):
+            self._enter_trap_handler(th)
+        else:
+            self._t.cont(th, th.signal if pass_exception else 0)
         proc = self._procs.get(th.pid)
         if proc is not None and proc.frozen:
             self._t.thaw(proc)
+
+    def _enter_trap_handler(self, th: Thread) -> None:
+        """Deliver SIGTRAP to the program's handler, and let the handler run with SIGTRAP
+        unblocked. While SIGTRAP is blocked, every trap of ours (an int3, a step) would
+        make the kernel reset the handler to the default (it does so for a blocked signal
+        it forces), and the program would die of its next SIGTRAP. Delivered with a single
+        step, the thread stops at the handler's first instruction, before it runs (a
+        ptrace notification, not a forced trap), where the mask is changed; the mask saved
+        in the signal frame, which sigreturn restores, is the program's own."""
+        t, tid = self._t, th.tid
+        t.flush(th)
+        th.step()
+        try:
+            _ffi.ptrace(_ffi.PTRACE_SINGLESTEP, tid, None, signal.SIGTRAP)
+        except _ffi.SyscallError as e:
+            if e.errno != _ESRCH:
+                raise
+            return
+        status = t.waitpid_tid(tid)
+        entered = (os.WIFSTOPPED(status) and not status >> 16 and os.WSTOPSIG(status) == signal.SIGTRAP
+                   and _ffi.get_siginfo(tid, th.siginfo).si_code == _HANDLER_ENTERED)
+        if not entered:
+            self._queue_status((tid, status))      # it died, or faulted setting up the frame
+            return
+        th.stop()
+        th.regs_valid = False
+        _ffi.set_sigmask(tid, _ffi.get_sigmask(tid) & ~_TRAP_BIT)
+        th.signal, th.trap = 0, None
+        t.cont(th, 0)
 
     def hold_others(self, tid: int) -> None:
         self._t.freeze(tid)
