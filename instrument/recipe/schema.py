@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 from functools import lru_cache
 from importlib import resources
@@ -146,6 +145,8 @@ def _words(items: Iterable[Any]) -> str:
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    import difflib      # on the error path only: its import (heapq and friends) is ~2 ms of the start
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
 

@@ -1,9 +1,10 @@
 """Static facts about one ELF file: extent, build id, symbols, PLT stubs and DWARF line tables.
 
 All addresses here are link-time addresses; `modules.py` adds the load bias.
-pyelftools reads the headers; the symbol and relocation tables are unpacked
-with `struct` in bulk, because pyelftools' per-symbol construct parsing costs
-about 5x more (120 ms against 22 ms for libc's 3000 dynamic symbols, measured).
+The headers and the symbol and relocation tables are unpacked with `struct`
+(symbols/elfread.py), because pyelftools' construct parsing costs far more
+(120 ms against 22 ms for libc's 3000 dynamic symbols; ~110 ms to open the
+loader and libc, measured); pyelftools reads only the DWARF line tables.
 """
 
 from __future__ import annotations
@@ -16,15 +17,16 @@ import threading
 from bisect import bisect_right
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
-
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-from elftools.elf.segments import NoteSegment
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import TargetError
+from . import elfread, symcache
 from .demangle import demangle_many, is_mangled, without_parameters
+from .elfread import ElfHeaders, NotElf, Section
 from .filecache import FileCache
+
+if TYPE_CHECKING:       # pyelftools is imported where first used: DWARF lines only
+    from elftools.elf.elffile import ELFFile
 
 
 class ImageError(TargetError):
@@ -68,6 +70,17 @@ class SymbolTable:
         self.ends: list[int] = []
         self.names: list[str] = []
         self._build_ranges(candidates, section_ends)
+
+    @classmethod
+    def from_arrays(cls, arrays: symcache.Arrays) -> SymbolTable:
+        """A table as to_arrays gave it (from the on-disk cache)."""
+        table = cls.__new__(cls)
+        by_name, ifuncs, table.starts, table.ends, table.names, table.sized = arrays
+        table.by_name, table.ifuncs = by_name, frozenset(ifuncs)
+        return table
+
+    def to_arrays(self) -> symcache.Arrays:
+        return self.by_name, sorted(self.ifuncs), self.starts, self.ends, self.names, self.sized
 
     def _build_ranges(self, candidates: list[_Candidate], section_ends: dict[int, int]) -> None:
         # One name per (address, size) span: the preferred alias (malloc, not __libc_malloc).
@@ -244,18 +257,18 @@ class ElfImage:
         self._lock = threading.Lock()
         try:
             with open(path, "rb") as f:
-                elf = ELFFile(f)
-                self.is_pie: bool = elf.header["e_type"] == "ET_DYN"
-                self.entry: int = elf.header["e_entry"]
-                self.machine: str = elf.header["e_machine"]
-                self.extent: tuple[int, int] = _extent(elf)
-                self.build_id: str | None = _build_id(elf)
-                self.elfclass: int = elf.elfclass
+                h = elfread.read_headers(f)
+                self.is_pie: bool = h.e_type == elfread.ET_DYN
+                self.entry: int = h.entry
+                self.machine: str = h.machine
+                self.extent: tuple[int, int] = _extent(h)
+                self.build_id: str | None = elfread.build_id(f, h)
+                self.elfclass: int = h.elfclass
                 # Link-time ranges of code (PF_X segments): where an int3 may go.
                 self.code_ranges: tuple[tuple[int, int], ...] = tuple(
-                    (seg["p_vaddr"], seg["p_vaddr"] + seg["p_memsz"]) for seg in elf.iter_segments()
-                    if seg["p_type"] == "PT_LOAD" and seg["p_flags"] & 1)
-        except ELFError as e:
+                    (seg.vaddr, seg.vaddr + seg.memsz) for seg in h.segments
+                    if seg.type == elfread.PT_LOAD and seg.flags & elfread.PF_X)
+        except NotElf as e:
             raise ImageError(f"{path}: not an ELF file ({e})") from e
         except OSError as e:
             raise ImageError(f"{path}: cannot read ({e.strerror or e})") from e
@@ -270,13 +283,22 @@ class ElfImage:
     # -- symbols -------------------------------------------------------------
     @cached_property
     def symbols(self) -> SymbolTable:
+        # A system library's table comes from the on-disk cache, by build id.
+        cached = self.build_id is not None and symcache.is_system(self.path)
+        if cached and self.build_id is not None:
+            arrays = symcache.load(self.build_id)
+            if arrays is not None:
+                return SymbolTable.from_arrays(arrays)
         # A file deleted or cut short since it was opened (a rebuild mid-session) has no
         # symbols rather than failing a crash report that only wanted a name.
         try:
             with self._lock, open(self.path, "rb") as f:
-                return _load_symbols(ELFFile(f), self.machine)
-        except (ELFError, OSError, struct.error):
+                table = _load_symbols(f, elfread.read_headers(f), self.machine)
+        except (NotElf, OSError, struct.error, IndexError):
             return SymbolTable([], {})
+        if cached and self.build_id is not None:
+            symcache.store(self.build_id, table.to_arrays())
+        return table
 
     @cached_property
     def _demangled(self) -> tuple[dict[str, int], dict[str, str]]:
@@ -323,6 +345,9 @@ class ElfImage:
     # -- DWARF lines ------------------------------------------------------------
     @cached_property
     def lines(self) -> LineTable:
+        from elftools.common.exceptions import ELFError
+        from elftools.elf.elffile import ELFFile
+
         try:
             with self._lock, open(self.path, "rb") as f:
                 return load_line_table(ELFFile(f))
@@ -345,66 +370,46 @@ def _strip_version(name: str) -> str:
     return name.split("@", 1)[0]
 
 
-def _extent(elf: ELFFile) -> tuple[int, int]:
-    loads = [s for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
+def _extent(h: ElfHeaders) -> tuple[int, int]:
+    loads = [s for s in h.segments if s.type == elfread.PT_LOAD]
     if not loads:
         return (0, 0)
-    return (min(s["p_vaddr"] for s in loads), max(s["p_vaddr"] + s["p_memsz"] for s in loads))
+    return (min(s.vaddr for s in loads), max(s.vaddr + s.memsz for s in loads))
 
 
-def _build_id(elf: ELFFile) -> str | None:
-    # Segments, not sections: a stripped or section-less file still has PT_NOTE.
-    for seg in elf.iter_segments():
-        if seg["p_type"] != "PT_NOTE" or not isinstance(seg, NoteSegment):   # pyelftools makes every PT_NOTE one
-            continue
-        for note in seg.iter_notes():
-            if note["n_type"] == "NT_GNU_BUILD_ID":
-                desc = note["n_desc"]
-                return desc if isinstance(desc, str) else bytes(desc).hex()
-    return None
-
-
-def _load_symbols(elf: ELFFile, machine: str) -> SymbolTable:
-    sections = list(elf.iter_sections())
-    section_ends = {i: s["sh_addr"] + s["sh_size"] for i, s in enumerate(sections)
-                    if s["sh_flags"] & _SHF_ALLOC}
-    endian = "<" if elf.little_endian else ">"
+def _load_symbols(f: BinaryIO, h: ElfHeaders, machine: str) -> SymbolTable:
+    sections = h.sections
+    section_ends = {i: s.addr + s.size for i, s in enumerate(sections) if s.flags & _SHF_ALLOC}
     candidates: list[_Candidate] = []
     dynsym_names: list[str] = []
     # .symtab ranks before .dynsym (table index 0 vs 1): it is the fuller, local truth.
-    for table_rank, kind in ((0, "SHT_SYMTAB"), (1, "SHT_DYNSYM")):
+    for table_rank, kind in ((0, elfread.SHT_SYMTAB), (1, elfread.SHT_DYNSYM)):
         for index, sec in enumerate(sections):
-            if sec["sh_type"] != kind:
+            if sec.type != kind:
                 continue
-            versyms = _versyms(sections, index, endian) if kind == "SHT_DYNSYM" else None
-            names = _read_symbols(elf, sections, sec, table_rank, versyms, endian, candidates)
-            if kind == "SHT_DYNSYM":
+            versyms = _versyms(f, sections, index) if kind == elfread.SHT_DYNSYM else None
+            names = _read_symbols(f, h, sec, table_rank, versyms, candidates)
+            if kind == elfread.SHT_DYNSYM:
                 dynsym_names = names
     if machine == _EM_X86_64 and dynsym_names:
-        candidates.extend(_plt_candidates(sections, dynsym_names, endian))
+        candidates.extend(_plt_candidates(f, h, dynsym_names))
     return SymbolTable(candidates, section_ends)
 
 
-def _versyms(sections: list[Any], dynsym_index: int, endian: str) -> bytes | None:
+def _versyms(f: BinaryIO, sections: tuple[Section, ...], dynsym_index: int) -> bytes | None:
     for sec in sections:
-        if sec["sh_type"] == "SHT_GNU_versym" and sec["sh_link"] == dynsym_index:
-            return bytes(sec.data())
+        if sec.type == elfread.SHT_GNU_VERSYM and sec.link == dynsym_index:
+            return elfread.section_data(f, sec)
     return None
 
 
-def _read_symbols(elf: ELFFile, sections: list[Any], sec: Any, table_rank: int,
-                  versyms: bytes | None, endian: str, out: list[_Candidate]) -> list[str]:
+def _read_symbols(f: BinaryIO, h: ElfHeaders, sec: Section, table_rank: int,
+                  versyms: bytes | None, out: list[_Candidate]) -> list[str]:
     """Append the address-bearing symbols of one table to `out`; return every name by index."""
-    strtab = bytes(sections[sec["sh_link"]].data())
-    data = bytes(sec.data())
-    if elf.elfclass == 64:
-        rows = ((n, v, s, i, x) for n, i, _o, x, v, s in struct.iter_unpack(endian + "IBBHQQ", data))
-    else:
-        rows = ((n, v, s, i, x) for n, v, s, i, _o, x in struct.iter_unpack(endian + "IIIBBH", data))
+    endian = h.endian
     names: list[str] = []
-    for index, (st_name, value, size, info, shndx) in enumerate(rows):
-        end = strtab.find(b"\0", st_name)
-        name = _strip_version(strtab[st_name:end].decode("utf-8", "replace"))
+    for index, (raw_name, value, size, info, shndx) in enumerate(elfread.symbols(f, h, sec)):
+        name = _strip_version(raw_name)
         names.append(name)
         if (info & 0xF) not in _KINDS or not name or shndx == 0 or shndx >= _SHN_LORESERVE:
             continue
@@ -417,26 +422,27 @@ def _read_symbols(elf: ELFFile, sections: list[Any], sec: Any, table_rank: int,
     return names
 
 
-def _plt_candidates(sections: list[Any], dynsym_names: list[str], endian: str) -> list[_Candidate]:
+def _plt_candidates(f: BinaryIO, h: ElfHeaders, dynsym_names: list[str]) -> list[_Candidate]:
     """`name@plt` for each x86-64 PLT stub: find the GOT slot each stub jumps through
     (`jmp *disp32(%rip)`, `ff 25`) and name it after the relocation of that slot.
 
     Decoding the stubs (as objdump does) rather than counting entries works the same
     for lazy .plt, IBT's .plt.sec and the .plt.got stubs of GLOB_DAT slots."""
     got: dict[int, str] = {}
-    for sec in sections:
-        if sec["sh_type"] != "SHT_RELA":
+    for sec in h.sections:
+        if sec.type != elfread.SHT_RELA:
             continue
-        for r_offset, r_info, _addend in struct.iter_unpack(endian + "QQq", bytes(sec.data())):
+        data = elfread.section_data(f, sec)
+        for r_offset, r_info, _addend in struct.iter_unpack(h.endian + "QQq", data[:len(data) // 24 * 24]):
             sym, rtype = r_info >> 32, r_info & 0xFFFFFFFF
             if rtype in (_R_X86_64_JUMP_SLOT, _R_X86_64_GLOB_DAT) and 0 < sym < len(dynsym_names):
                 got.setdefault(r_offset, dynsym_names[sym])
     out: list[_Candidate] = []
-    for index, sec in enumerate(sections):
-        if sec.name not in (".plt", ".plt.sec", ".plt.got") or sec["sh_type"] != "SHT_PROGBITS":
+    for index, sec in enumerate(h.sections):
+        if sec.name not in (".plt", ".plt.sec", ".plt.got") or sec.type != elfread.SHT_PROGBITS:
             continue
-        step = sec["sh_entsize"] or 16
-        data, base = bytes(sec.data()), sec["sh_addr"]
+        step = sec.entsize or 16
+        data, base = elfread.section_data(f, sec), sec.addr
         for off in range(0, len(data) - step + 1, step):
             p = data.find(b"\xff\x25", off, off + step)
             if p < 0 or p + 6 > off + step:
@@ -463,12 +469,8 @@ def open_image(path: str) -> ElfImage:
 @functools.lru_cache(maxsize=64)
 def needed_libraries(path: str) -> tuple[str, ...]:
     """DT_NEEDED entries of an ELF: the libraries the loader maps before main runs."""
-    from elftools.elf.dynamic import DynamicSection     # where first used, for start-up speed
-    from elftools.elf.elffile import ELFFile
-
     with open(path, "rb") as f:
-        for section in ELFFile(f).iter_sections():
-            if isinstance(section, DynamicSection):
-                tags: list[Any] = list(section.iter_tags())
-                return tuple(str(t.needed) for t in tags if t.entry.d_tag == "DT_NEEDED")
-    return ()
+        try:
+            return elfread.needed(f, elfread.read_headers(f))
+        except (NotElf, struct.error, IndexError):
+            return ()
