@@ -11,12 +11,12 @@ from ..events import DebugEvent, EventCode, ExceptionCode, ExceptionInfo
 from .arming import BreakpointSet
 from .attribution import process_of, thread_of
 from .breakpoints import Breakpoint, State
-from ..arch.x86_64 import emulate
+from ..arch.x86_64 import compile_emulation
 from .handlers import Handlers
 from .inspect import Inspector
 from .process import ProcessState
 from .records import Recorder, event_fields, record_fields
-from .sites import IFUNC_USER, RETURN_USER, PendingReturn, SiteState, SoftSite
+from .sites import IFUNC_USER, NOT_DECODED, RETURN_USER, PendingReturn, SiteState, SoftSite
 from .stop import Stop, StopEnv
 
 if TYPE_CHECKING:
@@ -100,15 +100,19 @@ class ExceptionDispatch:
                 self.hit_breakpoint(process, event, by_id[user], regs, address)
         if regs["rip"] != address or process.sites.get(address) is not site or site.state is not _IN:
             return False                 # an action moved pc (return:), or the site is gone: nothing to step over
-        return self.step_over(process, tid, site)
+        return self.step_over(process, tid, site, regs)
 
-    def step_over(self, process: ProcessState, tid: int, site: SoftSite) -> bool:
-        """Run the original instruction under the int3, then put the int3 back.
+    def step_over(self, process: ProcessState, tid: int, site: SoftSite, regs: Regs) -> bool:
+        """Run the original instruction under the int3 (rip is at it), then put the int3 back.
 
-        Prologue instructions are emulated (arch/x86_64/prologue.py): no second stop,
-        and the int3 never leaves memory. Everything else is single-stepped, the
-        site RUNNING meanwhile."""
-        if site.code and emulate(site.code, self.backend.registers(tid), process.read, process.raw_write):
+        Prologue instructions are emulated (arch/x86_64/prologue.py), decoded once per
+        site: no second stop, and the int3 never leaves memory. Everything else is
+        single-stepped, the site RUNNING meanwhile."""
+        emulation = site.emulation
+        if emulation is NOT_DECODED:
+            emulation = site.emulation = compile_emulation(site.code) if site.code else None
+        if emulation is not None:
+            emulation(regs, site.address, process.read, process.raw_write)
             return False
         self.backend.hold_others(tid)        # no sibling may run past the int3 while it is out
         site.step_out(process.raw_write)
@@ -135,7 +139,7 @@ class ExceptionDispatch:
         if not bp.active:
             return None
         plan = bp.plan
-        fields: dict[str, Any] = {"address": address, **extra}   # what expressions see: values
+        fields: dict[str, Any] = {"address": address, **extra} if extra else {"address": address}  # values
         env = StopEnv(self.host, process, event.tid, regs, fields, bp.hits)
         if plan.when is not None:
             try:
@@ -147,9 +151,8 @@ class ExceptionDispatch:
                 return None
         bp.hit()
         env.hits = bp.hits
-        rec = self.recorder.record("breakpoint", _EXCEPTION, event.pid, event.tid, at=at,
-                                   id=plan.id, type=plan.type, hits=bp.hits, address=hex(address),
-                                   symbol=process.modules.symbol_text(address))
+        rec = self.recorder.hit_record(event.pid, event.tid, at, plan.id, plan.type, bp.hits, address,
+                                       process.modules.symbol_text(address))
         if extra:
             rec.update(record_fields(extra))
         if plan.on_return is not None:

@@ -208,8 +208,8 @@ def get_event_msg(tid: int) -> int:
     return msg.value
 
 
-# The same ptrace(2) without argtypes, for the three requests of every stop
-# (GETSIGINFO, GETREGS, CONT): ctypes then converts nothing on the way in (small
+# The same ptrace(2) without argtypes, for the requests of every stop
+# (GETSIGINFO, GETREGS, SETREGS, CONT): ctypes then converts nothing on the way in (small
 # ints go as C ints, which libffi sign-extends into the argument registers, and
 # buffers by byref), which takes a third off each call (HOUSE rule 11).
 _ptrace_hot = ctypes.CDLL(None, use_errno=True).ptrace
@@ -228,6 +228,11 @@ def get_siginfo(tid: int, into: SigInfo) -> SigInfo:
 
 def get_regs(tid: int, into: UserRegs) -> None:
     _hot(PTRACE_GETREGS, tid, ctypes.byref(into))
+
+
+def set_regs(tid: int, regs: UserRegs) -> None:
+    """PTRACE_SETREGS: on every stop that moved pc (each emulated soft hit)."""
+    _hot(PTRACE_SETREGS, tid, ctypes.byref(regs))
 
 
 def cont(tid: int, sig: int) -> None:

@@ -121,7 +121,7 @@ class Tracees:
 
     def flush(self, th: Thread) -> None:
         if th.regs_dirty:
-            _ffi.ptrace(_ffi.PTRACE_SETREGS, th.tid, None, th.regs)
+            _ffi.set_regs(th.tid, th.regs)
             th.regs_dirty = False
 
     def lost(self, proc: Process | None, e: _ffi.SyscallError) -> DebuggerError:
