@@ -9,15 +9,18 @@ import re
 import shutil
 from bisect import bisect_right
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Union
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Union
 
 from ..events import Module
 from .elf import ElfImage, ImageError, open_image
-from .pe_image import PeImage, open_pe_image
+
+if TYPE_CHECKING:
+    # The PE reader (pe.py, pe_image.py: ~6 ms of imports) is loaded at the first MZ file.
+    from .pe_image import PeImage
 
 # What a module's file parses as: both answer symbol_address/symbolize/source_line/
 # line_address/extent/build_id with link-time addresses (ELF) or RVAs (PE).
-Image = Union[ElfImage, PeImage]
+Image = Union[ElfImage, "PeImage"]
 
 # `loop.c:42`: a source file (with an extension) and a line number.
 _LINE_SPEC = re.compile(r"^(?P<file>[^:!\s]+\.\w+):(?P<line>\d+)$")
@@ -44,6 +47,8 @@ def open_module_image(path: str) -> Image:
     except OSError as e:
         raise ImageError(f"{path}: cannot read ({e.strerror or e})") from e
     if magic.startswith(b"MZ"):
+        from .pe_image import open_pe_image
+
         return open_pe_image(real)
     return open_image(real)     # ELF, or an ImageError saying it is not
 
