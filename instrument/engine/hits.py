@@ -100,10 +100,10 @@ class ExceptionDispatch:
                 self.hit_breakpoint(process, event, by_id[user], regs, address)
         if regs["rip"] != address or process.sites.get(address) is not site or site.state is not _IN:
             return False                 # an action moved pc (return:), or the site is gone: nothing to step over
-        return self.step_over(process, tid, site, regs)
+        return self.step_over(process, tid, site)
 
-    def step_over(self, process: ProcessState, tid: int, site: SoftSite, regs: Regs) -> bool:
-        """Run the original instruction under the int3 (rip is at it), then put the int3 back.
+    def step_over(self, process: ProcessState, tid: int, site: SoftSite) -> bool:
+        """Run the original instruction under the int3, then put the int3 back.
 
         Prologue instructions are emulated (arch/x86_64/prologue.py), decoded once per
         site: no second stop, and the int3 never leaves memory. Everything else is
@@ -111,8 +111,8 @@ class ExceptionDispatch:
         emulation = site.emulation
         if emulation is NOT_DECODED:
             emulation = site.emulation = compile_emulation(site.code) if site.code else None
-        if emulation is not None:
-            emulation(regs, site.address, process.read, process.raw_write)
+        if emulation is not None:          # (rip is at the site: on_soft_hit put it back)
+            emulation(self.backend.registers(tid), site.address, process.read, process.raw_write)
             return False
         self.backend.hold_others(tid)        # no sibling may run past the int3 while it is out
         site.step_out(process.raw_write)
