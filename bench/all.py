@@ -115,7 +115,7 @@ def bench_soft_and_hard(b: Bench) -> None:
     b.line("1,000 armed", b.per_hit(b.instrument(many, loop, options=("--no-sampling",)), n))
 
     gdb = shutil.which("gdb")
-    gdb_hits = max(200, n // 10)       # gdb costs ~1 ms a hit: fewer hits, the same per-hit figure
+    gdb_hits = max(400, n // 5)        # gdb costs ~0.3-1 ms a hit: fewer hits, the same per-hit figure
     for kind in ("break", "hbreak"):
         label = f"gdb {kind} + commands printf"
         if not gdb:
@@ -207,7 +207,7 @@ def cold_libc_functions(count: int) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hits", type=int, default=10000)
-    ap.add_argument("--repeat", type=int, default=2, help="runs per figure; the best counts (default 2)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per figure; the best counts (default 3)")
     ap.add_argument("--only", default="soft,threads,startup")
     args = ap.parse_args()
     only = set(args.only.split(","))

@@ -258,6 +258,7 @@ class ElfImage:
         try:
             with open(path, "rb") as f:
                 h = elfread.read_headers(f)
+                self.size: int = os.fstat(f.fileno()).st_size
                 self.is_pie: bool = h.e_type == elfread.ET_DYN
                 self.entry: int = h.entry
                 self.machine: str = h.machine
@@ -286,7 +287,7 @@ class ElfImage:
         # A system library's table comes from the on-disk cache, by build id.
         cached = self.build_id is not None and symcache.is_system(self.path)
         if cached and self.build_id is not None:
-            arrays = symcache.load(self.build_id)
+            arrays = symcache.load(self.build_id, self.size)
             if arrays is not None:
                 return SymbolTable.from_arrays(arrays)
         # A file deleted or cut short since it was opened (a rebuild mid-session) has no
@@ -297,7 +298,7 @@ class ElfImage:
         except (NotElf, OSError, struct.error, IndexError):
             return SymbolTable([], {})
         if cached and self.build_id is not None:
-            symcache.store(self.build_id, table.to_arrays())
+            symcache.store(self.build_id, self.size, table.to_arrays())
         return table
 
     @cached_property

@@ -3,6 +3,8 @@
 Reading libc's 3000 symbols and its PLT costs ~25-50 ms a run; loading the finished
 table back costs ~1-2 ms. The key is the file's GNU build id, which changes with every
 build of the library, so an upgraded libc is a new entry and a stale one is never read.
+The file's size is part of the key too: a separate debug file (/usr/lib/debug/.build-id/)
+carries its library's build id with a fuller symbol table.
 Only libraries under the system directories are kept: a user's own program is rebuilt
 all the time and would fill the directory. Files live in $XDG_CACHE_HOME/instrument/symbols
 (~/.cache/instrument/symbols by default), one per build id; a file that cannot be read,
@@ -33,15 +35,16 @@ def is_system(path: str) -> bool:
     return path.startswith(SYSTEM_DIRS)
 
 
-def _file(build_id: str) -> str | None:
+def _file(build_id: str, size: int) -> str | None:
     if not build_id or not all(c in "0123456789abcdef" for c in build_id):
         return None     # never a path out of the directory
-    return os.path.join(cache_dir(), build_id + ".sym")
+    return os.path.join(cache_dir(), f"{build_id}-{size}.sym")
 
 
-def load(build_id: str) -> Arrays | None:
-    """The arrays stored for `build_id`, or None (no entry, unreadable, corrupt)."""
-    name = _file(build_id)
+def load(build_id: str, size: int) -> Arrays | None:
+    """The arrays stored for a file of `build_id` and `size` bytes, or None (no entry,
+    unreadable, corrupt)."""
+    name = _file(build_id, size)
     if name is None:
         return None
     try:
@@ -58,9 +61,9 @@ def load(build_id: str) -> Arrays | None:
     return by_name, ifuncs, starts, ends, names, sized
 
 
-def store(build_id: str, arrays: Arrays) -> None:
-    """Keep `arrays` for `build_id`; silently nothing when the directory cannot be written."""
-    name = _file(build_id)
+def store(build_id: str, size: int, arrays: Arrays) -> None:
+    """Keep `arrays` for `build_id` and `size`; silently nothing when the directory cannot be written."""
+    name = _file(build_id, size)
     if name is None:
         return
     try:

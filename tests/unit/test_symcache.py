@@ -37,11 +37,11 @@ def test_a_system_library_table_is_stored_and_read_back_by_build_id(cache: Path,
     image = ElfImage(lib)
     assert image.build_id == "aa" * 20
     assert "first_fn" in image.symbols.by_name
-    assert (cache / f"{'aa' * 20}.sym").is_file()
+    assert _entry(cache, "aa", lib).is_file()
 
     # The next open reads the stored table: put a name in it that the file does not have.
     by_name, ifuncs, starts, ends, names, sized = image.symbols.to_arrays()
-    symcache.store("aa" * 20, ({**by_name, "only_in_cache": 0x10}, ifuncs, starts, ends, names, sized))
+    symcache.store("aa" * 20, os.path.getsize(lib), ({**by_name, "only_in_cache": 0x10}, ifuncs, starts, ends, names, sized))
     assert "only_in_cache" in ElfImage(lib).symbols.by_name
 
     # A rebuilt library has a new build id: the stored table is not used.
@@ -49,24 +49,41 @@ def test_a_system_library_table_is_stored_and_read_back_by_build_id(cache: Path,
     table = ElfImage(lib).symbols
     assert "second_fn" in table.by_name
     assert "only_in_cache" not in table.by_name and "first_fn" not in table.by_name
-    assert (cache / f"{'bb' * 20}.sym").is_file()
+    assert _entry(cache, "bb", lib).is_file()
 
 
 @pytest.mark.parametrize("garbage", [b"", b"\x00garbage\xff", b"\xe3" * 7])
 def test_a_corrupt_cache_file_is_ignored_and_rewritten(cache: Path, tmp_path: Path, garbage: bytes) -> None:
     lib = _build_lib(tmp_path, "third_fn", "cc" * 20)
     expected = ElfImage(lib).symbols.to_arrays()
-    entry = cache / f"{'cc' * 20}.sym"
+    entry = _entry(cache, "cc", lib)
     entry.write_bytes(garbage)
     assert ElfImage(lib).symbols.to_arrays() == expected
-    assert symcache.load("cc" * 20) == expected
+    assert symcache.load("cc" * 20, os.path.getsize(lib)) == expected
 
 
 def test_a_cache_file_of_another_build_id_is_ignored(cache: Path, tmp_path: Path) -> None:
     lib = _build_lib(tmp_path, "fourth_fn", "dd" * 20)
     ElfImage(lib).symbols
-    (cache / f"{'ee' * 20}.sym").write_bytes((cache / f"{'dd' * 20}.sym").read_bytes())
-    assert symcache.load("ee" * 20) is None
+    size = os.path.getsize(lib)
+    (cache / f"{'ee' * 20}-{size}.sym").write_bytes(_entry(cache, "dd", lib).read_bytes())
+    assert symcache.load("ee" * 20, size) is None
+
+
+def test_a_debug_file_of_the_same_build_id_has_its_own_entry(cache: Path, tmp_path: Path) -> None:
+    lib = _build_lib(tmp_path, "sixth_fn", "ab" * 20)
+    debug = tmp_path / "lib" / "libt.debug"
+    subprocess.run(["objcopy", "--only-keep-debug", lib, str(debug)], check=True)
+    subprocess.run(["strip", "--strip-all", lib], check=True)    # .symtab gone: .dynsym only
+    stripped, full = ElfImage(lib), ElfImage(str(debug))
+    assert stripped.build_id == full.build_id == "ab" * 20
+    assert stripped.symbols.to_arrays() != full.symbols.to_arrays()
+    assert ElfImage(lib).symbols.to_arrays() == stripped.symbols.to_arrays()
+    assert ElfImage(str(debug)).symbols.to_arrays() == full.symbols.to_arrays()
+
+
+def _entry(cache: Path, byte: str, lib: str) -> Path:
+    return cache / f"{byte * 20}-{os.path.getsize(lib)}.sym"
 
 
 def test_an_unwritable_cache_directory_costs_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
