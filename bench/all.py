@@ -7,8 +7,10 @@
 
 Each line is microseconds per hit and the ratio to the C soft-breakpoint loop
 (bench/ptrace_ref.c, pinned to CPU 0) measured in this same run, so a loaded
-machine moves both. A tool's fixed cost (start-up, symbols) is measured with 0
-hits and taken off; each figure is the best of --repeat runs. Every run logs
+machine moves both: first wall-clock time, then CPU time (user + system of the
+tool and its target, from getrusage), which a loaded machine inflates far less.
+A tool's fixed cost (start-up, symbols) is measured with 0 hits and taken off;
+each figure is the best of --repeat runs. Every run logs
 rdi at each hit of `hit` in tests/targets/loop.c, as the same printf:
 instrument `log: {registers: [rdi]}`, gdb `commands silent; printf; continue`
 (started with `starti`), bpftrace `uprobe ... { printf(); }`. Nothing here
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -27,12 +30,24 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from run import HERE, ROOT, instrument_exe, symbol_address, timed  # bench/ is sys.path[0]
+from run import HERE, ROOT, instrument_exe, symbol_address  # bench/ is sys.path[0]
 
 TARGETS = ROOT / "tests" / "targets"
 LOG = "    actions:\n      - log: {registers: [rdi]}\n"
 
-Runner = Callable[[int], float]
+Runner = Callable[[int], tuple[float, float]]
+
+
+def timed(cmd: list[str], pin: bool = True, check_status: bool = True) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the command and its children) of one run."""
+    if pin:
+        cmd = ["taskset", "-c", "0", *cmd]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(cmd, check=check_status, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def build(tmp: Path) -> dict[str, Path]:
@@ -52,25 +67,28 @@ def recipe(tmp: Path, name: str, body: str) -> Path:
 class Bench:
     def __init__(self, tmp: Path, bins: dict[str, Path], hits: int, repeat: int) -> None:
         self.tmp, self.bins, self.hits, self.repeat = tmp, bins, hits, repeat
-        self.ref_us: float | None = None
+        self.ref: tuple[float, float] | None = None
 
-    def per_hit(self, run: Runner, hits: int) -> float:
-        fixed = min(run(0) for _ in range(self.repeat))
-        total = min(run(hits) for _ in range(self.repeat))
-        return (total - fixed) / hits * 1e6
+    def per_hit(self, run: Runner, hits: int) -> tuple[float, float]:
+        """(wall, CPU) microseconds per hit."""
+        fixed = [run(0) for _ in range(self.repeat)]
+        total = [run(hits) for _ in range(self.repeat)]
+        return tuple((min(t[i] for t in total) - min(f[i] for f in fixed)) / hits * 1e6  # type: ignore[return-value]
+                     for i in (0, 1))
 
-    def line(self, label: str, us: float | None, note: str = "") -> None:
+    def line(self, label: str, us: tuple[float, float] | None, note: str = "") -> None:
         if us is None:
             print(f"  {label:<34} {note}")
             return
-        ratio = f"{us / self.ref_us:6.2f}x" if self.ref_us else "     -"
-        print(f"  {label:<34} {us:8.1f} us/hit  {ratio} the C loop{('  ' + note) if note else ''}", flush=True)
+        ref = self.ref or us
+        print(f"  {label:<34} {us[0]:7.1f} us/hit {us[0] / ref[0]:5.2f}x   cpu {us[1]:6.1f} us/hit "
+              f"{us[1] / ref[1]:5.2f}x{('  ' + note) if note else ''}", flush=True)
 
     def instrument(self, recipe_path: Path, *command: str, options: tuple[str, ...] = (),
                    expect: Callable[[int], int] | None = None) -> Runner:
         out = self.tmp / "o.jsonl"
 
-        def run(n: int) -> float:
+        def run(n: int) -> tuple[float, float]:
             secs = timed([*instrument_exe(), "run", str(recipe_path), "--format", "jsonl", "-o", str(out),
                           *options, "--", *command, str(n)], pin=False)
             want = expect(n) if expect else n
@@ -93,9 +111,10 @@ def bench_soft_and_hard(b: Bench) -> None:
     loop = str(b.bins["loop"])
     addr = symbol_address(b.bins["loop"], "hit")
     n = b.hits
-    print(f"{n} hits of `hit` (tests/targets/loop.c), each logging rdi; best of {b.repeat}:")
-    b.ref_us = b.per_hit(lambda k: timed([str(b.bins["ref"]), hex(addr), loop, str(k)]), n)
-    b.line("C ptrace loop (ptrace_ref.c)", b.ref_us)
+    print(f"{n} hits of `hit` (tests/targets/loop.c), each logging rdi; best of {b.repeat}; "
+          "wall and CPU per hit, each against the C loop's:")
+    b.ref = b.per_hit(lambda k: timed([str(b.bins["ref"]), hex(addr), loop, str(k)]), n)
+    b.line("C ptrace loop (ptrace_ref.c)", b.ref)
 
     soft = recipe(b.tmp, "soft", "breakpoints:\n  - id: hit\n    at: hit\n" + LOG)
     hard = recipe(b.tmp, "hard", "breakpoints:\n  - id: hit\n    at: hit\n    type: hardware\n" + LOG)
@@ -142,7 +161,8 @@ def bench_threads(b: Bench) -> None:
         calls = max(1, b.hits // 2 // threads)
         runner = b.instrument(soft, str(b.bins["threads"]), str(threads), options=("--no-sampling",),
                               expect=lambda k, t=threads: k * t)
-        us = b.per_hit(runner, calls) / threads
+        wall, cpu = b.per_hit(runner, calls)
+        us = (wall / threads, cpu / threads)
         b.line(f"{threads} thread{'s' if threads > 1 else ''} x {calls} calls", us)
 
 
@@ -152,8 +172,9 @@ def bench_startup(b: Bench, runs: int = 5) -> None:
     one = recipe(b.tmp, "one", "breakpoints:\n  - id: hit\n    at: hit\n" + LOG)
     out = str(b.tmp / "s.jsonl")
 
-    def best(cmd: list[str]) -> float:
-        return min(timed(cmd, pin=False, check_status=False) for _ in range(runs)) * 1000
+    def best(cmd: list[str]) -> str:
+        got = [timed(cmd, pin=False, check_status=False) for _ in range(runs)]
+        return f"{min(g[0] for g in got) * 1000:7.1f} ms  (cpu {min(g[1] for g in got) * 1000:6.1f} ms)"
 
     rows = [("instrument --help", [*instrument_exe(), "--help"]),
             ("instrument run (no breakpoints) /bin/true", [*instrument_exe(), "run", str(empty), "-o", out, "--",
@@ -163,7 +184,7 @@ def bench_startup(b: Bench, runs: int = 5) -> None:
     if shutil.which("gdb"):
         rows.append(("gdb -batch -ex run /bin/true", ["gdb", "-batch", "-nx", "-ex", "run", "/bin/true"]))
     for label, cmd in rows:
-        print(f"  {label:<42} {best(cmd):7.1f} ms", flush=True)
+        print(f"  {label:<42} {best(cmd)}", flush=True)
 
 
 def bpftrace_missing() -> str | None:
