@@ -11,8 +11,7 @@ where first needed).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, NamedTuple
 
 PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_NOTE = 1, 2, 3, 4
 PF_X = 1
@@ -31,8 +30,9 @@ class NotElf(ValueError):
     """The bytes are not an ELF file this reader understands (or are cut short)."""
 
 
-@dataclass(frozen=True)
-class Segment:
+# NamedTuples, not dataclasses: these exist to make start-up cheap, and a frozen
+# dataclass costs a handful of exec() calls to create at import.
+class Segment(NamedTuple):
     type: int
     flags: int
     offset: int
@@ -42,8 +42,7 @@ class Segment:
     align: int
 
 
-@dataclass(frozen=True)
-class Section:
+class Section(NamedTuple):
     name: str
     type: int
     flags: int
@@ -54,8 +53,7 @@ class Section:
     entsize: int
 
 
-@dataclass(frozen=True)
-class ElfHeaders:
+class ElfHeaders(NamedTuple):
     elfclass: int                   # 32 or 64
     little_endian: bool
     e_type: int
