@@ -143,11 +143,36 @@ class LinuxBackend:
         with t.all_stopped(proc):
             self._guards.release(proc)
             proc.rdv.disarm(proc.write)
+            for th in list(proc.threads.values()):
+                self._drain_our_traps(proc, th)
             self._rewind_undelivered_breakpoints(proc)
             for th in list(proc.threads.values()):
                 self._detach_thread(proc, th)
         t.drop_queued(pid)
         t.forget(proc)
+
+    def _drain_our_traps(self, proc: Process, th: Thread) -> None:
+        """Take the CPU traps (int3, debug-register hits, steps) still queued for a thread
+        we are about to let go. A thread that trapped just as our PTRACE_INTERRUPT came
+        reports the interrupt first (the kernel runs the job-control trap before it
+        dequeues a signal) with the SIGTRAP still pending: detached like that, it would
+        die of it. Continued, it dequeues that SIGTRAP before any instruction of its own
+        and stops for it; the stop is decoded as any other (an int3's then rewound)."""
+        for _ in range(8):          # one per queued trap, and a stray interrupt stop or two
+            if th.tid not in self._threads or not th.stopped or th.group_stop or th.guard is not None:
+                return
+            try:
+                if not any(i.si_signo == signal.SIGTRAP and i.si_code > 0
+                           for i in _ffi.pending_signals(th.tid)):
+                    return
+                # A real signal it stopped for is delivered first (its handler frame set up).
+                _ffi.cont(th.tid, th.signal if th.signal != signal.SIGTRAP else 0)
+            except _ffi.SyscallError as e:
+                if e.errno != _ESRCH:
+                    raise
+                return
+            th.ran()
+            self._queue.extend(self._t.decode(th.tid, self._t.waitpid_tid(th.tid)))
 
     def _rewind_undelivered_breakpoints(self, proc: Process) -> None:
         """A thread that ran into an int3 the engine has since taken out (its event still
