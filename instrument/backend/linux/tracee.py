@@ -428,8 +428,9 @@ class LinuxBackend:
 
     def _apply_hw(self, proc: Process) -> None:
         with self._t.all_stopped(proc):
-            for tid in proc.threads:
-                self._sampling.program(proc, tid)
+            for th in proc.threads.values():
+                if not th.in_vfork:          # set when it is back (decode.py, _out_of_vfork)
+                    self._sampling.program(proc, th.tid)
 
     def take_samples(self) -> list[DebugEvent]:
         return self._sampling.take()
