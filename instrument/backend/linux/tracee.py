@@ -105,6 +105,7 @@ class LinuxBackend:
             raise
         proc = self._t.add_process(pid, spawned=True, follow_forks=options.follow_forks)
         proc.pump = pump
+        proc.debug_before = debugregs.snapshot(pid)
         if options.pin_cpu:
             proc.unpin_to = self._launcher.saved_affinity
         self._queue.extend(self._decoder.on_exec(proc, self._threads[pid]))
@@ -122,6 +123,7 @@ class LinuxBackend:
         except TargetError:
             t.forget(proc)
             raise
+        proc.debug_before = next((debugregs.snapshot(th.tid) for th in proc.threads.values() if th.stopped), None)
         self._queue.extend(attach.attach_events(proc))
         # Signals that arrived while we interrupted the threads: reported after
         # the attach burst, and they keep their threads stopped until handled.
@@ -197,6 +199,8 @@ class LinuxBackend:
         try:
             if proc.hw.active:
                 debugregs.write(th.tid, debugregs.DR7, 0)
+            if proc.debug_before is not None:
+                debugregs.restore(th.tid, proc.debug_before)
             self._t.flush(th)
             _ffi.ptrace(_ffi.PTRACE_DETACH, th.tid, None, sig)
         except _ffi.SyscallError as e:
