@@ -143,7 +143,8 @@ def stress_round(binary: str, tmp: Path, per_ending: int = 5) -> None:
             assert target.poll() is None, f"the target ended ({target.returncode}) after session {n} ({ending})"
             after = snapshot(target.pid, binary)
             for key, value in before.items():
-                assert after[key] == value, f"{key} changed by session {n} ({ending})"
+                shown = "" if key == "text" else f": {value!r} -> {after[key]!r}"
+                assert after[key] == value, f"{key} changed by session {n} ({ending}){shown}"
             target.stdin.write("check\n")
             target.stdin.flush()
             check = target.stdout.readline().split()

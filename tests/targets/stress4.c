@@ -57,6 +57,7 @@ __asm__(
     ".size checked,.-checked\n");
 
 static volatile int stop;
+static int masked;          // threads that have set their mask (ready is printed after all)
 static volatile long calls[THREADS], bad[THREADS];
 
 static void mask_for(int k, sigset_t *set) {
@@ -70,6 +71,7 @@ static void *worker(void *arg) {
     sigset_t want, now;
     mask_for((int)k, &want);
     pthread_sigmask(SIG_SETMASK, &want, NULL);
+    __atomic_add_fetch(&masked, 1, __ATOMIC_SEQ_CST);
     for (long i = 0; !stop; i++) {
         if (checked(i, k * 64)) bad[k]++;     // a word of the watched page each
         calls[k]++;
@@ -106,6 +108,7 @@ int main(void) {
     pthread_sigmask(SIG_SETMASK, &mine, NULL);
     pthread_t th[THREADS];
     for (long k = 0; k < THREADS; k++) pthread_create(&th[k], NULL, worker, (void *)k);
+    while (__atomic_load_n(&masked, __ATOMIC_SEQ_CST) < THREADS) usleep(1000);
     printf("pid=%d\n", (int)getpid());
     report("ready");
     char line[64];

@@ -169,10 +169,8 @@ class LinuxBackend:
                     return
                 # A real signal it stopped for is delivered first (its handler frame set up).
                 _ffi.cont(th.tid, th.signal if th.signal != signal.SIGTRAP else 0)
-            except _ffi.SyscallError as e:
-                if e.errno != _ESRCH:
-                    raise
-                return
+            except _ffi.SyscallError:
+                return          # gone (ESRCH), or nothing to learn: detach as it is
             th.ran()
             self._queue.extend(self._t.decode(th.tid, self._t.waitpid_tid(th.tid)))
 
