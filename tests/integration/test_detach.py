@@ -73,7 +73,7 @@ def test_attach_hit_and_signal_leaves_target_intact(targets, tmp_path, kind, sig
             target.kill()
 
 
-@pytest.mark.parametrize("kind, sessions", [("hardware", 600), ("soft", 200)])
+@pytest.mark.parametrize("kind, sessions", [("hardware", 600), ("soft", 200), ("memory", 300)])
 def test_a_trap_pending_at_detach_is_taken_not_left_to_kill_the_target(targets, kind, sessions):
     # Detached just as it trapped, a thread reports our PTRACE_INTERRUPT first (the kernel
     # runs the job-control trap before it dequeues a signal) with its SIGTRAP still queued;
@@ -89,6 +89,7 @@ def test_a_trap_pending_at_detach_is_taken_not_left_to_kill_the_target(targets, 
         with open(f"/proc/{target.pid}/maps") as maps:
             base = next(int(line.split("-")[0], 16) for line in maps if binary in line)
         hit = (base if image.is_pie else 0) + image.symbol_address("hit")
+        total = (base if image.is_pie else 0) + image.symbol_address("total")     # written by hit()
         for cycle in range(sessions):
             backend = get_backend()
             pid = backend.attach(target.pid)
@@ -99,6 +100,8 @@ def test_a_trap_pending_at_detach_is_taken_not_left_to_kill_the_target(targets, 
                 if ev.code == EventCode.CREATE_PROCESS_DEBUG_EVENT:
                     if kind == "hardware":
                         backend.set_hardware_breakpoint(pid, 0, hit, "execute", 1)
+                    elif kind == "memory":   # a guard-page fault (SIGSEGV) can be the one left queued
+                        backend.set_memory_breakpoint(pid, total, 8, "write")
                     else:
                         original = backend.read_memory(pid, hit, 1)
                         backend.write_memory(pid, hit, b"\xcc")

@@ -36,7 +36,7 @@ from ..base import Capabilities, Module, SpawnOptions
 from . import _ffi, attach, debugregs, perfbp, procfs
 from .calls import Injector
 from .decode import Decoder
-from .guard import Guards
+from .guard import SEGV_ACCERR, Guards
 from .launch import Expired, Launcher, WaitAlarm
 from .sampling import SAMPLE_TICK, Sampling
 from .state import THE_ENGINES, Process, Thread
@@ -154,17 +154,21 @@ class LinuxBackend:
         t.forget(proc)
 
     def _drain_our_traps(self, proc: Process, th: Thread) -> None:
-        """Take the CPU traps (int3, debug-register hits, steps) still queued for a thread
-        we are about to let go. A thread that trapped just as our PTRACE_INTERRUPT came
-        reports the interrupt first (the kernel runs the job-control trap before it
-        dequeues a signal) with the SIGTRAP still pending: detached like that, it would
-        die of it. Continued, it dequeues that SIGTRAP before any instruction of its own
-        and stops for it; the stop is decoded as any other (an int3's then rewound)."""
+        """Take the CPU traps (int3, debug-register hits, steps) and guard-page faults
+        still queued for a thread we are about to let go. A thread that trapped or
+        faulted just as our PTRACE_INTERRUPT came reports the interrupt first (the kernel
+        runs the job-control trap before it dequeues a signal) with the SIGTRAP or
+        SIGSEGV still pending: detached like that, it would die of it. Continued, it
+        dequeues that signal before any instruction of its own and stops for it; the stop
+        is decoded as any other: an int3's is then rewound, a fault on a page given back
+        (guard.py, a stale fault) runs its instruction again, a real fault stays."""
+        guarded = proc.guards is not None
         for _ in range(8):          # one per queued trap, and a stray interrupt stop or two
             if th.tid not in self._threads or not th.stopped or th.group_stop or th.guard is not None:
                 return
             try:
-                if not any(i.si_signo == signal.SIGTRAP and i.si_code > 0
+                if not any((i.si_signo == signal.SIGTRAP and i.si_code > 0)
+                           or (guarded and i.si_signo == signal.SIGSEGV and i.si_code == SEGV_ACCERR)
                            for i in _ffi.pending_signals(th.tid)):
                     return
                 # A real signal it stopped for is delivered first (its handler frame set up).
