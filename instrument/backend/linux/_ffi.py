@@ -38,6 +38,7 @@ XSTATE_BUFFER = 16384
 PTRACE_SEIZE = 0x4206
 PTRACE_INTERRUPT = 0x4207
 PTRACE_LISTEN = 0x4208
+PTRACE_PEEKSIGINFO = 0x4209
 
 PTRACE_O_TRACESYSGOOD = 0x01
 PTRACE_O_TRACEFORK = 0x02
@@ -145,7 +146,7 @@ _REQUEST_NAMES = {
     PTRACE_GETEVENTMSG: "GETEVENTMSG", PTRACE_GETSIGINFO: "GETSIGINFO",
     PTRACE_SEIZE: "SEIZE", PTRACE_INTERRUPT: "INTERRUPT", PTRACE_LISTEN: "LISTEN",
     PTRACE_GETREGSET: "GETREGSET", PTRACE_SETREGSET: "SETREGSET", PTRACE_GETSIGMASK: "GETSIGMASK",
-    PTRACE_SETSIGMASK: "SETSIGMASK", PTRACE_SETSIGINFO: "SETSIGINFO",
+    PTRACE_SETSIGMASK: "SETSIGMASK", PTRACE_SETSIGINFO: "SETSIGINFO", PTRACE_PEEKSIGINFO: "PEEKSIGINFO",
 }
 
 
@@ -199,6 +200,21 @@ def get_sigmask(tid: int) -> int:
 def set_sigmask(tid: int, mask: int) -> None:
     """PTRACE_SETSIGMASK (ptrace(PTRACE_SETSIGMASK, tid, 8, const uint64_t *))."""
     ptrace(PTRACE_SETSIGMASK, tid, 8, c_uint64(mask & MASK64))
+
+
+class PeekSigInfoArgs(Structure):
+    """struct ptrace_peeksiginfo_args (include/uapi/linux/ptrace.h)."""
+
+    _fields_ = [("off", c_uint64), ("flags", ctypes.c_uint32), ("nr", c_int32)]
+
+
+def pending_signals(tid: int, limit: int = 32) -> list[SigInfo]:
+    """The signals queued for thread `tid` itself (not its process), oldest first, not
+    yet dequeued: PTRACE_PEEKSIGINFO (flags 0: the thread's private queue), up to `limit`."""
+    args = PeekSigInfoArgs(0, 0, limit)
+    buf = (SigInfo * limit)()
+    n = ptrace(PTRACE_PEEKSIGINFO, tid, ctypes.addressof(args), buf)
+    return list(buf[:n])
 
 
 def get_event_msg(tid: int) -> int:

@@ -59,6 +59,8 @@ class Decoder:
                 # A group-stop names its stopping signal; an interrupt (ours) or the end
                 # of a group-stop (SIGCONT) says SIGTRAP.
                 th.group_stop = sig in STOP_SIGNALS
+                if th.in_vfork:
+                    self._out_of_vfork(proc, th)    # attached while in vfork: its interrupt
                 return []
             if sig == _SYSCALL_TRAP:
                 return []
@@ -68,7 +70,7 @@ class Decoder:
                 th.in_vfork = event == _ffi.PTRACE_EVENT_VFORK
                 return self._on_new_task(proc, th, event)
             if event == _ffi.PTRACE_EVENT_VFORK_DONE:
-                th.in_vfork = False
+                self._out_of_vfork(proc, th)
                 return []
             if event == _ffi.PTRACE_EVENT_EXEC:
                 return self.on_exec(proc, th)
@@ -78,6 +80,13 @@ class Decoder:
                 th.lose()           # killed while stopped (SIGKILL): its exit status follows
                 return []
             raise
+
+    def _out_of_vfork(self, proc: Process, th: Thread) -> None:
+        """A thread back from vfork: debug registers set meanwhile (all-stop passed it
+        by, as it could not stop) are set in it now."""
+        th.in_vfork = False
+        if proc.hw.active:
+            self._sampling.program(proc, th.tid)
 
     def _on_signal(self, proc: Process, th: Thread, sig: int) -> Events:
         info = _ffi.get_siginfo(th.tid, th.siginfo)

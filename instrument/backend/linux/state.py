@@ -185,6 +185,10 @@ class Process:
         # when it starts a second thread, whose scheduling one CPU would change. None:
         # not pinned (any more).
         self.unpin_to: set[int] | None = None
+        # DR0-3 and DR6 as its threads had them before we traced them (our breakpoints
+        # set the addresses; our steps and hits set bits in DR6), put back in each at
+        # detach. None: not read.
+        self.debug_before: dict[int, int] | None = None
         self._mem: int | None = None
 
     def _mem_fd(self) -> int:

@@ -36,7 +36,7 @@ from ..base import Capabilities, Module, SpawnOptions
 from . import _ffi, attach, debugregs, perfbp, procfs
 from .calls import Injector
 from .decode import Decoder
-from .guard import Guards
+from .guard import SEGV_ACCERR, Guards
 from .launch import Expired, Launcher, WaitAlarm
 from .sampling import SAMPLE_TICK, Sampling
 from .state import THE_ENGINES, Process, Thread
@@ -105,6 +105,7 @@ class LinuxBackend:
             raise
         proc = self._t.add_process(pid, spawned=True, follow_forks=options.follow_forks)
         proc.pump = pump
+        proc.debug_before = debugregs.snapshot(pid)
         if options.pin_cpu:
             proc.unpin_to = self._launcher.saved_affinity
         self._queue.extend(self._decoder.on_exec(proc, self._threads[pid]))
@@ -122,6 +123,7 @@ class LinuxBackend:
         except TargetError:
             t.forget(proc)
             raise
+        proc.debug_before = next((debugregs.snapshot(th.tid) for th in proc.threads.values() if th.stopped), None)
         self._queue.extend(attach.attach_events(proc))
         # Signals that arrived while we interrupted the threads: reported after
         # the attach burst, and they keep their threads stopped until handled.
@@ -143,11 +145,38 @@ class LinuxBackend:
         with t.all_stopped(proc):
             self._guards.release(proc)
             proc.rdv.disarm(proc.write)
+            for th in list(proc.threads.values()):
+                self._drain_our_traps(proc, th)
             self._rewind_undelivered_breakpoints(proc)
             for th in list(proc.threads.values()):
                 self._detach_thread(proc, th)
         t.drop_queued(pid)
         t.forget(proc)
+
+    def _drain_our_traps(self, proc: Process, th: Thread) -> None:
+        """Take the CPU traps (int3, debug-register hits, steps) and guard-page faults
+        still queued for a thread we are about to let go. A thread that trapped or
+        faulted just as our PTRACE_INTERRUPT came reports the interrupt first (the kernel
+        runs the job-control trap before it dequeues a signal) with the SIGTRAP or
+        SIGSEGV still pending: detached like that, it would die of it. Continued, it
+        dequeues that signal before any instruction of its own and stops for it; the stop
+        is decoded as any other: an int3's is then rewound, a fault on a page given back
+        (guard.py, a stale fault) runs its instruction again, a real fault stays."""
+        guarded = proc.guards is not None
+        for _ in range(8):          # one per queued trap, and a stray interrupt stop or two
+            if th.tid not in self._threads or not th.stopped or th.group_stop or th.guard is not None:
+                return
+            try:
+                if not any((i.si_signo == signal.SIGTRAP and i.si_code > 0)
+                           or (guarded and i.si_signo == signal.SIGSEGV and i.si_code == SEGV_ACCERR)
+                           for i in _ffi.pending_signals(th.tid)):
+                    return
+                # A real signal it stopped for is delivered first (its handler frame set up).
+                _ffi.cont(th.tid, th.signal if th.signal != signal.SIGTRAP else 0)
+            except _ffi.SyscallError:
+                return          # gone (ESRCH), or nothing to learn: detach as it is
+            th.ran()
+            self._queue.extend(self._t.decode(th.tid, self._t.waitpid_tid(th.tid)))
 
     def _rewind_undelivered_breakpoints(self, proc: Process) -> None:
         """A thread that ran into an int3 the engine has since taken out (its event still
@@ -172,6 +201,8 @@ class LinuxBackend:
         try:
             if proc.hw.active:
                 debugregs.write(th.tid, debugregs.DR7, 0)
+            if proc.debug_before is not None:
+                debugregs.restore(th.tid, proc.debug_before)
             self._t.flush(th)
             _ffi.ptrace(_ffi.PTRACE_DETACH, th.tid, None, sig)
         except _ffi.SyscallError as e:
@@ -403,8 +434,9 @@ class LinuxBackend:
 
     def _apply_hw(self, proc: Process) -> None:
         with self._t.all_stopped(proc):
-            for tid in proc.threads:
-                self._sampling.program(proc, tid)
+            for th in proc.threads.values():
+                if not th.in_vfork:          # set when it is back (decode.py, _out_of_vfork)
+                    self._sampling.program(proc, th.tid)
 
     def take_samples(self) -> list[DebugEvent]:
         return self._sampling.take()
