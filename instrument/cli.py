@@ -297,11 +297,11 @@ def explain(recipe: str, command: tuple[str, ...], sets: tuple[str, ...]) -> Non
     try:
         from .backend import get_backend
         capabilities = get_backend().capabilities
-        sampled, abi = capabilities.sampled_registers, capabilities.abi
+        sampled, abi, soft = capabilities.sampled_registers, capabilities.abi, capabilities.sampled_soft
     except TargetError:             # no backend on this OS: the plan alone
         from .arch.x86_64 import Abi
-        sampled, abi = frozenset(), Abi.SYSV
-    click.echo(explain_plan(plan, sampled, abi), nl=False)
+        sampled, abi, soft = frozenset(), Abi.SYSV, False
+    click.echo(explain_plan(plan, sampled, abi, soft), nl=False)
 
 
 @main.command()

@@ -1,4 +1,4 @@
-"""Sampled hardware breakpoint hits for LinuxBackend: their queue, the looks at the rings, pacing the target."""
+"""Sampled breakpoint hits for LinuxBackend (hardware: perfbp.py; soft: uprobes.py): their queue, the looks at the rings, pacing the target."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ class Sampling:
         self.active = False          # some thread has a sampled breakpoint
         self.due: int | None = None  # sampled hits still to go before the queue's head
         self._handed = 0             # events handed out, for looking at the rings now and then
+        # One per probed address: a sampled soft hit is a BREAKPOINT, as its int3 stop would be.
+        self._soft: dict[int, ExceptionInfo] = {}
 
     def next(self, deadline: float | None) -> DebugEvent | None:
         """The next sampled hit to hand out, if one is due before the queued events;
@@ -41,6 +43,9 @@ class Sampling:
         when it is first looked at, not for hits that keep coming after it."""
         self._handed += 1
         if not self.samples or self._handed % _COLLECT_EVERY == 0:
+            # The hits in the rings count too: turning a full ring into events takes long
+            # enough for the target to fill it again (and lose hits) meanwhile.
+            self._pace(self._t.probes.waiting())
             self.collect()
             self._read_stops()
             self._pace()
@@ -61,7 +66,25 @@ class Sampling:
             if proc.sampler.rings or proc.sampler.unread:
                 self.samples.extend(self.events(proc))
                 active = active or bool(proc.sampler.rings)
-        self.active = active
+        self.collect_probes()
+        self.active = active or self._t.probes.active
+
+    def collect_probes(self) -> None:
+        """Take the hits of sampled soft breakpoints into the queue, as BREAKPOINT events
+        that carry their registers; those of processes no longer traced go."""
+        probes = self._t.probes
+        if not (probes.active or probes.unread):
+            return
+        procs, templates, code = self._t.procs, self._soft, EventCode.EXCEPTION_DEBUG_EVENT
+        samples = self.samples
+        for h in probes.take():
+            if h.pid not in procs:
+                continue          # a fork child not followed, a process gone
+            template = templates.get(h.address)
+            if template is None:
+                template = templates[h.address] = ExceptionInfo(
+                    ExceptionCode.BREAKPOINT, h.address, signal="SIGTRAP", si_code=_ffi.SI_KERNEL)
+            samples.append(DebugEvent(code, h.pid, h.tid, template.sampled(h.registers, h.time)))
 
     def events(self, proc: Process) -> Events:
         """The hits proc's sampler holds, as SINGLE_STEP events that carry their registers."""
@@ -80,16 +103,17 @@ class Sampling:
             events.append(DebugEvent(code, pid, s.tid, template.sampled(s.registers, s.time)))
         return events
 
-    def _pace(self) -> None:
+    def _pace(self, waiting: int = 0) -> None:
         """Pause a process whose sampled hits pile up faster than the engine takes them
         (every thread stopped, and any continued meanwhile kept stopped: Tracees.cont),
         and let it go once half the backlog is gone: its rings then never fill."""
         t = self._t
-        backlog = len(self.samples)
+        backlog = len(self.samples) + waiting
         for proc in list(t.procs.values()):     # a thread may report the exit of all
-            if backlog > _SAMPLE_BACKLOG and proc.paused is None and proc.sampler.rings:
+            sampling = bool(proc.sampler.rings) or t.probes.has(proc.pid)
+            if backlog > _SAMPLE_BACKLOG and proc.paused is None and sampling:
                 t.pause(proc)
-            elif proc.paused is not None and (backlog <= _SAMPLE_BACKLOG // 2 or not proc.sampler.rings):
+            elif proc.paused is not None and (backlog <= _SAMPLE_BACKLOG // 2 or not sampling):
                 t.release(proc)
         t.paused.intersection_update(t.procs.keys())
 
@@ -116,4 +140,4 @@ class Sampling:
         if lost:
             problems.append(f"{lost} hits of sampled hardware breakpoints were lost: the target outran "
                             "instrument (--no-sampling stops the target at every hit instead)")
-        return problems
+        return problems + t.probes.problems()

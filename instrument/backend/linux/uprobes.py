@@ -1,0 +1,469 @@
+"""Soft breakpoints that never stop the thread: uprobe perf events sampling registers into per-CPU rings.
+
+Why. An int3 stop costs the target two context switches and the tracer a
+wait, a GETREGS, a step over and a CONT per hit. A uprobe is the kernel's own
+int3 (kernel/events/uprobes.c): the trap is handled in the kernel, which
+writes the thread's user registers into a ring buffer we map and runs the
+instruction out of line; the thread never stops and ptrace never sees it.
+The engine asks for this only for breakpoints whose actions read nothing but
+registers (compiler/sampling.py); everything else stops the thread.
+
+How. A uprobe is named by a file and an offset in it, not by an address: the
+file and offset come from the mapping that holds the address now
+(/proc/PID/maps; the loader mapped the module's PT_LOAD segments there).
+Each event is opened per thread (pid = tid) and per CPU, so that one ring per
+CPU takes the hits of every thread and every process (the kernel refuses to
+share a ring between the per-task events of different threads, and forbids
+mmap of inherited per-task events); a thread gets its events before it runs
+(clone and fork stops) and loses them at exec and exit. A sample carries
+pid and tid. The ring of each CPU belongs to a disabled dummy event of ours,
+so that closing any probe's event leaves the ring, and the hits in it, alone.
+
+Closing is slow. The last close of a uprobe event unregisters its probe and
+then waits for an RCU-tasks grace period, under a kernel mutex: about 90 ms
+here, one close at a time, however many threads close. The int3 leaves the
+target's memory before that wait. So events are switched off at once (no hit
+counts after that) and closed by a thread of ours (the tracer carries on
+meanwhile); `close` waits until every one is closed, so that no uprobe is
+left when the tool ends.
+
+What we keep exact. The kernel filters a per-task uprobe by the task's mm,
+so no other process gets the breakpoint (a fork child we do not follow runs
+its copy untouched: the kernel takes the int3 out of its mm at its first
+hit). Closing the last event of a uprobe unregisters it: the original
+instruction is back in every process, attached ones included. A ring that
+overflows says so (PERF_RECORD_LOST) and the counts of each event say how
+many hits it saw: both are reported.
+
+Where perf refuses (no uprobe PMU, kernel.perf_event_paranoid, EACCES, the
+locked-memory budget for the rings) `add` says why, and the engine puts an
+int3 there instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import mmap
+import os
+import queue
+import struct
+import threading
+from collections import Counter
+from typing import Iterator, Mapping, NamedTuple
+
+from . import _ffi, procfs
+from .perfbp import _PERF_REGS, _SAMPLE_ORDER, _ring_budget
+
+# The uprobe PMU's perf type: dynamic, read from sysfs. A module attribute so that
+# a test can make the look-up fail (the fallback path) without a kernel that lacks it.
+UPROBE_TYPE_PATH = "/sys/bus/event_source/devices/uprobe/type"
+_CPUS_ONLINE = "/sys/devices/system/cpu/online"
+
+_PERF_TYPE_SOFTWARE, _PERF_COUNT_SW_DUMMY = 1, 9
+_SAMPLE_IP, _SAMPLE_TID, _SAMPLE_TIME, _SAMPLE_REGS_USER = 1 << 0, 1 << 1, 1 << 2, 1 << 12
+_DISABLED, _EXCLUDE_KERNEL, _EXCLUDE_HV, _USE_CLOCKID = 1 << 0, 1 << 5, 1 << 6, 1 << 25
+_CLOCK_MONOTONIC = 1                # the clock of time.monotonic(): sample times line up with ours
+_PERF_FLAG_FD_CLOEXEC = 8
+_IOC_DISABLE, _IOC_SET_OUTPUT = 0x2401, 0x2405
+_RECORD_SAMPLE = 9
+_REGS_MASK = sum(1 << bit for bit in _PERF_REGS.values())
+# A whole sample: header, ip, pid, tid, time, regs abi, the registers in the order of their bits.
+_SAMPLE = struct.Struct(f"<IHHQIIQQ{len(_PERF_REGS)}Q")
+_HEADER = struct.Struct("<IHH")
+_U64 = struct.Struct("<Q")
+_DATA_HEAD, _DATA_TAIL = 1024, 1032       # in struct perf_event_mmap_page
+_PAGE = mmap.PAGESIZE
+RING_PAGES = 2048        # 8 MiB a CPU: ~40,000 hits
+MIN_RING_PAGES = 64      # 256 KiB: below this perf is refused for want of locked memory
+
+
+class ProbeError(Exception):
+    """perf refused a uprobe or its ring; the message says why. `lasting`: perf itself
+    said no (no PMU, paranoia, permissions), so every later probe would be refused too."""
+
+    def __init__(self, message: str, lasting: bool = False) -> None:
+        super().__init__(message)
+        self.lasting = lasting
+
+
+class ProbeRegisters(Mapping[str, int]):
+    """The registers of one uprobe sample, read out of the unpacked record when asked.
+    The kernel has set pc back to the probed instruction, as our int3 stops do."""
+
+    __slots__ = ("_values",)
+    _INDEX = {name: 8 + i for i, name in enumerate(_SAMPLE_ORDER)}
+
+    def __init__(self, values: tuple[int, ...]) -> None:
+        self._values = values
+
+    def __getitem__(self, name: str) -> int:
+        return self._values[self._INDEX[name]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_SAMPLE_ORDER)
+
+    def __len__(self) -> int:
+        return len(_SAMPLE_ORDER)
+
+
+class Hit(NamedTuple):
+    pid: int
+    tid: int
+    address: int                  # the probed instruction
+    time: float                   # CLOCK_MONOTONIC seconds, as time.monotonic()
+    registers: ProbeRegisters
+
+
+def uprobe_type() -> int:
+    """The uprobe PMU's perf type; ProbeError (lasting) where the kernel has none."""
+    try:
+        with open(UPROBE_TYPE_PATH) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        raise ProbeError(f"no uprobe PMU ({UPROBE_TYPE_PATH} unreadable)", lasting=True) from None
+
+
+def online_cpus() -> list[int]:
+    """The CPUs a thread may run on: each needs its own event of every probe."""
+    try:
+        with open(_CPUS_ONLINE) as f:
+            spec = f.read().strip()
+        cpus: list[int] = []
+        for part in spec.split(","):
+            lo, _, hi = part.partition("-")
+            cpus.extend(range(int(lo), int(hi or lo) + 1))
+        return cpus
+    except (OSError, ValueError):
+        return list(range(os.cpu_count() or 1))
+
+
+def _perf_error(what: str, err: int) -> ProbeError:
+    # These are about this thread or this moment (gone, out of descriptors or memory);
+    # anything else is perf's policy and holds for every probe.
+    return ProbeError(f"{what}: {os.strerror(err)}",
+                      lasting=err not in (errno.ESRCH, errno.EMFILE, errno.ENFILE, errno.ENOSPC, errno.ENOMEM))
+
+
+class CpuRing:
+    """The ring of one CPU, held by a disabled dummy event of ours."""
+
+    def __init__(self, cpu: int, pages: int) -> None:
+        self.cpu = cpu
+        attr = _ffi.PerfEventAttr(type=_PERF_TYPE_SOFTWARE, config=_PERF_COUNT_SW_DUMMY,
+                                  flags=_DISABLED | _USE_CLOCKID, clockid=_CLOCK_MONOTONIC)
+        fd = _ffi.perf_event_open(attr, 0, _PERF_FLAG_FD_CLOEXEC, cpu=cpu)
+        if fd < 0:
+            raise _perf_error("perf_event_open (ring)", -fd)
+        self.fd = fd
+        self._tail = 0
+        self._size = pages * _PAGE
+        while True:
+            try:
+                self._buf: mmap.mmap | None = mmap.mmap(fd, _PAGE + self._size, mmap.MAP_SHARED,
+                                                        mmap.PROT_READ | mmap.PROT_WRITE)
+                break
+            except OSError as e:
+                # EPERM: beyond kernel.perf_event_mlock_kb and RLIMIT_MEMLOCK: a smaller one may fit.
+                if e.errno != errno.EPERM or self._size // 2 < MIN_RING_PAGES * _PAGE:
+                    os.close(fd)
+                    raise ProbeError(f"perf ring of {self._size >> 10} KiB: {e.strerror} "
+                                     "(the locked-memory budget)", lasting=True) from None
+                self._size //= 2
+
+    def take(self) -> list[tuple[int, ...]]:
+        """The samples written since the last take (unpacked), oldest first; frees their room."""
+        buf = self._buf
+        if buf is None:
+            return []
+        head = _U64.unpack_from(buf, _DATA_HEAD)[0]      # x86: loads are not reordered
+        if head == self._tail:
+            return []
+        start, end = _PAGE + self._tail % self._size, _PAGE + head % self._size
+        data = buf[start:end] if start < end else buf[start:_PAGE + self._size] + buf[_PAGE:end]
+        self._tail = head
+        _U64.pack_into(buf, _DATA_TAIL, head)             # after the copy: the kernel may reuse it
+        if len(data) % _SAMPLE.size == 0:
+            # Nearly always: nothing but whole samples, unpacked in one C loop.
+            values = list(_SAMPLE.iter_unpack(data))
+            if all(v[0] == _RECORD_SAMPLE and v[2] == _SAMPLE.size for v in values):
+                return values
+        out: list[tuple[int, ...]] = []
+        off, n = 0, len(data)
+        while off + 8 <= n:
+            kind, _, size = _HEADER.unpack_from(data, off)
+            if size == 0:
+                break
+            if kind == _RECORD_SAMPLE and size == _SAMPLE.size:
+                out.append(_SAMPLE.unpack_from(data, off))
+            off += size      # PERF_RECORD_LOST among them: the events' counts tell what was lost
+        return out
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def waiting(self) -> int:
+        if self._buf is None:
+            return 0
+        return (_U64.unpack_from(self._buf, _DATA_HEAD)[0] - self._tail) // _SAMPLE.size
+
+    def close(self) -> None:
+        if self._buf is not None:
+            self._buf.close()
+            self._buf = None
+        os.close(self.fd)
+
+
+class _Closer:
+    """Closes perf fds on a thread of its own (see the module docstring: ~90 ms each)."""
+
+    def __init__(self) -> None:
+        self._fds: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def close(self, fd: int) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="instrument-uprobe-closer", daemon=True)
+            self._thread.start()
+        self._fds.put(fd)
+
+    def _run(self) -> None:
+        while True:
+            fd = self._fds.get()
+            if fd is None:
+                return
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def wait(self) -> None:
+        """Every fd handed over is closed (and its uprobe gone)."""
+        if self._thread is not None:
+            self._fds.put(None)
+            self._thread.join()
+            self._thread = None
+
+
+class CodeProbes:
+    """Every sampled soft breakpoint of the backend: which process has a probe where,
+    each thread's events of them, and the per-CPU rings they all write to."""
+
+    def __init__(self) -> None:
+        self.at: dict[int, dict[int, tuple[str, int]]] = {}   # pid -> address -> (file, offset)
+        self._fds: dict[tuple[int, int], list[int]] = {}      # (tid, address) -> an event per CPU
+        self._owner: dict[int, int] = {}                      # tid -> its pid, for each with events
+        self._rings: list[CpuRing] = []
+        self._cpus: list[int] | None = None
+        self._type: int | None = None
+        self._paths: dict[str, ctypes.Array[ctypes.c_char]] = {}   # kept alive for perf_event_open
+        self._taken: Counter[tuple[int, int]] = Counter()     # samples read, by (tid, address)
+        self.unread: list[tuple[int, ...]] = []               # taken from rings, not reported yet
+        self.refused: dict[str, int] = {}     # why perf said no -> how many breakpoints it cost
+        self.lost = 0                         # hits the kernel counted and no ring held
+        self.missed: set[str] = set()         # threads that could not get a probe: their hits are lost
+        self._closer = _Closer()
+
+    @property
+    def active(self) -> bool:
+        return bool(self._fds)
+
+    def has(self, pid: int) -> bool:
+        return bool(self.at.get(pid))
+
+    # -- placing ----------------------------------------------------------------------
+    def add(self, pid: int, tids: list[int], address: int) -> str | None:
+        """Sample hits of the instruction at `address` of process `pid` in its threads
+        `tids` (and those it starts later: add_thread, fork). None when done; else why
+        perf refused, and nothing of it is left."""
+        probes = self.at.setdefault(pid, {})
+        if address in probes:
+            return None
+        try:
+            where = self._file_offset(pid, address)
+            self._setup()
+            opened: list[int] = []
+            try:
+                for tid in tids:
+                    self._open(pid, tid, address, where)
+                    opened.append(tid)
+            except ProbeError:
+                self._close([(tid, address) for tid in opened])
+                raise
+        except ProbeError as e:
+            reason = str(e)
+            self.refused[reason] = self.refused.get(reason, 0) + 1
+            return reason
+        probes[address] = where
+        return None
+
+    def remove(self, pid: int, address: int) -> None:
+        """No more sampling at `address` in `pid`: its events off and closed (the uprobe
+        is gone with its last one); hits already in the rings are kept for `take`."""
+        if self.at.get(pid, {}).pop(address, None) is None:
+            return
+        owner = self._owner
+        self._close([k for k in self._fds if k[1] == address and owner.get(k[0]) == pid])
+
+    def add_thread(self, pid: int, tid: int) -> None:
+        """A new thread of `pid`, stopped before its first instruction: its events of
+        every probe of the process (clone copies no perf event)."""
+        for address, where in self.at.get(pid, {}).items():
+            try:
+                self._open(pid, tid, address, where)
+            except ProbeError as e:
+                self.missed.add(f"thread {tid}: {e}")
+
+    def fork(self, parent: int, child: int) -> None:
+        """A followed fork child, stopped before its first instruction: the parent's
+        probes, in its one thread (its memory has no int3 of them: the kernel's are per mm)."""
+        if self.at.get(parent):
+            self.at[child] = dict(self.at[parent])
+            self.add_thread(child, child)
+
+    def drop_thread(self, tid: int) -> None:
+        """The thread has exited: its events go, its hits in the rings stay."""
+        self._close([key for key in self._fds if key[0] == tid])
+        self._owner.pop(tid, None)
+
+    def drop(self, pid: int) -> None:
+        """Every probe of `pid` goes (exec, detach, kill, exit), in every thread it had
+        (those an exec took too); its hits stay for `take`."""
+        if self.at.pop(pid, None) is None:
+            return
+        owner = self._owner
+        self._close([k for k in self._fds if owner.get(k[0]) == pid])
+        for tid in [t for t, p in owner.items() if p == pid]:
+            del owner[tid]
+
+    # -- reading ----------------------------------------------------------------------
+    def take(self) -> list[Hit]:
+        """Every hit not reported yet, in the order the hits happened."""
+        self._drain()
+        values, self.unread = self.unread, []
+        return [Hit(v[4], v[5], v[3], v[6] / 1e9, ProbeRegisters(v)) for v in values]
+
+    def waiting(self) -> int:
+        """About how many hits the rings and `unread` hold, without taking them."""
+        return len(self.unread) + sum(r.waiting() for r in self._rings)
+
+    def _drain(self) -> None:
+        batches = [b for b in (r.take() for r in self._rings) if b]
+        if not batches:
+            return
+        taken = self._taken
+        for batch in batches:
+            for v in batch:
+                taken[(v[5], v[3])] += 1
+            self.unread += batch
+        if len(batches) > 1 or len(self.unread) != len(batches[0]):
+            self.unread.sort(key=_by_time)       # each ring is in time order; merge them
+
+    def close(self) -> None:
+        """Every event off and closed, every uprobe gone, the rings unmapped; the hits
+        they still held are in `unread`."""
+        self._close(list(self._fds))
+        self._owner.clear()
+        self._closer.wait()
+        for ring in self._rings:
+            ring.close()
+        self._rings = []
+        self.at.clear()
+
+    def problems(self) -> list[str]:
+        problems = [f"{n} soft breakpoint{'s' if n > 1 else ''} stopped the target at every hit: {reason}"
+                    for reason, n in sorted(self.refused.items())]
+        if self.lost:
+            problems.append(f"{self.lost} hits of sampled soft breakpoints were lost: the target outran "
+                            "instrument (--no-sampling stops the target at every hit instead)")
+        problems += [f"sampled soft breakpoints missed the hits of {m}" for m in sorted(self.missed)]
+        return problems
+
+    # -- perf -------------------------------------------------------------------------
+    def _setup(self) -> None:
+        if self._type is None:
+            self._type = uprobe_type()
+        if self._cpus is None:
+            self._cpus = online_cpus()
+        if not self._rings:
+            share = _ring_budget() // max(1, len(self._cpus)) // _PAGE
+            pages = 1 << (share.bit_length() - 1) if share > 0 else 0
+            if pages < MIN_RING_PAGES:
+                raise ProbeError("no locked memory left for a perf ring", lasting=True)
+            rings: list[CpuRing] = []
+            try:
+                for cpu in self._cpus:
+                    rings.append(CpuRing(cpu, min(RING_PAGES, pages)))
+            except ProbeError:
+                for ring in rings:
+                    ring.close()
+                raise
+            self._rings = rings
+
+    def _file_offset(self, pid: int, address: int) -> tuple[str, int]:
+        m = procfs.mapping_at(pid, address) if pid > 0 else None
+        if m is None or not m.path.startswith("/") or "x" not in m.perms:
+            raise ProbeError(f"{address:#x} is not in the code of a file")
+        path = m.path
+        if path.endswith(" (deleted)") or not os.path.isfile(path):
+            # The file is gone from its path (replaced, or another mount namespace):
+            # the kernel follows the process's own link to what it mapped.
+            path = f"/proc/{pid}/map_files/{m.start:x}-{m.end:x}"
+        return path, address - m.start + m.offset
+
+    def _open(self, pid: int, tid: int, address: int, where: tuple[str, int]) -> None:
+        assert self._type is not None and self._cpus is not None
+        path, offset = where
+        name = self._paths.get(path)
+        if name is None:
+            name = self._paths[path] = ctypes.create_string_buffer(os.fsencode(path))
+        fds: list[int] = []
+        try:
+            for ring in self._rings:
+                attr = _ffi.PerfEventAttr(type=self._type, sample_period=1,
+                                          sample_type=_SAMPLE_IP | _SAMPLE_TID | _SAMPLE_TIME | _SAMPLE_REGS_USER,
+                                          flags=_EXCLUDE_KERNEL | _EXCLUDE_HV | _USE_CLOCKID,
+                                          # config1: the file's path; config2: the offset in it
+                                          bp_addr=ctypes.addressof(name), bp_len=offset,
+                                          sample_regs_user=_REGS_MASK, clockid=_CLOCK_MONOTONIC)
+                fd = _ffi.perf_event_open(attr, tid, _PERF_FLAG_FD_CLOEXEC, cpu=ring.cpu)
+                if fd < 0:
+                    raise _perf_error("perf_event_open (uprobe)", -fd)
+                fds.append(fd)
+                try:
+                    fcntl.ioctl(fd, _IOC_SET_OUTPUT, ring.fd)
+                except OSError as e:
+                    raise ProbeError(f"perf ring: {e.strerror}") from None
+        except ProbeError:
+            for fd in fds:
+                self._closer.close(fd)
+            raise
+        self._fds[(tid, address)] = fds
+        self._owner[tid] = pid
+
+    def _close(self, keys: list[tuple[int, int]]) -> None:
+        """Close the events of these (thread, address) pairs. Off first, then the rings
+        drained: every hit they counted is then either taken or was lost."""
+        closing = [(key, fds) for key, fds in ((k, self._fds.pop(k, None)) for k in keys) if fds is not None]
+        if not closing:
+            return
+        for _, fds in closing:
+            for fd in fds:
+                fcntl.ioctl(fd, _IOC_DISABLE, 0)
+        self._drain()
+        for key, fds in closing:
+            seen = 0
+            for fd in fds:
+                try:
+                    seen += _U64.unpack(os.read(fd, 8))[0]
+                except (OSError, struct.error):
+                    pass
+                self._closer.close(fd)
+            # The kernel counts every hit, also those a full ring had no room for.
+            self.lost += max(0, seen - self._taken.pop(key, 0))
+
+
+def _by_time(v: tuple[int, ...]) -> int:
+    return v[6]
