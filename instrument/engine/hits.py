@@ -120,7 +120,8 @@ class ExceptionDispatch:
         gone = process.unsampled.get(address, set())
         sampled: Regs = info.registers      # type: ignore[assignment]  # read-only: nothing writes a sample
         by_id = self.breakpoints.by_id
-        for user in sorted(users | gone, key=self.breakpoints.rank) if gone or len(users) > 1 else users:
+        # A copy to walk: a hit may take its breakpoint out (its limit).
+        for user in sorted(users | gone, key=self.breakpoints.rank) if gone or len(users) > 1 else tuple(users):
             bp = by_id.get(user)
             if bp is None or not bp.sampled:
                 continue                  # a return site, a resolver, a stopping breakpoint
