@@ -366,7 +366,7 @@ class LinuxBackend:
 
     def read_memory(self, pid: int, address: int, size: int) -> bytes:
         proc = self._t.proc(pid)
-        return proc.rdv.mask(address, proc.read(address, size))
+        return self._t.probes.mask(pid, address, proc.rdv.mask(address, proc.read(address, size)))
 
     def write_memory(self, pid: int, address: int, data: bytes) -> None:
         self._t.proc(pid).write(address, data)

@@ -207,7 +207,8 @@ class CpuRing:
     def waiting(self) -> int:
         if self._buf is None:
             return 0
-        return (_U64.unpack_from(self._buf, _DATA_HEAD)[0] - self._tail) // _SAMPLE.size
+        head: int = _U64.unpack_from(self._buf, _DATA_HEAD)[0]
+        return (head - self._tail) // _SAMPLE.size
 
     def close(self) -> None:
         if self._buf is not None:
@@ -222,11 +223,16 @@ class _Closer:
     def __init__(self) -> None:
         self._fds: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        # fds handed over and closed so far: an fd handed over as the n-th is closed once
+        # `closed` >= n (plain ints: each written by one thread only).
+        self.queued = 0
+        self.closed = 0
 
     def close(self, fd: int) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="instrument-uprobe-closer", daemon=True)
             self._thread.start()
+        self.queued += 1
         self._fds.put(fd)
 
     def _run(self) -> None:
@@ -238,6 +244,7 @@ class _Closer:
                 os.close(fd)
             except OSError:
                 pass
+            self.closed += 1
 
     def wait(self) -> None:
         """Every fd handed over is closed (and its uprobe gone)."""
@@ -253,6 +260,11 @@ class CodeProbes:
 
     def __init__(self) -> None:
         self.at: dict[int, dict[int, tuple[str, int]]] = {}   # pid -> address -> (file, offset)
+        # pid -> address -> the byte the kernel's int3 covers there, for reads of that memory
+        self._original: dict[int, dict[int, bytes]] = {}
+        # The same for probes taken out whose events are not closed yet (the closer's
+        # ticket: closed once _Closer.closed reaches it): their int3 is still there.
+        self._closing: dict[int, dict[int, tuple[bytes, int]]] = {}
         self._fds: dict[tuple[int, int], list[int]] = {}      # (tid, address) -> an event per CPU
         self._owner: dict[int, int] = {}                      # tid -> its pid, for each with events
         self._rings: list[CpuRing] = []
@@ -297,15 +309,39 @@ class CodeProbes:
             self.refused[reason] = self.refused.get(reason, 0) + 1
             return reason
         probes[address] = where
+        self._original.setdefault(pid, {})[address] = _file_byte(*where)
         return None
+
+    def mask(self, pid: int, address: int, data: bytes) -> bytes:
+        """`data` read at `address` of `pid` as the program has it: the uprobes' int3
+        bytes (in the process's memory while they are registered) replaced by the file's."""
+        original, closing = self._original.get(pid), self._closing.get(pid)
+        if not original and not closing:
+            return data
+        covered = dict(original or {})
+        if closing:
+            done = self._closer.closed
+            for at, (byte, ticket) in list(closing.items()):
+                if ticket <= done:
+                    del closing[at]          # its uprobe is gone: memory has the program's byte
+                else:
+                    covered.setdefault(at, byte)
+        end = address + len(data)
+        for at, byte in covered.items():
+            if address <= at < end and byte:
+                off = at - address
+                data = data[:off] + byte + data[off + 1:]
+        return data
 
     def remove(self, pid: int, address: int) -> None:
         """No more sampling at `address` in `pid`: its events off and closed (the uprobe
         is gone with its last one); hits already in the rings are kept for `take`."""
         if self.at.get(pid, {}).pop(address, None) is None:
             return
+        byte = self._original.get(pid, {}).pop(address, b"")
         owner = self._owner
         self._close([k for k in self._fds if k[1] == address and owner.get(k[0]) == pid])
+        self._closing.setdefault(pid, {})[address] = (byte, self._closer.queued)
 
     def add_thread(self, pid: int, tid: int) -> None:
         """A new thread of `pid`, stopped before its first instruction: its events of
@@ -321,6 +357,7 @@ class CodeProbes:
         probes, in its one thread (its memory has no int3 of them: the kernel's are per mm)."""
         if self.at.get(parent):
             self.at[child] = dict(self.at[parent])
+            self._original[child] = dict(self._original.get(parent, {}))
             self.add_thread(child, child)
 
     def drop_thread(self, tid: int) -> None:
@@ -330,7 +367,10 @@ class CodeProbes:
 
     def drop(self, pid: int) -> None:
         """Every probe of `pid` goes (exec, detach, kill, exit), in every thread it had
-        (those an exec took too); its hits stay for `take`."""
+        (those an exec took too); its hits stay for `take`. Nothing is masked after: the
+        memory is a new image's (exec) or no longer ours to read."""
+        self._original.pop(pid, None)
+        self._closing.pop(pid, None)
         if self.at.pop(pid, None) is None:
             return
         owner = self._owner
@@ -366,6 +406,8 @@ class CodeProbes:
         they still held are in `unread`."""
         self._close(list(self._fds))
         self._owner.clear()
+        self._original.clear()
+        self._closing.clear()
         self._closer.wait()
         for ring in self._rings:
             ring.close()
@@ -463,6 +505,16 @@ class CodeProbes:
                 self._closer.close(fd)
             # The kernel counts every hit, also those a full ring had no room for.
             self.lost += max(0, seen - self._taken.pop(key, 0))
+
+
+def _file_byte(path: str, offset: int) -> bytes:
+    """The byte at `offset` of the file (b"" where it cannot be read: nothing is masked)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(1)
+    except OSError:
+        return b""
 
 
 def _by_time(v: tuple[int, ...]) -> int:
