@@ -228,3 +228,20 @@ def test_an_attached_target_is_left_without_a_uprobe(targets, tmp_path, how):
     finally:
         target.kill()
         target.wait()
+
+
+MIXED = ("breakpoints:\n  - id: work\n    at: work\n    type: hardware\n    actions:\n      - log: \"w{arg0}\"\n"
+         "  - id: twice\n    at: twice\n    actions:\n      - log: \"t{arg0}\"\n")
+
+
+def test_sampled_hardware_and_soft_hits_come_in_each_threads_order(targets):
+    threads, calls = 2, 2000
+    backend, records = run_in_process(MIXED, targets["threads"], str(threads), str(calls))
+    assert backend.sampled == 2 * threads * calls
+    per_thread: dict[int, list[str]] = defaultdict(list)
+    for r in hits_of(records):
+        per_thread[r["tid"]].append(r["message"])
+    for messages in per_thread.values():
+        worker = int(messages[0][1:]) // 100000
+        assert messages == [m for i in range(calls) for m in (f"w{worker * 100000 + i}", f"t{i}")]
+    assert records[-1]["breakpoints"] == {"work": threads * calls, "twice": threads * calls}

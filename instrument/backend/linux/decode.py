@@ -159,8 +159,7 @@ class Decoder:
             proc.hw = debugregs.HardwareSlots()   # exec clears the debug registers
         # Hits sampled in the old image come before its CREATE_PROCESS; its events go.
         self._t.close_sampler(proc)
-        self._sampling.samples.extend(self._sampling.events(proc))
-        self._sampling.collect_probes()
+        self._sampling.collect(taken=self._sampling.events(proc))
         return events
 
     def _on_new_task(self, proc: Process, parent: Thread, event: int) -> Events:
@@ -231,8 +230,7 @@ class Decoder:
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
         proc.sampler.drop(th.tid)
         self._t.probes.drop_thread(th.tid)
-        self._sampling.samples.extend(self._sampling.events(proc))    # handed out before its exit
-        self._sampling.collect_probes()
+        self._sampling.collect(taken=self._sampling.events(proc))    # handed out before its exit
         if th.tid != proc.pid:
             return [DebugEvent(EventCode.EXIT_THREAD_DEBUG_EVENT, proc.pid, th.tid, ExitThreadInfo(code))]
         # The leader's status comes last: the kernel delays it until every other

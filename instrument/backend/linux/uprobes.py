@@ -42,6 +42,7 @@ int3 there instead.
 
 from __future__ import annotations
 
+import bisect
 import ctypes
 import errno
 import fcntl
@@ -379,15 +380,29 @@ class CodeProbes:
             del owner[tid]
 
     # -- reading ----------------------------------------------------------------------
-    def take(self) -> list[Hit]:
-        """Every hit not reported yet, in the order the hits happened."""
+    def take(self, before: float | None = None) -> list[Hit]:
+        """Every hit not reported yet, in the order the hits happened; `before` (a
+        time.monotonic() taken before the call): only those until then, the rest wait.
+        The rings are read one after the other, so a later hit of a thread that moved
+        from one CPU to another may be read before an earlier one: not past `before`."""
         self._drain()
-        values, self.unread = self.unread, []
+        values = self.unread
+        if before is not None and values and values[-1][6] > before * 1e9:
+            cut = bisect.bisect_right(values, before * 1e9, key=_by_time)
+            values, self.unread = values[:cut], values[cut:]
+        else:
+            self.unread = []
         return [Hit(v[4], v[5], v[3], v[6] / 1e9, ProbeRegisters(v)) for v in values]
 
     def waiting(self) -> int:
         """About how many hits the rings and `unread` hold, without taking them."""
         return len(self.unread) + sum(r.waiting() for r in self._rings)
+
+    def stop(self) -> None:
+        """Count and sample no more hits (the session ends): every event off, none closed."""
+        for fds in self._fds.values():
+            for fd in fds:
+                fcntl.ioctl(fd, _IOC_DISABLE, 0)
 
     def _drain(self) -> None:
         batches = [b for b in (r.take() for r in self._rings) if b]
