@@ -5,6 +5,7 @@ and `limit:`; an attached target is left without a uprobe; where perf refuses, i
 
 from __future__ import annotations
 
+import errno
 import json
 import signal
 import subprocess
@@ -157,14 +158,25 @@ def test_a_followed_fork_child_is_sampled_from_its_first_instruction(targets):
     late_only(sampled[-1])
 
 
-def test_where_there_is_no_uprobe_pmu_every_hit_stops_and_the_summary_says_why(targets, monkeypatch):
-    monkeypatch.setattr(uprobes, "UPROBE_TYPE_PATH", "/nonexistent/uprobe/type")
+@pytest.mark.parametrize("refusal, reason", [
+    ("no PMU", "no uprobe PMU"),
+    ("EACCES", "perf_event_open (uprobe): Permission denied"),     # perf_event_paranoid, no CAP_PERFMON
+])
+def test_where_perf_refuses_uprobes_every_hit_stops_and_the_summary_says_why(targets, monkeypatch, refusal, reason):
+    if refusal == "no PMU":
+        monkeypatch.setattr(uprobes, "UPROBE_TYPE_PATH", "/nonexistent/uprobe/type")
+    else:
+        real = uprobes._ffi.perf_event_open
+
+        def refuse(attr: Any, tid: int, flags: int, cpu: int = -1) -> int:
+            return -errno.EACCES if attr.type == uprobes.uprobe_type() else real(attr, tid, flags, cpu)
+        monkeypatch.setattr(uprobes._ffi, "perf_event_open", refuse)
     backend, records = run_in_process(LOOP, targets["loop"], "3000", "17")
     assert backend.sampled == 0
     hits = hits_of(records)
     assert [h["message"] for h in hits if h["id"] == "hit"] == [f"i={3 * k + 1} hits={k + 1}" for k in range(700)]
     assert records[-1]["breakpoints"] == {"hit": 700, "decide": 1}
-    assert "1 soft breakpoint stopped the target at every hit: no uprobe PMU" in " ".join(records[-1]["errors"])
+    assert f"1 soft breakpoint stopped the target at every hit: {reason}" in " ".join(records[-1]["errors"])
 
 
 def test_explain_says_which_soft_breakpoints_are_sampled_and_how(targets, tmp_path, cli):

@@ -49,6 +49,7 @@ import fcntl
 import mmap
 import os
 import queue
+import resource
 import struct
 import threading
 from collections import Counter
@@ -141,10 +142,11 @@ def online_cpus() -> list[int]:
 
 
 def _perf_error(what: str, err: int) -> ProbeError:
-    # These are about this thread or this moment (gone, out of descriptors or memory);
-    # anything else is perf's policy and holds for every probe.
-    return ProbeError(f"{what}: {os.strerror(err)}",
-                      lasting=err not in (errno.ESRCH, errno.EMFILE, errno.ENFILE, errno.ENOSPC, errno.ENOMEM))
+    # Permissions (perf_event_paranoid, no CAP_PERFMON) and a kernel without uprobes hold
+    # for every probe; the rest is about this one (ENOTSUPP: an instruction uprobes cannot
+    # take; ENOENT: the file is gone) or this moment (a thread gone, out of descriptors).
+    name = "not supported for this instruction" if err == 524 else os.strerror(err)
+    return ProbeError(f"{what}: {name}", lasting=err in (errno.EACCES, errno.EPERM, errno.ENODEV, errno.ENOSYS))
 
 
 class CpuRing:
@@ -278,6 +280,7 @@ class CodeProbes:
         self.lost = 0                         # hits the kernel counted and no ring held
         self.missed: set[str] = set()         # threads that could not get a probe: their hits are lost
         self._closer = _Closer()
+        self._refused_for_good: str | None = None   # perf's policy said no: asked no more
 
     @property
     def active(self) -> bool:
@@ -294,6 +297,9 @@ class CodeProbes:
         probes = self.at.setdefault(pid, {})
         if address in probes:
             return None
+        if self._refused_for_good is not None:
+            self.refused[self._refused_for_good] += 1
+            return self._refused_for_good
         try:
             where = self._file_offset(pid, address)
             self._setup()
@@ -308,6 +314,8 @@ class CodeProbes:
         except ProbeError as e:
             reason = str(e)
             self.refused[reason] = self.refused.get(reason, 0) + 1
+            if e.lasting:
+                self._refused_for_good = reason
             return reason
         probes[address] = where
         self._original.setdefault(pid, {})[address] = _file_byte(*where)
@@ -444,6 +452,14 @@ class CodeProbes:
             self._type = uprobe_type()
         if self._cpus is None:
             self._cpus = online_cpus()
+            # An event per thread, CPU and breakpoint: a thousand breakpoints pass the
+            # usual soft limit of 1024 descriptors. The hard limit is ours to take.
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+                try:
+                    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+                except (OSError, ValueError):
+                    pass
         if not self._rings:
             share = _ring_budget() // max(1, len(self._cpus)) // _PAGE
             pages = 1 << (share.bit_length() - 1) if share > 0 else 0
