@@ -120,8 +120,9 @@ def main(traceback: bool) -> None:
 @click.option("--all-events", is_flag=True, help="Write a record for every debug event, not just handled ones.")
 @click.option("--no-pin", is_flag=True, help=NO_PIN_HELP)
 @click.option("--no-sampling", is_flag=True,
-              help="Stop the target at every hardware breakpoint hit, even one that only logs registers "
-                   "(by default such hits are sampled by perf events while the target runs on).")
+              help="Stop the target at every breakpoint hit, even one that only logs registers "
+                   "(by default such hits are sampled by perf events while the target runs on: "
+                   "hardware breakpoints as perf breakpoints, soft ones as uprobes).")
 @handle_errors
 def run(recipe: str, command: tuple[str, ...], pid: int | None, sets: tuple[str, ...], fmt: str,
         output: str | None, out_dir: str, timeout: float | None, all_events: bool, no_pin: bool,

@@ -77,6 +77,10 @@ _HEADER = struct.Struct("<IHH")
 _U64 = struct.Struct("<Q")
 _DATA_HEAD, _DATA_TAIL = 1024, 1032       # in struct perf_event_mmap_page
 _PAGE = mmap.PAGESIZE
+# Events opened at once beyond which a new soft breakpoint is an int3 instead: each
+# costs ~90 ms to close (see above), one at a time, and the tool's end waits for all.
+# Threads started later get theirs all the same (exactness), past the budget if need be.
+EVENT_BUDGET = 64
 RING_PAGES = 2048        # 8 MiB a CPU: ~40,000 hits
 MIN_RING_PAGES = 64      # 256 KiB: below this perf is refused for want of locked memory
 
@@ -303,6 +307,10 @@ class CodeProbes:
         try:
             where = self._file_offset(pid, address)
             self._setup()
+            assert self._cpus is not None
+            if sum(map(len, self._fds.values())) + len(tids) * len(self._cpus) > EVENT_BUDGET:
+                raise ProbeError(f"more than {EVENT_BUDGET} uprobe events (one per thread and CPU; "
+                                 "the kernel takes ~90 ms to close each)")
             opened: list[int] = []
             try:
                 for tid in tids:
