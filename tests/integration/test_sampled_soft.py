@@ -236,7 +236,10 @@ def test_an_attached_target_is_left_without_a_uprobe(targets, tmp_path, how):
         args = [int(r["message"]) for r in hits]
         assert args == list(range(args[0], args[0] + len(args)))   # none missed while attached
         assert recs[-1]["ended"] == ("timeout" if how == "timeout" else "interrupted")
-        late_only(recs[-1])
+        # The target runs on until the session's end switches the uprobes off; a tracer
+        # kept off the CPU meanwhile (a loaded machine) has the last hits dropped from
+        # full rings: the summary says how many (those reported are consecutive, above).
+        assert all("were dropped: in flight" in e or "were lost" in e for e in recs[-1].get("errors", []))
     finally:
         target.kill()
         target.wait()
