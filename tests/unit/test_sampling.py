@@ -7,7 +7,7 @@ import mmap
 
 import pytest
 
-from instrument.backend.linux import perfbp, uprobes
+from instrument.backend.linux import cpurings, perfbp, uprobes
 from instrument.compiler.plan import compile_plan
 from instrument.compiler.sampling import can_sample, sampled_registers
 from instrument.recipe.load import load_recipe
@@ -182,11 +182,11 @@ def probe_sample(ip: int, tid: int, ns: int, rdi: int) -> bytes:
     regs = [0] * len(perfbp._SAMPLE_ORDER)
     regs[perfbp._SAMPLE_ORDER.index("rdi")] = rdi
     regs[perfbp._SAMPLE_ORDER.index("rip")] = ip
-    return uprobes._SAMPLE.pack(uprobes._RECORD_SAMPLE, 0, uprobes._SAMPLE.size, ip, 100, tid, ns, 2, *regs)
+    return cpurings._SAMPLE.pack(cpurings._RECORD_SAMPLE, 0, cpurings._SAMPLE.size, ip, 100, tid, ns, 2, *regs)
 
 
-def fake_cpu_ring(cpu: int) -> uprobes.CpuRing:
-    ring = object.__new__(uprobes.CpuRing)
+def fake_cpu_ring(cpu: int) -> cpurings.CpuRing:
+    ring = object.__new__(cpurings.CpuRing)
     ring.cpu, ring.fd, ring._tail, ring._size = cpu, -1, 0, PAGE
     ring._buf = mmap.mmap(-1, PAGE + ring._size)
     return ring
