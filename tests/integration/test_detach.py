@@ -36,7 +36,8 @@ def text_bytes(pid: int, binary: str) -> bytes:
 ])
 def test_attach_hit_and_signal_leaves_target_intact(targets, tmp_path, kind, signum, extra):
     binary = targets["spin"]
-    target = subprocess.Popen([binary, "4"], stdout=subprocess.PIPE, text=True)
+    # Long enough for the tool to start and end on a loaded machine (it starts in ~0.5 s idle).
+    target = subprocess.Popen([binary, "10"], stdout=subprocess.PIPE, text=True)
     try:
         assert target.stdout.readline().startswith("pid=")
         before = text_bytes(target.pid, binary)
