@@ -120,8 +120,9 @@ def main(traceback: bool) -> None:
 @click.option("--all-events", is_flag=True, help="Write a record for every debug event, not just handled ones.")
 @click.option("--no-pin", is_flag=True, help=NO_PIN_HELP)
 @click.option("--no-sampling", is_flag=True,
-              help="Stop the target at every hardware breakpoint hit, even one that only logs registers "
-                   "(by default such hits are sampled by perf events while the target runs on).")
+              help="Stop the target at every breakpoint hit, even one that only logs registers "
+                   "(by default such hits are sampled by perf events while the target runs on: "
+                   "hardware breakpoints as perf breakpoints, soft ones as uprobes).")
 @handle_errors
 def run(recipe: str, command: tuple[str, ...], pid: int | None, sets: tuple[str, ...], fmt: str,
         output: str | None, out_dir: str, timeout: float | None, all_events: bool, no_pin: bool,
@@ -297,11 +298,11 @@ def explain(recipe: str, command: tuple[str, ...], sets: tuple[str, ...]) -> Non
     try:
         from .backend import get_backend
         capabilities = get_backend().capabilities
-        sampled, abi = capabilities.sampled_registers, capabilities.abi
+        sampled, abi, soft = capabilities.sampled_registers, capabilities.abi, capabilities.sampled_soft
     except TargetError:             # no backend on this OS: the plan alone
         from .arch.x86_64 import Abi
-        sampled, abi = frozenset(), Abi.SYSV
-    click.echo(explain_plan(plan, sampled, abi), nl=False)
+        sampled, abi, soft = frozenset(), Abi.SYSV, False
+    click.echo(explain_plan(plan, sampled, abi, soft), nl=False)
 
 
 @main.command()

@@ -34,6 +34,9 @@ class Capabilities:
     # Registers a hardware execute breakpoint can report without stopping its thread
     # (set_hardware_breakpoint(sample=True)); empty: every hit stops the thread.
     sampled_registers: frozenset[str] = frozenset()
+    # Soft breakpoints too can report those registers without stopping the thread
+    # (sample_code: a uprobe on Linux); where refused for one, it stops as an int3.
+    sampled_soft: bool = False
     # Nothing runs and nothing can change (a core file): no breakpoints of any kind, no
     # `set`, `write` or `return`; the compiler refuses recipes that need them.
     read_only: bool = False
@@ -155,6 +158,17 @@ class Backend(Protocol):
         those in sampled_registers) and its time; the thread has run on, so the
         engine must neither read its memory nor change it for that hit. A thread
         where the backend cannot sample stops as usual."""
+
+    def sample_code(self, pid: int, address: int) -> str | None:
+        """Report every execution of the instruction at `address` in process pid (its
+        threads now and later, followed fork children) without stopping the thread and
+        without changing its memory: a BREAKPOINT whose ExceptionInfo carries the
+        registers (those in sampled_registers) and the time, as for `sample` above.
+        None when it does; else why it cannot (then nothing changed: the engine puts
+        an int3 there). Only where capabilities.sampled_soft."""
+
+    def unsample_code(self, pid: int, address: int) -> None:
+        """Stop what sample_code started; hits already taken are still reported."""
 
     def take_samples(self) -> list[DebugEvent]:
         """Sampled hits not reported yet (the session is ending): handle them before

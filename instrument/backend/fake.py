@@ -123,6 +123,12 @@ class FakeBackend:
     def thread_name(self, pid: int, tid: int) -> str | None:
         return None
 
+    def sample_code(self, pid: int, address: int) -> str | None:
+        return "the fake backend does not sample soft breakpoints"   # capabilities.sampled_soft is False
+
+    def unsample_code(self, pid: int, address: int) -> None:
+        pass
+
     def take_samples(self) -> list[DebugEvent]:
         return []          # never samples: capabilities.sampled_registers is empty
 

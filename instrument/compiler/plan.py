@@ -72,7 +72,8 @@ def compile_plan(recipe: Recipe, *, overrides: dict[str, str] | None = None,
     plan = Plan(recipe, params, target, tuple(plain), table, rules, patterns=patterns,
                 variables=bool(ctx.dwarf_uses))
     if capabilities is not None:
-        plan = choose_sampled(plan, capabilities.abi, capabilities.sampled_registers, enabled=sample_hits)
+        plan = choose_sampled(plan, capabilities.abi, capabilities.sampled_registers, enabled=sample_hits,
+                              soft=capabilities.sampled_soft)
     return plan
 
 

@@ -44,6 +44,9 @@ class ExceptionDispatch:
         self.redispatch = redispatch
         self.host = handlers.host
         self.crashed = False
+        # Sampled hits that came after their breakpoint was spent or disabled (they were
+        # in flight, in the rings, when it went), by breakpoint id: dropped, and counted.
+        self.late: dict[str, int] = {}
 
     def on_exception(self, event: DebugEvent) -> bool:
         """Handle one exception; True: pass it on to the target."""
@@ -52,6 +55,9 @@ class ExceptionDispatch:
         if process is None:
             return True
         if info.code == ExceptionCode.BREAKPOINT and not info.from_user:
+            if info.registers is not None:
+                self.on_sampled_soft_hit(process, event, info)
+                return False
             site = process.sites.get(info.address)
             if site is not None:
                 return self.on_soft_hit(process, event, site)
@@ -101,6 +107,33 @@ class ExceptionDispatch:
         if regs["rip"] != address or process.sites.get(address) is not site or site.state is not _IN:
             return False                 # an action moved pc (return:), or the site is gone: nothing to step over
         return self.step_over(process, tid, site)
+
+    def on_sampled_soft_hit(self, process: ProcessState, event: DebugEvent, info: ExceptionInfo) -> None:
+        """A uprobe's hit (Backend.sample_code): the thread has run on, so as for a
+        sampled hardware hit nothing may read its memory or change it."""
+        address = info.address
+        users = process.sampled.get(address)
+        if users is None:
+            # Its sampled breakpoints went, or became users of an int3 there since.
+            site = process.sites.get(address)
+            users = site.users if site is not None else set()
+        gone = process.unsampled.get(address, set())
+        sampled: Regs = info.registers      # type: ignore[assignment]  # read-only: nothing writes a sample
+        by_id = self.breakpoints.by_id
+        # A copy to walk: a hit may take its breakpoint out (its limit).
+        for user in sorted(users | gone, key=self.breakpoints.rank) if gone or len(users) > 1 else tuple(users):
+            bp = by_id.get(user)
+            if bp is None or not bp.sampled:
+                continue                  # a return site, a resolver, a stopping breakpoint
+            if process.placed.get(user) != address or not bp.active:
+                self.late[user] = self.late.get(user, 0) + 1
+                continue
+            self.hit_breakpoint(process, event, bp, sampled, address, at=info.time)
+
+    def late_hits(self) -> list[str]:
+        """For the summary: the sampled hits dropped because they came too late."""
+        return [f"{n} hit{'s' if n > 1 else ''} of sampled breakpoint {bp_id} were dropped: in flight "
+                "when it reached its limit or was disabled" for bp_id, n in sorted(self.late.items())]
 
     def step_over(self, process: ProcessState, tid: int, site: SoftSite) -> bool:
         """Run the original instruction under the int3, then put the int3 back.

@@ -49,7 +49,7 @@ def run(plan: Plan, *, emit: Emit, backend: Backend | None = None,
         backend = get_backend()
     if not plan.sampling_chosen:
         caps = backend.capabilities
-        plan = choose_sampled(plan, caps.abi, caps.sampled_registers)
+        plan = choose_sampled(plan, caps.abi, caps.sampled_registers, soft=caps.sampled_soft)
     target = plan.target
     session = Session(plan, backend, emit, all_events=all_events, out_dir=out_dir,
                       module_map_factory=module_map_factory, attached=target.attach is not None,
@@ -123,6 +123,7 @@ def _clean_up(session: Session, backend: Backend) -> None:
     backend.close()
     for message in backend.sampling_problems():
         session.errors.append(message)
+    session.errors.extend(session.exceptions.late_hits())
     if problem is not None:
         raise problem
 

@@ -15,12 +15,21 @@ def _actions(actions: Any, indent: str) -> list[str]:
     return [f"{indent}- {a.describe}" for a in actions] or [f"{indent}(no actions)"]
 
 
-def explain(plan: Any, sampled_registers: frozenset[str] = frozenset(), abi: Abi = Abi.SYSV) -> str:
+# How a sampled breakpoint of each type reports its hits (backend/linux/perfbp.py, uprobes.py).
+_SAMPLED_HOW = {
+    "hardware": "by a perf breakpoint event per thread (no debug register stop), registers in a ring buffer",
+    "soft": "by a uprobe perf event on the instruction's file and offset (no int3 byte in the target, "
+            "no stop), registers in per-CPU ring buffers; where perf refuses, an int3 and the summary says why",
+}
+
+
+def explain(plan: Any, sampled_registers: frozenset[str] = frozenset(), abi: Abi = Abi.SYSV,
+            sampled_soft: bool = False) -> str:
     """The plan for a person; `sampled_registers`/`abi`: the backend's (Capabilities),
     to say which hardware breakpoints will not stop the target, for a plan compiled
     without them (a plan compiled with them says so itself: BreakpointPlan.sampled)."""
     if not plan.sampling_chosen:
-        plan = choose_sampled(plan, abi, sampled_registers)
+        plan = choose_sampled(plan, abi, sampled_registers, soft=sampled_soft)
     r = plan.recipe
     out = [f"recipe {r.name} (version {r.version}, sha256 {r.sha256[:16]}...)"]
     if r.description:
@@ -80,6 +89,7 @@ def explain(plan: Any, sampled_registers: frozenset[str] = frozenset(), abi: Abi
         if bp.sampled:
             out.append("    sampled: its hits only read registers, so the target runs on "
                        "(--no-sampling: stop at each)")
+            out.append("      " + _SAMPLED_HOW.get(bp.type, "by a perf event"))
         out += _actions(bp.actions, "    ")
         if bp.on_return is not None:
             out.append("    on return:")

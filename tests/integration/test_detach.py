@@ -31,7 +31,8 @@ def text_bytes(pid: int, binary: str) -> bytes:
 
 
 @pytest.mark.parametrize("kind, signum, extra", [
-    ("soft", signal.SIGTERM, ()), ("soft", signal.SIGINT, ()),
+    # int3s (sampled soft breakpoints, uprobes, are test_sampled_soft.py's)
+    ("soft", signal.SIGTERM, ("--no-sampling",)), ("soft", signal.SIGINT, ("--no-sampling",)),
     ("hardware", signal.SIGTERM, ()),                    # sampled: hits do not stop the target
     ("hardware", signal.SIGTERM, ("--no-sampling",)),    # debug registers, a stop per hit
 ])

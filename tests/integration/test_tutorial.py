@@ -56,8 +56,11 @@ def check_explain(p: Proc) -> None:
 
 def check_first(p: Proc) -> None:
     assert p.returncode == 0, p.stderr
+    # Sampled (it only reads registers): the program runs on, so its own output may come
+    # before the record or after it, as the tutorial says.
     assert in_order(p.stdout, "breakpoint first-breakpoint #1 at main", "first breakpoint: argc=1", "rip=0x",
-                    "rsp=0x", "access denied", "hits: first-breakpoint=1")
+                    "rsp=0x", "hits: first-breakpoint=1")
+    assert "access denied" in p.stdout
 
 
 def check_soft(p: Proc) -> None:
@@ -104,8 +107,9 @@ def check_trace(p: Proc) -> None:
 
 def check_saved_trace(p: Proc) -> None:
     assert p.returncode == 0, p.stderr
-    once = ("breakpoint tick #1 at tick", "arg0=0x1", "arg0=0x2", "arg0=0x3", "access denied", "hits: tick=3")
-    assert in_order(p.stdout, *once, *once)
+    # Sampled hits (they only read registers): the program's own output may come first.
+    once = ("breakpoint tick #1 at tick", "arg0=0x1", "arg0=0x2", "arg0=0x3", "hits: tick=3")
+    assert in_order(p.stdout, *once, *once) and p.stdout.count("access denied") == 2
 
 
 # Each command of the tutorial, in order, and what its step promises.

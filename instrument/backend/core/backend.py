@@ -238,6 +238,12 @@ class CoreBackend:
     def clear_memory_breakpoint(self, pid: int, address: int) -> None:
         pass
 
+    def sample_code(self, pid: int, address: int) -> str | None:
+        return "a core file runs nothing: no breakpoint is sampled"
+
+    def unsample_code(self, pid: int, address: int) -> None:
+        pass
+
     def take_samples(self) -> list[DebugEvent]:
         return []
 

@@ -285,10 +285,10 @@ _syscall = ctypes.CDLL(None, use_errno=True).syscall
 _syscall.restype = c_long
 
 
-def perf_event_open(attr: PerfEventAttr, tid: int, flags: int) -> int:
-    """perf_event_open(2) for thread `tid` on any CPU: the fd, or -errno."""
+def perf_event_open(attr: PerfEventAttr, tid: int, flags: int, cpu: int = -1) -> int:
+    """perf_event_open(2) for thread `tid` on CPU `cpu` (-1: any): the fd, or -errno."""
     attr.size = ctypes.sizeof(PerfEventAttr)
-    fd: int = _syscall(c_long(_NR_PERF_EVENT_OPEN), ctypes.byref(attr), c_long(tid), c_long(-1),
+    fd: int = _syscall(c_long(_NR_PERF_EVENT_OPEN), ctypes.byref(attr), c_long(tid), c_long(cpu),
                        c_long(-1), c_long(flags))
     return fd if fd >= 0 else -ctypes.get_errno()
 

@@ -168,7 +168,7 @@ class Decoder:
             proc.hw = debugregs.HardwareSlots()   # exec clears the debug registers
         # Hits sampled in the old image come before its CREATE_PROCESS; its events go.
         self._t.close_sampler(proc)
-        self._sampling.samples.extend(self._sampling.events(proc))
+        self._sampling.collect(taken=self._sampling.events(proc))
         return events
 
     def _on_new_task(self, proc: Process, parent: Thread, event: int) -> Events:
@@ -189,6 +189,7 @@ class Decoder:
                 proc.unpin_to = None
             if proc.hw.active:
                 self._sampling.program(proc, new_tid)   # clone copies neither debug registers nor perf events
+            self._t.probes.add_thread(proc.pid, new_tid)
             return [DebugEvent(EventCode.CREATE_THREAD_DEBUG_EVENT, proc.pid, new_tid, CreateThreadInfo())]
         return self._on_fork(proc, new_tid, event == _ffi.PTRACE_EVENT_VFORK)
 
@@ -226,6 +227,7 @@ class Decoder:
         th.hold()
         if child.hw.active:
             self._sampling.program(child, pid)
+        self._t.probes.fork(parent.pid, pid)
         events = [DebugEvent(EventCode.CREATE_PROCESS_DEBUG_EVENT, pid, pid,
                              CreateProcessInfo(child.image_path, child.image_base, parent.pid))]
         events += [DebugEvent(EventCode.LOAD_DLL_DEBUG_EVENT, pid, pid, LoadDllInfo(path, base))
@@ -236,7 +238,8 @@ class Decoder:
         self._t.drop_thread(proc, th.tid)
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
         proc.sampler.drop(th.tid)
-        self._sampling.samples.extend(self._sampling.events(proc))    # handed out before its exit
+        self._t.probes.drop_thread(th.tid)
+        self._sampling.collect(taken=self._sampling.events(proc))    # handed out before its exit
         if th.tid != proc.pid:
             return [DebugEvent(EventCode.EXIT_THREAD_DEBUG_EVENT, proc.pid, th.tid, ExitThreadInfo(code))]
         # The leader's status comes last: the kernel delays it until every other

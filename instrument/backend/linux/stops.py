@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 
 from ...errors import DebuggerError, TargetLost
 from ...events import DebugEvent, EventCode
-from . import _ffi, perfbp
+from . import _ffi, perfbp, uprobes
 from .state import IN_A_STOP, STOPPED, Process, Thread
 
 _ESRCH = 3
@@ -43,6 +43,8 @@ class Tracees:
         # What sampling lost in the samplers closed so far (close_sampler), for the summary.
         self.sampling_lost = 0
         self.sampling_refused: set[str] = set()
+        # Sampled soft breakpoints (uprobes.py): every process's, in rings of the whole backend.
+        self.probes = uprobes.CodeProbes()
         # The two parts built over this registry that it must call back, bound by
         # LinuxBackend once they exist: decoding the statuses of threads it interrupts
         # (decode.py), and completing a thread's access to a guarded page before it
@@ -96,6 +98,7 @@ class Tracees:
         the hits not reported yet for whoever collects next."""
         sampler, proc.sampler = proc.sampler, perfbp.Sampler()
         sampler.close()
+        self.probes.drop(proc.pid)       # (their hits wait in probes.unread)
         self.sampling_lost += sampler.lost
         if sampler.refused is not None:
             self.sampling_refused.add(sampler.refused)

@@ -70,7 +70,7 @@ class LinuxBackend:
     capabilities = Capabilities(
         os="linux", arch="x86_64", abi=Abi.SYSV, hardware_breakpoints=DEBUG_SLOTS,
         memory_breakpoints=True, follow_forks=True, attach=True,
-        sampled_registers=perfbp.SAMPLED_REGISTERS,
+        sampled_registers=perfbp.SAMPLED_REGISTERS, sampled_soft=True,
     )
 
     def __init__(self) -> None:
@@ -239,6 +239,7 @@ class LinuxBackend:
             except Exception as e:  # keep closing the others; report the first
                 errors.append(e)
                 self._t.forget(proc)
+        self._t.probes.close()          # every uprobe gone, in every process
         self._launcher.close()
         self._alarm.close()
         if errors:
@@ -396,7 +397,7 @@ class LinuxBackend:
 
     def read_memory(self, pid: int, address: int, size: int) -> bytes:
         proc = self._t.proc(pid)
-        return proc.rdv.mask(address, proc.read(address, size))
+        return self._t.probes.mask(pid, address, proc.rdv.mask(address, proc.read(address, size)))
 
     def write_memory(self, pid: int, address: int, data: bytes) -> None:
         self._t.proc(pid).write(address, data)
@@ -437,6 +438,17 @@ class LinuxBackend:
             for th in proc.threads.values():
                 if not th.in_vfork:          # set when it is back (decode.py, _out_of_vfork)
                     self._sampling.program(proc, th.tid)
+
+    # -- sampled soft breakpoints (uprobes.py) --------------------------------------
+    def sample_code(self, pid: int, address: int) -> str | None:
+        proc = self._t.proc(pid)
+        reason = self._t.probes.add(pid, list(proc.threads), address)
+        if reason is None:
+            self._sampling.active = True
+        return reason
+
+    def unsample_code(self, pid: int, address: int) -> None:
+        self._t.probes.remove(pid, address)
 
     def take_samples(self) -> list[DebugEvent]:
         return self._sampling.take()

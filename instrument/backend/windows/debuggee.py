@@ -167,6 +167,12 @@ class WindowsBackend:
         return None
 
     # -- hardware and memory breakpoints ----------------------------------------
+    def sample_code(self, pid: int, address: int) -> str | None:
+        return "Windows has no uprobes: every soft breakpoint hit stops its thread"
+
+    def unsample_code(self, pid: int, address: int) -> None:
+        pass
+
     def take_samples(self) -> list[DebugEvent]:
         return []          # every hit stops its thread: capabilities.sampled_registers is empty
 
