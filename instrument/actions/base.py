@@ -74,6 +74,8 @@ class CompileContext:
 
     def uses_variables(self, why: str) -> None:
         self.dwarf_uses.add(why)
+    # Names a section's stops have besides EVENT_FIELDS (a system call's arguments by name).
+    extra_names: frozenset[str] = frozenset()
 
     def where(self, path: DocPath) -> Location:
         return self.recipe.where(path)
@@ -110,7 +112,8 @@ class CompileContext:
             return False
         variables = False
         for name in sorted(names):
-            if name in self.params or name in EVENT_FIELDS or "!" in name or name.count(":") == 1:
+            if name in self.params or name in EVENT_FIELDS or name in self.extra_names \
+                    or "!" in name or name.count(":") == 1:
                 continue
             if self.symbols.knows(name, variables=False):
                 continue

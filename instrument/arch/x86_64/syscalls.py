@@ -27,6 +27,10 @@ class Syscall:
     args: tuple[SysArg, ...]
     known: bool = True
 
+    @property
+    def arg_names(self) -> frozenset[str]:
+        return frozenset(a.name for a in self.args)
+
 
 _UNKNOWN = tuple(SysArg(f"arg{i}", "hex") for i in range(6))
 

@@ -305,3 +305,7 @@ def call_text(name: str, args: dict[str, str], result: str | None) -> str:
     """`openat(AT_FDCWD, "/etc/hostname", O_RDONLY) = 3` (None: still inside the call)."""
     head = f"{name}({', '.join(args.values())})"
     return head if result is None else f"{head} = {result}"
+
+
+# Where a system call's arguments are (the kernel's x86-64 ABI: r10, not rcx, for the fourth).
+ARG_REGISTERS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")

@@ -75,11 +75,13 @@ class SyscallStops:
         call, th.sys_call = th.sys_call, None
         if trace.filtered:
             th.syscall_stops = False       # back to PTRACE_CONT: the filter stops the next one
-        number, args = call if call is not None else (int(regs.orig_rax), _args(regs))
+        # The arguments as the kernel had them (a `set:` at entry included): a system call
+        # keeps every register but rax, rcx and r11.
+        number = call[0] if call is not None else int(regs.orig_rax)
         if number not in trace.exits:
             return []
         th.hold()
-        info = SyscallInfo(number, False, args, to_signed64(int(regs.rax)))
+        info = SyscallInfo(number, False, _args(regs), to_signed64(int(regs.rax)))
         return [DebugEvent(_SYSCALL, proc.pid, th.tid, info)]
 
     def _entry(self, proc: Process, th: Thread, number: int, regs: _ffi.UserRegs) -> Events:
