@@ -30,7 +30,7 @@ Flags = tuple[tuple[str, int, int], ...]
 
 
 def _f(*pairs: tuple[str, int] | tuple[str, int, int]) -> Flags:
-    return tuple((p[0], p[1], p[2] if len(p) == 3 else p[1]) for p in pairs)  # type: ignore[misc]
+    return tuple((p[0], p[1], p[2] if len(p) == 3 else p[1]) for p in pairs)
 
 
 FLAGS: dict[str, Flags] = {
