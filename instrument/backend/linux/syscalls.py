@@ -62,8 +62,10 @@ class SyscallStops:
         trace = proc.sys
         if trace is None:
             return []
-        op = _ffi.syscall_op(th.tid, self._info)
         regs = self._t.regs(th)
+        if th.sys_call is None and regs.orig_rax not in trace.numbers:
+            return []      # entry or exit, a call nobody named: no need to ask which (hot path)
+        op = _ffi.syscall_op(th.tid, self._info)
         if op == _ENTRY:
             number = int(regs.orig_rax)
             if number not in trace.numbers:
