@@ -245,3 +245,23 @@ syscalls:
     theirs.update(line.split(" ", 1)[1].strip() for line in out.read_text().splitlines() if "mprotect(" in line)
     assert sum(ours.values()) == sum(theirs.values())   # the loader's and libc's, none of ours
     time.sleep(0)
+
+
+def test_a_detach_action_never_leaves_a_filter_behind(targets, tmp_path):
+    """A process let go with a seccomp filter would see its named calls fail (ENOSYS): a recipe
+    that can detach runs without one, and the target's later calls all work."""
+    body = """target:
+  follow_forks: true
+syscalls:
+  openat:
+    on: exit
+    when: 'str(pathname) == "/etc/hostname"'
+    actions:
+      - detach
+"""
+    proc, records = run_recipe_jsonl(tmp_path, HEADER + body, targets["sys_threads"], "opener", "20")
+    assert proc.returncode == 0, proc.stderr
+    summary = records[-1]
+    assert summary["ended"] == "detached"
+    assert summary["syscalls"]["stops"] == "PTRACE_SYSCALL" and "detach" in summary["syscalls"]["why"]
+    assert "opened 20" in proc.stdout          # every open after the detach succeeded
