@@ -177,7 +177,7 @@ def test_bad_names_are_recipe_errors_with_their_place(tmp_path, body, message):
 
 
 def test_an_attached_target_stops_through_ptrace_syscall(targets, tmp_path):
-    opener = subprocess.Popen([targets["sys_threads"], "opener", "60"], stdout=subprocess.PIPE, text=True)
+    opener = subprocess.Popen([targets["sys_threads"], "opener", "300"], stdout=subprocess.PIPE, text=True)
     try:
         assert opener.stdout is not None
         first = opener.stdout.readline()
@@ -205,7 +205,7 @@ def test_an_attached_target_stops_through_ptrace_syscall(targets, tmp_path):
         assert summary["syscalls"]["stops"] == "PTRACE_SYSCALL" and "attached" in summary["syscalls"]["why"]
         # Let go without a filter: every later call of the target still works.
         rest, _ = opener.communicate(timeout=30)
-        assert opener.returncode == 0 and "opened 60" in rest
+        assert opener.returncode == 0 and "opened 300" in rest
     finally:
         if opener.poll() is None:
             opener.kill()
