@@ -265,3 +265,26 @@ syscalls:
     assert summary["ended"] == "detached"
     assert summary["syscalls"]["stops"] == "PTRACE_SYSCALL" and "detach" in summary["syscalls"]["why"]
     assert "opened 20" in proc.stdout          # every open after the detach succeeded
+
+
+def test_arming_a_memory_breakpoint_at_a_calls_entry_is_refused_with_a_reason(targets, tmp_path):
+    """Changing page protections means running mprotect in a stopped thread; one stopped at a
+    system call's entry would make (or lose) its own call first, so it is never used."""
+    body = """breakpoints:
+  - id: win
+    at: watched_page+2048
+    type: memory
+    size: 8
+    enabled: false
+syscalls:
+  write:
+    on: entry
+    limit: 1
+    actions:
+      - enable: win
+"""
+    proc, records = run_recipe_jsonl(tmp_path, HEADER + body, targets["mem_page"], "global", "5")
+    assert proc.returncode == 0, proc.stderr
+    assert "global n=5 sum=" in proc.stdout and " ok" in proc.stdout        # its write went out whole
+    summary = records[-1]
+    assert any("system call's entry" in e for e in summary.get("errors", [])), summary

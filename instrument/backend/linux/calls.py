@@ -278,7 +278,9 @@ class Injector:
         """`address(*args)` in a held thread of pid (the Backend's call_function)."""
         t = self._t
         proc = t.proc(pid)
-        th = next((x for x in proc.threads.values() if x.state is HELD and x.guard is None), None)
+        # Not one held at a system call's entry: the call would be made (or skipped) first.
+        th = next((x for x in proc.threads.values() if x.state is HELD and x.guard is None and not x.at_entry),
+                  None)
         if th is None:
             raise DebuggerError(f"no thread of process {pid} is stopped to run a call in")
         with t.all_stopped(proc, keep=th.tid):

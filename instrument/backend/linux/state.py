@@ -90,7 +90,8 @@ class Thread:
     """One traced thread: its stop state, the signal to pass on, its register buffer."""
 
     __slots__ = ("tid", "pid", "state", "signal", "trap", "group_stop", "in_vfork", "regs",
-                 "regs_valid", "regs_dirty", "siginfo", "view", "guard", "syscall_stops", "sys_call")
+                 "regs_valid", "regs_dirty", "siginfo", "view", "guard", "syscall_stops", "sys_call",
+                 "at_entry")
 
     def __init__(self, tid: int, pid: int, load: Callable[[Thread], _ffi.UserRegs]) -> None:
         self.tid = tid
@@ -110,6 +111,7 @@ class Thread:
         # it (syscalls.py). The call it is in, as its entry reported it: (number, args).
         self.syscall_stops = False
         self.sys_call: tuple[int, tuple[int, ...]] | None = None
+        self.at_entry = False      # this stop is a system call's entry (no code can be injected here)
 
     @property
     def stopped(self) -> bool:
@@ -131,6 +133,7 @@ class Thread:
             self.state = HELD
         self.regs_valid = False
         self.signal = 0
+        self.at_entry = False
 
     def hold(self) -> None:
         """The engine owns an event of it now."""

@@ -89,6 +89,7 @@ class SyscallStops:
     def _entry(self, proc: Process, th: Thread, number: int, regs: _ffi.UserRegs) -> Events:
         args = _args(regs)
         th.sys_call = (number, args)
+        th.at_entry = True
         th.hold()
         return [DebugEvent(_SYSCALL, proc.pid, th.tid, SyscallInfo(number, True, args))]
 
