@@ -9,11 +9,9 @@ exit of the same call comes. A handler with `on: exit` decides at the exit.
 
 from __future__ import annotations
 
-from typing import Any, MutableMapping
+from typing import TYPE_CHECKING, Any, MutableMapping
 
 from ..arch.x86_64 import MASK64
-from ..arch.x86_64 import sysdecode
-from ..arch.x86_64.syscalls import BY_NUMBER, Syscall
 from ..compiler.table import HandlerTable, SyscallHandler
 from ..errors import DebuggerError, EvaluationError
 from ..events import DebugEvent, EventCode, SyscallInfo
@@ -21,7 +19,22 @@ from .process import ProcessState
 from .records import Recorder
 from .stop import Stop, StopEnv, StopHost
 
+if TYPE_CHECKING:
+    from ..arch.x86_64.syscalls import Syscall
+
+# The table and decoder are imported when a session first has a system call to handle:
+# compiling a 360-call table costs start-up that recipes without `syscalls:` never need.
 _CODE = int(EventCode.SYSCALL_EVENT)
+
+
+def _sysdecode() -> Any:
+    from ..arch.x86_64 import sysdecode
+    return sysdecode
+
+
+def _table() -> dict[int, Syscall]:
+    from ..arch.x86_64.syscalls import BY_NUMBER
+    return BY_NUMBER
 
 
 class SyscallEnv(StopEnv):
@@ -51,7 +64,7 @@ class SyscallStop(Stop):
         self.entry = entry
 
     def write_arg(self, index: int, value: int) -> None:
-        self.regs[sysdecode.ARG_REGISTERS[index]] = value & MASK64
+        self.regs[_sysdecode().ARG_REGISTERS[index]] = value & MASK64
 
     def force_return(self, value: int) -> None:
         if self.entry:
@@ -59,7 +72,7 @@ class SyscallStop(Stop):
             self.record["skipped"] = True
         else:
             self.regs["rax"] = value & MASK64
-        self.returned = sysdecode.signed(value)
+        self.returned = _sysdecode().signed(value)
         self.record["returned"] = self.returned
 
 
@@ -76,7 +89,7 @@ class SyscallDispatch:
         process = self.processes.get(event.pid)
         if not handlers or process is None:
             return
-        call = BY_NUMBER[info.number]
+        call = _table()[info.number]
         if info.entry:
             self._entry(process, event, call, info, handlers)
         else:
@@ -143,6 +156,7 @@ class SyscallDispatch:
 
     def _record(self, process: ProcessState, event: DebugEvent, call: Syscall,
                 info: SyscallInfo) -> tuple[dict[str, Any], dict[str, Any]]:
+        sysdecode = _sysdecode()
         decoder = sysdecode.Decoder(process.read)
         args = decoder.args(call, info.args, exiting=not info.entry, retval=info.retval)
         fields: dict[str, Any] = {"sysno": info.number, "syscall": call.name, "name": call.name,
@@ -169,5 +183,5 @@ class SyscallDispatch:
             regs = None
         fields.update(code=_CODE, pid=event.pid, tid=event.tid)
         env = SyscallEnv(self.host, process, event.tid, regs, fields, 0, info.args)
-        env.arg_names = BY_NUMBER[info.number].arg_names
+        env.arg_names = _table()[info.number].arg_names
         return SyscallStop(env, rec, info.entry)

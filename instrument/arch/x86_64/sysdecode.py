@@ -12,10 +12,12 @@ from __future__ import annotations
 import errno as _errno
 import os
 import signal as _signal
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .machine import MASK64
-from .syscalls import SysArg, Syscall
+
+if TYPE_CHECKING:       # the table is imported by whoever has a call to decode
+    from .syscalls import SysArg, Syscall
 
 STRING_LIMIT = 32           # strace -s 32 (its default)
 PATH_LIMIT = 4096           # PATH_MAX: strace never cuts a path

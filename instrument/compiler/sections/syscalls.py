@@ -12,15 +12,17 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...actions import CompileContext
 from ...arch.x86_64 import is_register
-from ...arch.x86_64.syscalls import BY_NAME, BY_NUMBER, Syscall
 from ...errors import RecipeError
 from ...recipe.globs import has_glob
 from ...recipe.model import Action, Recipe, SyscallHandler as Entry
 from ..table import SyscallHandler, TableBuilder, compile_actions
+
+if TYPE_CHECKING:      # the table is imported only for a recipe with `syscalls:` (start-up time)
+    from ...arch.x86_64.syscalls import Syscall
 
 # What a system call stop offers expressions besides its arguments by name.
 SYSCALL_FIELDS = frozenset({"sysno", "syscall", "phase", "name", "retval", "errno"})
@@ -31,6 +33,8 @@ _SETTABLE = frozenset({f"arg{i}" for i in range(6)} | {"retval"})
 
 def resolve_key(key: str) -> list[Syscall]:
     """The calls a key names: a number, a name, or a glob over the names (sorted by number)."""
+    from ...arch.x86_64.syscalls import BY_NAME, BY_NUMBER
+
     text = key.strip()
     if text.isdigit():
         call = BY_NUMBER.get(int(text))
@@ -44,6 +48,8 @@ def resolve_key(key: str) -> list[Syscall]:
 
 def _suggest(key: str) -> str:
     import difflib
+
+    from ...arch.x86_64.syscalls import BY_NAME
 
     close = difflib.get_close_matches(key, list(BY_NAME), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
