@@ -71,11 +71,11 @@ class CompileContext:
     # variables, so names are looked up in the stopped frame's debug information
     # before the symbol tables (Plan.variables). A recipe that names none reads no DWARF.
     dwarf_uses: set[str] = dataclasses.field(default_factory=set)
+    # Names a section's stops have besides EVENT_FIELDS (a system call's arguments by name).
+    extra_names: frozenset[str] = frozenset()
 
     def uses_variables(self, why: str) -> None:
         self.dwarf_uses.add(why)
-    # Names a section's stops have besides EVENT_FIELDS (a system call's arguments by name).
-    extra_names: frozenset[str] = frozenset()
 
     def where(self, path: DocPath) -> Location:
         return self.recipe.where(path)
