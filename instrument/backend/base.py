@@ -40,6 +40,11 @@ class Capabilities:
     # Nothing runs and nothing can change (a core file): no breakpoints of any kind, no
     # `set`, `write` or `return`; the compiler refuses recipes that need them.
     read_only: bool = False
+    # System call stops (a recipe's `syscalls:` section): entry and exit of named calls,
+    # skipping a call (skip_syscall). `syscall_filter`: a spawned target can have only the
+    # named calls stop it (seccomp-bpf); without, every call stops and is sorted here.
+    syscalls: bool = False
+    syscall_filter: bool = False
 
     def __post_init__(self) -> None:
         # A backend naming an ABI the register code cannot read fails here, at
@@ -56,6 +61,12 @@ class SpawnOptions:
     follow_forks: bool = False
     capture_stderr: bool = True           # stderr -> passed through + debug_string events
     pin_cpu: bool = True                  # run tracer and target on one CPU (HOUSE rule 12)
+    # System calls to report (numbers; None: none), and those whose exit is reported too.
+    # `syscall_filter`: only these stop the target (Capabilities.syscall_filter), for good:
+    # a filtered process must never be let go untraced (its named calls would fail).
+    syscalls: frozenset[int] | None = None
+    syscall_exits: frozenset[int] = frozenset()
+    syscall_filter: bool = False
 
 
 class Backend(Protocol):
@@ -145,6 +156,17 @@ class Backend(Protocol):
 
     def thread_name(self, pid: int, tid: int) -> str | None:
         """The thread's name (Linux comm); None where unknown."""
+
+    # -- system calls (capabilities.syscalls) ----------------------------------
+    def trace_syscalls(self, pid: int, numbers: frozenset[int], exits: frozenset[int]) -> None:
+        """Report the entry of system calls `numbers` (and the exit of `exits`) in every thread
+        of pid and its followed children, as SYSCALL_EVENTs holding their thread, without a
+        filter (every call stops and the backend sorts them): an attached process, or a
+        spawned one started without SpawnOptions.syscall_filter."""
+
+    def skip_syscall(self, tid: int, retval: int) -> None:
+        """Thread `tid`, held at a system call's entry: the call is not made, and returns
+        `retval` (-13: fails with EACCES)."""
 
     # -- hardware and memory breakpoints (capabilities permitting) ------------
     def set_hardware_breakpoint(self, pid: int, slot: int, address: int, access: str, size: int, *,

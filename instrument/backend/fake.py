@@ -135,6 +135,12 @@ class FakeBackend:
     def sampling_problems(self) -> list[str]:
         return []
 
+    def trace_syscalls(self, pid: int, numbers: frozenset[int], exits: frozenset[int]) -> None:
+        raise DebuggerError("the fake backend has no system call stops")
+
+    def skip_syscall(self, tid: int, retval: int) -> None:
+        raise DebuggerError("the fake backend has no system call stops")
+
     def set_hardware_breakpoint(self, pid: int, slot: int, address: int, access: str, size: int, *,
                                 sample: bool = False) -> None:
         self.hw[slot] = (address, access, size)

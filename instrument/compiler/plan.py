@@ -232,6 +232,9 @@ def _check_capabilities(recipe: Recipe, caps: Capabilities, errors: list[RecipeE
             if bp.type == "memory":
                 errors.append(RecipeError("memory breakpoints are not supported by this backend yet",
                                           recipe.where(tuple(bp.path) + ("type",))))
+    if recipe.syscalls and not caps.syscalls:
+        errors.append(RecipeError(f"system call stops are not supported by this backend ({caps.os})",
+                                  recipe.where(("syscalls",), key=True)))
     if getattr(caps, "read_only", False):
         _check_read_only(recipe, errors)
     req = recipe.requires

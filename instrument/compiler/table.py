@@ -8,6 +8,7 @@ from typing import Iterable
 from ..actions import CompileContext, CompiledAction, compile_action
 from ..errors import RecipeError
 from ..events import DebugEvent, EventCode, ExceptionInfo
+from ..expr import Expr
 from ..recipe.model import Action
 
 
@@ -20,6 +21,20 @@ class Handler:
 
 
 @dataclass(frozen=True)
+class SyscallHandler:
+    """One `syscalls:` key compiled for one system call it covers (a glob covers several)."""
+
+    key: str                                 # as the recipe wrote it: "openat", "open*", "257"
+    number: int
+    name: str
+    on: str                                  # entry | exit | both
+    when: Expr | None
+    limit: int | None
+    actions: tuple[CompiledAction, ...]
+    index: int                               # the key's place in the section: its hit count's slot
+
+
+@dataclass(frozen=True)
 class HandlerTable:
     """WinAppDbg's dispatch order as data: specific exception code, then event code, then
     catch-all. `crash` runs on a last-chance exception, after those."""
@@ -28,6 +43,18 @@ class HandlerTable:
     by_event: dict[EventCode, Handler] = field(default_factory=dict)
     catch_all: Handler | None = None
     crash: Handler | None = None
+    # System call number -> its handlers, in recipe order (engine/syscalls.py runs them).
+    syscalls: dict[int, tuple[SyscallHandler, ...]] = field(default_factory=dict)
+
+    @property
+    def syscall_numbers(self) -> frozenset[int]:
+        """The calls that must stop the target."""
+        return frozenset(self.syscalls)
+
+    @property
+    def syscall_exits(self) -> frozenset[int]:
+        """The calls whose exit must stop it too."""
+        return frozenset(n for n, hs in self.syscalls.items() if any(h.on != "entry" for h in hs))
 
     def lookup(self, event: DebugEvent) -> list[Handler]:
         found: list[Handler] = []
@@ -48,9 +75,11 @@ class TableBuilder:
     by_event: dict[EventCode, Handler] = field(default_factory=dict)
     catch_all: Handler | None = None
     crash: Handler | None = None
+    syscalls: dict[int, list[SyscallHandler]] = field(default_factory=dict)
 
     def build(self) -> HandlerTable:
-        return HandlerTable(dict(self.by_exception), dict(self.by_event), self.catch_all, self.crash)
+        return HandlerTable(dict(self.by_exception), dict(self.by_event), self.catch_all, self.crash,
+                            {n: tuple(hs) for n, hs in self.syscalls.items()})
 
 
 def compile_actions(actions: Iterable[Action], ctx: CompileContext,

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from ..errors import RecipeError, RecipeErrors
 from .checks import check_recipe, type_of_value
-from .model import Action, Breakpoint, Param, Path, Recipe, Target
+from .model import Action, Breakpoint, Param, Path, Recipe, SyscallHandler, Target
 from .salvage import salvage
 from .schema import validate_source, validator
 from .source import Source, parse_source
@@ -134,6 +134,7 @@ def build_recipe(source: Source) -> Recipe:
         events_paths={name: ("events", name) for name in events},
         crash=_actions(data.get("crash") or (), ("crash",)),
         rules=tuple(data.get("rules") or ()),
+        syscalls=tuple(_syscall(key, raw) for key, raw in (data.get("syscalls") or {}).items()),
         file=source.file,
         text=source.text,
         sha256=hashlib.sha256(source.text.encode("utf-8")).hexdigest(),
@@ -221,6 +222,12 @@ def _breakpoint(index: int, raw: Mapping[str, Any], bp_id: str) -> Breakpoint:
         id_given="id" in raw,
         max_matches=raw.get("max_matches"),
     )
+
+
+def _syscall(key: Any, raw: Mapping[str, Any]) -> SyscallHandler:
+    path: Path = ("syscalls", key)
+    return SyscallHandler(key=str(key), on=raw.get("on", "both"), when=raw.get("when"), limit=raw.get("limit"),
+                          actions=_actions(raw.get("actions") or (), path + ("actions",)), path=path)
 
 
 def _actions(items: Any, path: Path) -> tuple[Action, ...]:

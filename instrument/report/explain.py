@@ -52,7 +52,7 @@ def explain(plan: Any, sampled_registers: frozenset[str] = frozenset(), abi: Abi
     out.append("")
     out.append("handler table (dispatch order: exception code, then event code, then catch-all):")
     table = plan.table
-    if not (table.by_exception or table.by_event or table.catch_all):
+    if not (table.by_exception or table.by_event or table.catch_all or getattr(table, "syscalls", None)):
         out.append("  (empty)")
     for code, handler in sorted(table.by_exception.items()):
         out.append(f"  exception {exception_name(code)} (0x{code:08x}):")
@@ -66,6 +66,18 @@ def explain(plan: Any, sampled_registers: frozenset[str] = frozenset(), abi: Abi
     if plan.crash is not None:
         out.append("  crash (last-chance exception):")
         out += _actions(plan.crash.actions, "    ")
+    syscalls = getattr(table, "syscalls", {})
+    if syscalls:
+        out.append(f"  event {int(EventCode.SYSCALL_EVENT)} SYSCALL_EVENT (syscalls:), by system call number:")
+        for number, handlers in sorted(syscalls.items()):
+            for h in handlers:
+                key = "" if h.key == h.name else f" (from '{h.key}')"
+                out.append(f"    {number} {h.name}{key}, on {h.on}:")
+                if h.when is not None:
+                    out.append(f"      when {h.when.text}")
+                if h.limit is not None:
+                    out.append(f"      limit {h.limit}")
+                out += _actions(h.actions, "      ")
 
     out.append("")
     out.append(f"breakpoints ({len(plan.breakpoints)}):")

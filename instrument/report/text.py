@@ -82,6 +82,15 @@ def format_record(r: dict[str, Any]) -> str:
         head += f" {r.get('ended')} {end}".rstrip() + (f"; hits: {bps}" if bps else "")
         if r.get("pinned"):
             head += "; pinned to one CPU"
+        sc = r.get("syscalls")
+        if isinstance(sc, dict):
+            head += f"; system calls stopped by {sc.get('stops')}" + (f" ({sc['why']})" if sc.get("why") else "")
+    elif event == "syscall":
+        # As strace prints it: `openat(AT_FDCWD, "/etc/hostname", O_RDONLY) = 3`.
+        args = ", ".join(str(v) for v in (r.get("args") or {}).values())
+        head += f" {r.get('name')}({args})" + (f" = {r['result']}" if "result" in r else " ...")
+        if r.get("skipped"):
+            head += f" (skipped: returns {r.get('returned')})"
     elif event == "crash":
         head += f" {r.get('exception')} ({r.get('signal')}) at {r.get('symbol') or r.get('address')}"
         if r.get("fault_address"):

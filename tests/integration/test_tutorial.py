@@ -112,6 +112,14 @@ def check_saved_trace(p: Proc) -> None:
     assert in_order(p.stdout, *once, *once) and p.stdout.count("access denied") == 2
 
 
+def check_syscalls(p: Proc) -> None:
+    assert p.returncode == 0, p.stderr
+    assert in_order(p.stdout, 'syscall openat(AT_FDCWD, "/lib/x86_64-linux-gnu/libc.so.6", O_RDONLY|O_CLOEXEC) = 3',
+                    "/lib/x86_64-linux-gnu/libc.so.6 -> 3", 'syscall write(1, "access denied',
+                    "(skipped: returns -5)", "system calls stopped by seccomp-bpf")
+    assert "access denied" not in [line.strip() for line in p.stdout.splitlines()]
+
+
 # Each command of the tutorial, in order, and what its step promises.
 STEPS: dict[str, Callable[[Proc], None]] = {
     "gcc -g -O0 -no-pie -o app app.c\n./app": check_build,
@@ -126,6 +134,7 @@ STEPS: dict[str, Callable[[Proc], None]] = {
     "instrument validate soft.yaml hardware.yaml heap-trace --target ./app": check_validate,
     "instrument trace -i 'tick: tick({arg0})' -i 'libc.so.6!str*cmp' --ret -- ./app": check_trace,
     "instrument trace -i 'ti*' --args 1 --save ticks.yaml -- ./app\ninstrument run ticks.yaml": check_saved_trace,
+    "instrument run syscalls.yaml -- ./app": check_syscalls,
 }
 
 
@@ -173,7 +182,7 @@ def test_every_step_runs_as_written(workdir):
 def test_yaml_blocks_are_valid_recipes(workdir):
     # The file blocks (a step may write more: `trace --save ticks.yaml`).
     recipes = sorted(p.name for p in workdir.glob("*.yaml") if p.name != "ticks.yaml")
-    assert recipes == ["events.yaml", "first.yaml", "hardware.yaml", "memory.yaml", "soft.yaml"]
+    assert recipes == ["events.yaml", "first.yaml", "hardware.yaml", "memory.yaml", "soft.yaml", "syscalls.yaml"]
     proc = run_step("instrument validate " + " ".join(recipes), workdir)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count(": ok") == len(recipes)

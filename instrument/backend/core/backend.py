@@ -250,6 +250,12 @@ class CoreBackend:
     def sampling_problems(self) -> list[str]:
         return []
 
+    def trace_syscalls(self, pid: int, numbers: frozenset[int], exits: frozenset[int]) -> None:
+        raise DebuggerError("a core file runs nothing: no system call stops")
+
+    def skip_syscall(self, tid: int, retval: int) -> None:
+        raise DebuggerError("a core file runs nothing: no system call stops")
+
 
 def open_core(path: str, exe: str | None = None) -> CoreBackend:
     """A backend over the core file at `path`; `exe`: the program's file, where the core's path

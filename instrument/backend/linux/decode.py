@@ -18,6 +18,7 @@ from .sampling import Sampling
 from .signals import STOP_SIGNALS, exception_for_signal, signal_name
 from .state import Process, Thread
 from .stops import Events, Tracees
+from .syscalls import SyscallStops
 
 _SYSCALL_TRAP = signal.SIGTRAP | 0x80
 _SIGTRAP, _SIGSEGV = int(signal.SIGTRAP), int(signal.SIGSEGV)   # plain ints: compared on every stop
@@ -36,6 +37,7 @@ class Decoder:
         self._sampling = sampling
         self._patched_bytes = patched_bytes          # the engine's int3s in a process (Backend)
         self._early: dict[int, int] = {}              # new tid -> its initial stop, seen before CLONE
+        self.syscalls = SyscallStops(tracees)         # syscall and seccomp stops (syscalls.py)
 
     def handle(self, tid: int, status: int) -> Events:
         """Decode one waitpid status into the events it produces. A thread left
@@ -63,7 +65,7 @@ class Decoder:
                     self._out_of_vfork(proc, th)    # attached while in vfork: its interrupt
                 return []
             if sig == _SYSCALL_TRAP:
-                return []
+                return self.syscalls.on_syscall_stop(proc, th)
             if event in (_ffi.PTRACE_EVENT_CLONE, _ffi.PTRACE_EVENT_FORK, _ffi.PTRACE_EVENT_VFORK):
                 # A vfork parent then waits in the kernel, deaf to PTRACE_INTERRUPT, until
                 # its child execs or exits (VFORK_DONE): all-stop must not wait for it.
@@ -74,6 +76,8 @@ class Decoder:
                 return []
             if event == _ffi.PTRACE_EVENT_EXEC:
                 return self.on_exec(proc, th)
+            if event == _ffi.PTRACE_EVENT_SECCOMP:
+                return self.syscalls.on_seccomp(proc, th)
             return self._on_signal(proc, th, sig)
         except (_ffi.SyscallError, TargetLost) as e:
             if isinstance(e, TargetLost) or e.errno == _ESRCH:
@@ -223,6 +227,8 @@ class Decoder:
         child.hw = debugregs.HardwareSlots(list(parent.hw.addresses), parent.hw.dr7, parent.hw.sampled)
         child.guards = self._guards.fork(parent, pid, follow=True, vfork=vfork)
         th = child.threads[pid]
+        if parent.sys is not None:      # the filter (if any) went with the fork: so do we
+            self.syscalls.trace(child, parent.sys.numbers, parent.sys.exits, filtered=parent.sys.filtered)
         th.stop()
         th.hold()
         if child.hw.active:

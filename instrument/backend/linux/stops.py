@@ -61,6 +61,8 @@ class Tracees:
 
     def add_thread(self, proc: Process, tid: int) -> Thread:
         th = Thread(tid, proc.pid, self.regs)
+        # Every call stops a thread of a process traced without a filter (syscalls.py).
+        th.syscall_stops = proc.sys is not None and not proc.sys.filtered
         proc.threads[tid] = th
         self.threads[tid] = th
         return th
@@ -160,6 +162,8 @@ class Tracees:
                 # Job control stopped it: it stays stopped, as without a debugger, and
                 # SIGCONT will wake it with a PTRACE_EVENT_STOP of its own.
                 _ffi.ptrace(_ffi.PTRACE_LISTEN, th.tid, None, None)
+            elif th.syscall_stops:
+                _ffi.syscall_cont(th.tid, sig)      # to the next system call stop (syscalls.py)
             else:
                 _ffi.cont(th.tid, sig)
         except _ffi.SyscallError as e:

@@ -70,7 +70,7 @@ class LinuxBackend:
     capabilities = Capabilities(
         os="linux", arch="x86_64", abi=Abi.SYSV, hardware_breakpoints=DEBUG_SLOTS,
         memory_breakpoints=True, follow_forks=True, attach=True,
-        sampled_registers=perfbp.SAMPLED_REGISTERS, sampled_soft=True,
+        sampled_registers=perfbp.SAMPLED_REGISTERS, sampled_soft=True, syscalls=True, syscall_filter=True,
     )
 
     def __init__(self) -> None:
@@ -97,6 +97,9 @@ class LinuxBackend:
     def spawn(self, options: SpawnOptions) -> int:
         pid, pump = self._launcher.start(options)
         flags = _BASE_OPTIONS | _ffi.PTRACE_O_EXITKILL
+        filtered = options.syscall_filter and bool(options.syscalls)
+        if filtered:
+            flags |= _ffi.PTRACE_O_TRACESECCOMP      # else the filter's TRACE fails calls with ENOSYS
         try:
             self._launcher.seize_until_exec(pid, flags, options.argv[0])
         except TargetError:
@@ -108,6 +111,8 @@ class LinuxBackend:
         proc.debug_before = debugregs.snapshot(pid)
         if options.pin_cpu:
             proc.unpin_to = self._launcher.saved_affinity
+        if options.syscalls:
+            self._decoder.syscalls.trace(proc, options.syscalls, options.syscall_exits, filtered=filtered)
         self._queue.extend(self._decoder.on_exec(proc, self._threads[pid]))
         return pid
 
@@ -418,6 +423,13 @@ class LinuxBackend:
         proc = self._t.proc(pid)
         main = [Module(proc.image_path, proc.image_base or 0)]
         return main + [Module(path, base) for base, path in proc.rdv.known.items()]
+
+    # -- system calls (syscalls.py, seccomp.py) ------------------------------------
+    def trace_syscalls(self, pid: int, numbers: frozenset[int], exits: frozenset[int]) -> None:
+        self._decoder.syscalls.trace(self._t.proc(pid), numbers, exits, filtered=False)
+
+    def skip_syscall(self, tid: int, retval: int) -> None:
+        self._decoder.syscalls.skip(self._t.stopped_thread(tid), retval)
 
     # -- hardware breakpoints --------------------------------------------------
     def set_hardware_breakpoint(self, pid: int, slot: int, address: int, access: str, size: int, *,

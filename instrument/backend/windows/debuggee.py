@@ -179,6 +179,12 @@ class WindowsBackend:
     def sampling_problems(self) -> list[str]:
         return []
 
+    def trace_syscalls(self, pid: int, numbers: frozenset[int], exits: frozenset[int]) -> None:
+        raise DebuggerError("Windows has no system call stops in its debugging API (capabilities.syscalls is False)")
+
+    def skip_syscall(self, tid: int, retval: int) -> None:
+        raise DebuggerError("Windows has no system call stops in its debugging API (capabilities.syscalls is False)")
+
     def set_hardware_breakpoint(self, pid: int, slot: int, address: int, access: str, size: int, *,
                                 sample: bool = False) -> None:
         proc = self._proc(pid)

@@ -16,6 +16,7 @@ from ...recipe.model import Recipe
 from ..table import HandlerTable, TableBuilder
 from .crash import compile_crash
 from .events import compile_events
+from .syscalls import compile_syscalls
 
 # (the recipe, the compile context, the table being built, where errors go) -> None
 SectionCompiler = Callable[[Recipe, CompileContext, TableBuilder, list[RecipeError]], None]
@@ -23,6 +24,7 @@ SectionCompiler = Callable[[Recipe, CompileContext, TableBuilder, list[RecipeErr
 SECTIONS: dict[str, SectionCompiler] = {
     "events": compile_events,
     "crash": compile_crash,
+    "syscalls": compile_syscalls,
 }
 
 
