@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..symbols.demangle import demangle_many, is_mangled, without_parameters
+from ..symbols.demangle import demangle_many, is_mangled, lookup_aliases, without_parameters
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def function_table(image: Any) -> tuple[Function, ...]:
         for n in sorted(groups[address], key=_alias_rank):
             full = demangled.get(n, n)
             short = without_parameters(full)
-            aliases.append(Alias(n, short, full, tuple(dict.fromkeys((n, full, short)))))
+            aliases.append(Alias(n, short, full, tuple(dict.fromkeys((n, full, short, *lookup_aliases(full))))))
         out.append(Function(address, tuple(aliases)))
     return tuple(out)
 

@@ -23,7 +23,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.segments import NoteSegment
 
 from ..errors import TargetError
-from .demangle import demangle_many, is_mangled, without_parameters
+from .demangle import demangle_many, is_mangled, lookup_aliases
 from .filecache import FileCache
 from .lines import LineTable, ModuleLines, NoLines
 
@@ -295,7 +295,8 @@ class _Names:
                 continue
             names[m] = d
             index.setdefault(d, table.by_name[m])
-            index.setdefault(without_parameters(d), table.by_name[m])
+            for alias in lookup_aliases(d):
+                index.setdefault(alias, table.by_name[m])
         return index, names
 
     def address(self, name: str) -> int | None:
