@@ -62,7 +62,7 @@ class Inspector:
             entry = {"pc": hex(frame.pc), "module": described.get("module"),
                      "offset": hex(described["offset"]) if described.get("offset") is not None else None,
                      "symbol": described.get("symbol")}
-            for key in ("file", "line"):
+            for key in ("file", "line", "separate_debug"):
                 if described.get(key) is not None:
                     entry[key] = described[key]
             if frame.method not in ("cfi", "context"):

@@ -192,18 +192,22 @@ class ElfImage:
         return address
 
     def symbolize(self, address: int) -> tuple[str, int] | None:
-        """Link-time address -> (name, offset); C++ and Rust names come back demangled.
+        """Link-time address -> (name, offset); C++ and Rust names come back demangled."""
+        hit = self.symbolize_from(address)
+        return None if hit is None else (hit[0], hit[1])
 
-        A stripped file's .dynsym names only exported functions: an address no sized
-        symbol covers is asked of the debug file, whose .symtab has the static ones."""
+    def symbolize_from(self, address: int) -> tuple[str, int, bool] | None:
+        """(name, offset, from the debug file). A stripped file's .dynsym names only
+        exported functions: an address no sized symbol covers is asked of the separate
+        debug file, whose .symtab has the static ones."""
         hit = self.symbols.lookup(address)
         if (hit is None or not hit[2]) and self.debug_file is not None and self._debug_names is not None:
             better = self._debug_names.table.lookup(address)
             if better is not None and (hit is None or better[2]):
-                return self._debug_names.display(better[0]), better[1]
+                return self._debug_names.display(better[0]), better[1], True
         if hit is None:
             return None
-        return self._names.display(hit[0]), hit[1]
+        return self._names.display(hit[0]), hit[1], False
 
     def is_ifunc(self, address: int) -> bool:
         """Whether a link-time address is a GNU indirect function (strcpy in glibc): code

@@ -238,6 +238,7 @@ class ModuleMap:
     def describe(self, address: int, *, lines: bool = True, return_address: bool = False) -> dict[str, Any]:
         """{"module", "offset", "symbol", "file", "line"} for a runtime address; the symbol
         carries no module prefix (the record has `module`). Unknown parts are None.
+        "separate_debug": True when only the module's separate debug file names it.
 
         return_address=True describes a caller frame's pc: the symbol and line are
         those of the call (pc-1), since a noreturn call may be a function's last
@@ -251,9 +252,12 @@ class ModuleMap:
         out["offset"] = address - entry.start
         if entry.image is not None:
             link = address - back - entry.module.base
-            hit = entry.image.symbolize(link)
+            from_debug = getattr(entry.image, "symbolize_from", None)
+            hit = from_debug(link) if from_debug is not None else entry.image.symbolize(link)
             if hit is not None:
                 out["symbol"] = _plus(hit[0], hit[1] + back)
+                if len(hit) > 2 and hit[2]:
+                    out["separate_debug"] = True
             where = entry.image.source_line(link) if lines else None
             if where is not None:
                 out["file"], out["line"] = where
