@@ -242,6 +242,14 @@ def split_patterns(recipe: Recipe, breakpoints: Sequence[Any], symbols: Any,
     for compiled in breakpoints:
         pattern = parse_pattern(compiled.at.text) if isinstance(compiled.at, Expr) else None
         source = by_id.get(compiled.id)
+        if pattern is None and source is not None and isinstance(compiled.at, Expr):
+            # A source line with code in several functions (inlined): one breakpoint each.
+            from .line_plans import line_plan     # imports this module
+            line_location = recipe.where(tuple(source.path) + ("at",))
+            lines = line_plan(compiled, source, symbols, f"{recipe.file}:{line_location.line}")
+            if lines is not None:
+                plans.append(lines)
+                continue
         if pattern is None or source is None:
             plain.append(compiled)
             continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import shutil
 import struct
@@ -106,7 +108,10 @@ def _compile_breakpoint(bp: Breakpoint, ctx: CompileContext, symbols: StaticSymb
         except RecipeError as more:
             raise RecipeErrors([e, more]) from None
         raise
-    return _breakpoint_plan(bp, ctx, at, module, static_address)
+    plan = _breakpoint_plan(bp, ctx, at, module, static_address)
+    from .line_plans import static_line_note
+    note = static_line_note(str(at_text), symbols)
+    return dataclasses.replace(plan, note=note) if note else plan
 
 
 def _check_constant_address(at: Expr, location: Location) -> None:

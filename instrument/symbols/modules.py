@@ -19,8 +19,10 @@ from .pe_image import PeImage, open_pe_image
 # line_address/extent/build_id with link-time addresses (ELF) or RVAs (PE).
 Image = Union[ElfImage, PeImage]
 
-# `loop.c:42`: a source file (with an extension) and a line number.
-_LINE_SPEC = re.compile(r"^(?P<file>[^:!\s]+\.\w+):(?P<line>\d+)$")
+# `loop.c:42`: a source file (with an extension) and a line number; `loop.c:42#2` is the
+# second of the line's locations (a line of an inlined function has one per function it
+# was inlined into; the compiler arms each: compiler/line_plans.py).
+_LINE_SPEC = re.compile(r"^(?P<file>[^:!\s]+\.\w+):(?P<line>\d+)(?:#(?P<index>\d+))?$")
 # A bare name that can only be a library (`libc.so.6`, `kernel32.dll`), never a symbol.
 _LIBRARY_NAME = re.compile(r"\.(so(\.\d+)*|dll|dylib)$", re.I)
 _TEXT_CACHE_LIMIT = 4096
@@ -196,7 +198,7 @@ class ModuleMap:
         name = name.strip()
         spec = _LINE_SPEC.match(name)
         if spec is not None:
-            return self._resolve_line(spec.group("file"), int(spec.group("line")))
+            return self._resolve_line(spec.group("file"), int(spec.group("line")), _index(spec))
         module_part, bang, symbol = name.partition("!")
         owners = [e for e in self._search_order() if bang and module_matches(module_part, e.module)]
         if owners:
@@ -211,10 +213,10 @@ class ModuleMap:
                 return e.start
         return None
 
-    def _resolve_line(self, file: str, line: int) -> int | None:
+    def _resolve_line(self, file: str, line: int, index: int) -> int | None:
         for e in self._search_order():
             if e.image is not None:
-                address = e.image.line_address(file, line)
+                address = line_location(e.image, file, line, index)
                 if address is not None:
                     return e.module.base + address
         return None
@@ -297,6 +299,30 @@ class ModuleMap:
         return text if entry is self._main else f"{entry.module.name}!{text}"
 
 
+def _index(spec: re.Match[str]) -> int:
+    return int(spec.group("index")) if spec.group("index") else 0
+
+
+def line_location(image: Image, file: str, line: int, index: int = 0) -> int | None:
+    """Link-time address of `file:line` in an image: its lowest (index 0), or its
+    index-th location (1-based: one per function with code for the line)."""
+    if not index:
+        return image.line_address(file, line)
+    locations = getattr(image, "line_locations", None)
+    found = locations(file, line) if locations is not None else None
+    if found is None or not 0 < index <= len(found[1]):
+        return None
+    return int(found[1][index - 1])
+
+
+def parse_line_spec(text: str) -> tuple[str, int] | None:
+    """(file, line) of a `loop.c:42` text, or None."""
+    spec = _LINE_SPEC.match(text.strip())
+    if spec is None or spec.group("index"):
+        return None
+    return spec.group("file"), int(spec.group("line"))
+
+
 def _plus(name: str, offset: int) -> str:
     return f"{name}+{offset:#x}" if offset else name
 
@@ -323,6 +349,15 @@ class StaticResolver:
             return bare
         return None
 
+    def line_locations(self, text: str) -> tuple[int, list[int]] | None:
+        """For a `loop.c:42` text: (the line used, its link-time locations, one per function)."""
+        spec = parse_line_spec(text)
+        locations = getattr(self.image, "line_locations", None)
+        if spec is None or locations is None:
+            return None
+        found = locations(*spec)
+        return (int(found[0]), [int(a) for a in found[1]]) if found is not None else None
+
     def is_deferred(self, name: str) -> bool:
         """True for a name in another module: it is resolved at that module's LOAD_DLL."""
         module = self.module_of(name)
@@ -333,7 +368,7 @@ class StaticResolver:
         name = name.strip()
         spec = _LINE_SPEC.match(name)
         if spec is not None:
-            return self.image.line_address(spec.group("file"), int(spec.group("line")))
+            return line_location(self.image, spec.group("file"), int(spec.group("line")), _index(spec))
         module_part, bang, symbol = name.partition("!")
         if bang and module_part and module_matches(module_part, self.module):
             return self.image.symbol_address(symbol)
