@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from ..events import Module
 from ..expr import SOURCE_LINE
@@ -73,7 +73,26 @@ def static_line_note(text: str, symbols: Any) -> str | None:
     return line_note(int(text.strip().rsplit(":", 1)[1]), found[0], text.strip())
 
 
-def line_plan(compiled: Any, source: Any, symbols: Any, where: str) -> LinePlan | None:
+def split_lines(recipe: Any, breakpoints: Sequence[Any], symbols: Any) -> tuple[list[Any], list[LinePlan]]:
+    """The compiled breakpoints without the source lines that have several locations,
+    and those as LinePlans."""
+    by_id = {bp.id: bp for bp in recipe.breakpoints}
+    rest: list[Any] = []
+    lines: list[LinePlan] = []
+    for compiled in breakpoints:
+        source = by_id.get(compiled.id)
+        plan = None
+        if source is not None:
+            where = recipe.where(tuple(source.path) + ("at",))
+            plan = line_plan(compiled, symbols, f"{recipe.file}:{where.line}")
+        if plan is None:
+            rest.append(compiled)
+        else:
+            lines.append(plan)
+    return rest, lines
+
+
+def line_plan(compiled: Any, symbols: Any, where: str) -> LinePlan | None:
     """The LinePlan of a compiled `file:line` breakpoint whose line has code in more than
     one function of the program on disk, or None (one location, or nothing to read)."""
     text = compiled.at.text.strip()

@@ -234,22 +234,16 @@ def _unique(bp_id: str, taken: Container[str], new: Sequence[Any]) -> str:
 # -- at compile time ------------------------------------------------------------------------------
 
 def split_patterns(recipe: Recipe, breakpoints: Sequence[Any], symbols: Any,
-                   errors: list[RecipeError]) -> tuple[tuple[Any, ...], PatternSet]:
+                   errors: list[RecipeError], extra: Sequence[PatternPlan] = ()) -> tuple[tuple[Any, ...], PatternSet]:
     """The compiled breakpoints without their pattern templates, and those as a PatternSet,
-    each checked against the files it names that are on disk (errors appended)."""
+    each checked against the files it names that are on disk (errors appended). `extra`:
+    plans made elsewhere that expand the same way (compiler/line_plans.py)."""
     by_id = {bp.id: bp for bp in recipe.breakpoints}
-    plain, plans = [], []
+    plain: list[Any] = []
+    plans: list[PatternPlan] = list(extra)
     for compiled in breakpoints:
         pattern = parse_pattern(compiled.at.text) if isinstance(compiled.at, Expr) else None
         source = by_id.get(compiled.id)
-        if pattern is None and source is not None and isinstance(compiled.at, Expr):
-            # A source line with code in several functions (inlined): one breakpoint each.
-            from .line_plans import line_plan     # imports this module
-            line_location = recipe.where(tuple(source.path) + ("at",))
-            lines = line_plan(compiled, source, symbols, f"{recipe.file}:{line_location.line}")
-            if lines is not None:
-                plans.append(lines)
-                continue
         if pattern is None or source is None:
             plain.append(compiled)
             continue

@@ -23,6 +23,7 @@ from .sections import compile_sections
 from .table import compile_actions
 from ..recipe.globs import is_pattern
 from .patterns import pattern_expr, split_patterns
+from .line_plans import split_lines, static_line_note
 
 if TYPE_CHECKING:
     from ..analysis.classify import Rule
@@ -61,7 +62,8 @@ def compile_plan(recipe: Recipe, *, overrides: dict[str, str] | None = None,
             errors.append(e)
         except RecipeErrors as e:
             errors.extend(e.errors)
-    plain, patterns = split_patterns(recipe, breakpoints, symbols, errors)   # compiler/patterns.py
+    breakpoints, lines = split_lines(recipe, breakpoints, symbols)          # compiler/line_plans.py
+    plain, patterns = split_patterns(recipe, breakpoints, symbols, errors, lines)   # compiler/patterns.py
     table = compile_sections(recipe, ctx, errors)
     rules = _compile_rules(recipe, errors)
     if capabilities is not None:
@@ -109,7 +111,6 @@ def _compile_breakpoint(bp: Breakpoint, ctx: CompileContext, symbols: StaticSymb
             raise RecipeErrors([e, more]) from None
         raise
     plan = _breakpoint_plan(bp, ctx, at, module, static_address)
-    from .line_plans import static_line_note
     note = static_line_note(str(at_text), symbols)
     return dataclasses.replace(plan, note=note) if note else plan
 
