@@ -255,7 +255,7 @@ class ModuleMap:
         if entry.image is not None:
             link = address - back - entry.module.base
             from_debug = getattr(entry.image, "symbolize_from", None)
-            hit = from_debug(link) if from_debug is not None else entry.image.symbolize(link)
+            hit: tuple[Any, ...] | None = from_debug(link) if from_debug is not None else entry.image.symbolize(link)
             if hit is not None:
                 out["symbol"] = _plus(hit[0], hit[1] + back)
                 if len(hit) > 2 and hit[2]:
