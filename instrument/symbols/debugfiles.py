@@ -56,14 +56,38 @@ def _read_facts(path: str) -> _Facts | None:
             elf = ELFFile(f)
             link: tuple[str, int] | None = None
             has_dwarf = False
-            for sec in elf.iter_sections():
-                if sec.name == ".gnu_debuglink" and sec["sh_type"] != "SHT_NOBITS":
-                    link = _parse_debuglink(bytes(sec.data()), elf.little_endian)
-                elif sec.name in (".debug_info", ".zdebug_info"):
-                    has_dwarf = sec["sh_type"] != "SHT_NOBITS" and sec["sh_size"] > 0
-            return _Facts(_build_id(elf), link, has_dwarf)
+            build_id: str | None = None
+            # Section headers only: pyelftools builds hash sections' tables when it makes
+            # section objects (30 ms for libc), and this runs on every image a crash names.
+            for i in range(elf.num_sections()):
+                header = elf._get_section_header(i)
+                name = elf._get_section_name(header)
+                kind, size = header["sh_type"], header["sh_size"]
+                if kind == "SHT_NOBITS" or not size:
+                    continue
+                if name == ".gnu_debuglink":
+                    f.seek(header["sh_offset"])
+                    link = _parse_debuglink(f.read(size), elf.little_endian)
+                elif name in (".debug_info", ".zdebug_info"):
+                    has_dwarf = True
+                elif name == ".note.gnu.build-id" and build_id is None:
+                    f.seek(header["sh_offset"])
+                    build_id = _note_build_id(f.read(size), elf.little_endian)
+            return _Facts(build_id or _build_id(elf), link, has_dwarf)
     except (ELFError, OSError, struct.error, ValueError):
         return None
+
+
+def _note_build_id(data: bytes, little_endian: bool) -> str | None:
+    """The NT_GNU_BUILD_ID (3) note of a .note.gnu.build-id section: namesz, descsz, type,
+    the name "GNU\0", then the id, each padded to 4 bytes."""
+    if len(data) < 12:
+        return None
+    namesz, descsz, kind = struct.unpack_from("<III" if little_endian else ">III", data, 0)
+    start = 12 + ((namesz + 3) & ~3)
+    if kind != 3 or start + descsz > len(data) or not descsz:
+        return None
+    return data[start:start + descsz].hex()
 
 
 def _parse_debuglink(data: bytes, little_endian: bool) -> tuple[str, int] | None:
@@ -79,8 +103,8 @@ def _parse_debuglink(data: bytes, little_endian: bool) -> tuple[str, int] | None
 
 
 def _build_id(elf: Any) -> str | None:
-    # Sections first: a debug file's segments describe the stripped file, not its own
-    # bytes; then segments, for a file without section headers.
+    """The build id from any note (the section has another name, or there are only
+    segments). Sections first: a debug file's segments describe the stripped file."""
     notes = [s for s in elf.iter_sections() if s["sh_type"] == "SHT_NOTE"]
     notes += [s for s in elf.iter_segments() if s["p_type"] == "PT_NOTE"]
     for holder in notes:
