@@ -278,3 +278,46 @@ def test_libc_static_functions_in_triage_records(targets) -> None:
     # The bucket is still named by the program's frames: libc's internals are machinery.
     from instrument.analysis.signature import frame_key, significant_frames
     assert [frame_key(f) for f in significant_frames(frames)][:2] == ["libc.so.6!free", "crash_double_free!release"]
+
+
+# -- breakpoints through the debug file ----------------------------------------------------
+
+LINE_RECIPE = """version: 1
+name: lines
+description: a line inlined into two functions, and a static function by name
+breakpoints:
+  - id: twice
+    at: debug_split.c:{twice}
+  - id: smash
+    at: smash
+"""
+
+
+def test_line_and_static_breakpoints_on_a_stripped_program(full, tmp_path) -> None:
+    """`at: file.c:N` of an inlined function (two locations) and a static function by
+    name arm the same on the stripped program with its debug file as on the original."""
+    recipe = tmp_path / "lines.yaml"
+    # The comment line above LINE_TWICE has no code: it lands on LINE_TWICE.
+    recipe.write_text(LINE_RECIPE.format(twice=_marker_line("LINE_TWICE") - 1))
+    stripped, _ = _split(full, tmp_path / "split")
+    summaries = []
+    for program in (full, str(stripped)):
+        out = tmp_path / "hits.jsonl"
+        proc = run_cli("run", str(recipe), "--format", "jsonl", "-o", str(out), "--", program)
+        assert proc.returncode == 0, proc.stderr
+        records = [json.loads(line) for line in out.read_text().splitlines()]
+        summaries.append(records[-1]["breakpoints"])
+        explained = run_cli("explain", str(recipe), "--", program).stdout
+        assert "twice[left]" in explained and "twice[right]" in explained
+        assert f"has no code: on line {_marker_line('LINE_TWICE')}" in explained
+    assert summaries[0] == summaries[1] == {"twice[left]": 3, "twice[right]": 3, "smash": 3}
+
+
+def test_cpp_names_through_the_debug_file(targets, tmp_path) -> None:
+    stripped, _ = _split(targets["sym_cpp"], tmp_path)
+    want, got = open_image(targets["sym_cpp"]), open_image(str(stripped))
+    for name in ("geo::Box::perimeter", "geo::Box::perimeter() const", "geo::area", "geo::Box::operator!"):
+        address = want.symbol_address(name)
+        assert address is not None and got.symbol_address(name) == address, name
+        assert got.symbolize(address) == want.symbolize(address)
+    assert got.symbolize(want.symbol_address("geo::area") or 0) == ("geo::area(int, int)", 0)
