@@ -203,6 +203,18 @@ class ModuleLines:
             self._uncovered = table.finish()
         return self._uncovered
 
+    @property
+    def dwarf(self) -> Any:
+        """The pyelftools DWARFInfo these lines come from (symbols.debugfiles.load_dwarf)."""
+        return self._dwarf
+
+    def cu_at(self, address: int) -> Any:
+        """The compilation unit whose code holds a link-time address (by .debug_aranges),
+        or None: for readers of the CU's DIEs (variables, scopes) that must not walk them all."""
+        with self._lock:
+            offset = self._cu_offset_at(address)
+            return self._dwarf.get_CU_at(offset) if offset is not None else None
+
     def source_line(self, address: int) -> tuple[str, int] | None:
         with self._lock:
             offset = self._cu_offset_at(address)
@@ -233,6 +245,11 @@ class ModuleLines:
 
 class NoLines:
     """A module without DWARF: no lines."""
+
+    dwarf: Any = None
+
+    def cu_at(self, address: int) -> Any:
+        return None
 
     def source_line(self, address: int) -> tuple[str, int] | None:
         return None
