@@ -21,9 +21,6 @@ from __future__ import annotations
 import functools
 import os
 import struct
-import tempfile
-import urllib.error
-import urllib.request
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -205,6 +202,11 @@ def _cache_root() -> str:
 def fetch_debuginfod(build_id: str, urls: list[str], cache: str) -> str | None:
     """CACHE/BUILD_ID/debuginfo, fetched from the first server of `urls` that has it
     (GET URL/buildid/BUILD_ID/debuginfo, the debuginfod protocol), or None."""
+    # Imported here: only a lookup with DEBUGINFOD_URLS set pays for urllib.
+    import tempfile
+    import urllib.error
+    import urllib.request
+
     if not all(c in "0123456789abcdef" for c in build_id):
         return None
     target = os.path.join(cache, build_id, "debuginfo")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 
-import os
 import struct
 import threading
 from bisect import bisect_right
