@@ -80,7 +80,7 @@ class PatternPlan:
     def expand(self, image: Any, module: Module, main: bool) -> list[Expansion]:
         """The functions of `image` (loaded as `module`) this pattern matches, one per address."""
         out = []
-        for f in matching(function_table(image), self.pattern.function):
+        for f in matching(function_table(image, main), self.pattern.function):
             qualified = f.name if main else f"{module.name}!{f.name}"
             bp_id = f"{self.id}[{qualified}]" if self.id_given else qualified
             out.append(Expansion(bp_id, module.name, f.name, f"{module.name}!{f.linkage}", f.address, main))

@@ -321,3 +321,14 @@ def test_cpp_names_through_the_debug_file(targets, tmp_path) -> None:
         assert address is not None and got.symbol_address(name) == address, name
         assert got.symbolize(address) == want.symbolize(address)
     assert got.symbolize(want.symbol_address("geo::area") or 0) == ("geo::area(int, int)", 0)
+
+
+def test_patterns_over_a_stripped_program_match_through_its_debug_file(full, tmp_path) -> None:
+    stripped, _ = _split(full, tmp_path / "split")
+    recipe = tmp_path / "pattern.yaml"
+    recipe.write_text("version: 1\nname: p\nbreakpoints:\n  - at: 'sm*'\n  - at: 'mid*'\n")
+    for program in (full, str(stripped)):
+        out = tmp_path / "p.jsonl"
+        proc = run_cli("run", str(recipe), "--format", "jsonl", "-o", str(out), "--", program)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(out.read_text().splitlines()[-1])["breakpoints"] == {"smash": 3, "middle": 3}
