@@ -60,8 +60,9 @@ def frame_key(frame: Mapping[str, Any]) -> str:
 
 
 def significant_frames(frames: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The frames that identify the bug: the abort/signal machinery on top dropped."""
-    top = list(frames)
+    """The frames that identify the bug: the abort/signal machinery on top dropped, and
+    the frames of inlined calls (their function is still named by its physical frame)."""
+    top = [f for f in frames if not f.get("inlined")]
     last = max((i for i, f in enumerate(top[:MACHINERY_DEPTH]) if _is_machinery(f)), default=-1)
     if last >= 0:
         rest = top[last + 1:]
@@ -89,8 +90,9 @@ def as_shipped(frame: Mapping[str, Any]) -> Mapping[str, Any]:
 def stack_hash(frames: Sequence[Mapping[str, Any]], crash: Mapping[str, Any] | None = None) -> dict[str, str]:
     """{major, minor} of a backtrace. Without frames, the crash site (module, symbol) stands in.
 
-    Hashed as the module files name the frames (as_shipped), so one bug hashes the same
-    on a machine with libc6-dbg installed and on one without; source lines never count."""
+    Hashed as the module files name the frames (as_shipped), and without the frames of
+    inlined calls (DWARF's, which a stripped file lacks), so one bug hashes the same on a
+    machine with libc6-dbg installed and on one without; source lines never count."""
     keys = [frame_key(f) for f in significant_frames([as_shipped(f) for f in frames])]
     if not keys and crash is not None:
         keys = [frame_key({"module": crash.get("module"), "symbol": crash.get("symbol")}),

@@ -249,6 +249,17 @@ class ElfImage:
         except Exception:  # noqa: BLE001 - malformed DWARF costs a frame its line, never the record
             return None
 
+    @cached_property
+    def _inlines(self) -> Any:
+        from .inlines import InlineIndex
+        return InlineIndex(self.lines) if isinstance(self.lines, ModuleLines) else None
+
+    def inlined_at(self, address: int) -> tuple[Any, ...]:
+        """The inlined calls (symbols.inlines.InlinedCall) around a link-time address,
+        innermost first; () without DWARF or outside inlined code."""
+        index = self._inlines
+        return index.at(address) if index is not None else ()
+
     def line_locations(self, file: str, line: int) -> tuple[int, list[int]] | None:
         """(the line used, one address per function that has code for it): `file:line`,
         or the next line with code when it has none (gdb's rule). A line of an inlined

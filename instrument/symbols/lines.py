@@ -128,6 +128,15 @@ def cu_file_names(dwarf: Any, cu: Any) -> list[str]:
     return scratch.files
 
 
+def cu_file_table(dwarf: Any, cu: Any) -> dict[int, str]:
+    """Line-program file index -> path, for DW_AT_decl_file and DW_AT_call_file."""
+    program = dwarf.line_program_for_CU(cu)
+    if program is None:
+        return {}
+    scratch = LineTable()
+    return {index: scratch.files[fid] for index, fid in _line_program_files(program, cu, scratch).items()}
+
+
 def _line_program_files(program: Any, cu: Any, table: LineTable) -> dict[int, int]:
     """Line-program file index -> table file id. DWARF 5 numbers files and
     directories from 0 (entry 0 = the CU itself); DWARF 2-4 from 1, with directory 0

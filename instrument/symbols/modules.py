@@ -265,6 +265,16 @@ class ModuleMap:
                 out["file"], out["line"] = where
         return out
 
+    def inlined_at(self, address: int, *, return_address: bool = False) -> tuple[Any, ...]:
+        """The inlined calls (symbols.inlines.InlinedCall) around a runtime address,
+        innermost first; return_address as for describe."""
+        back = 1 if return_address else 0
+        entry = self._entry_at(address - back)
+        inlined = getattr(entry.image, "inlined_at", None) if entry is not None else None
+        if entry is None or inlined is None:
+            return ()
+        return tuple(inlined(address - back - entry.module.base))
+
     def symbol_text(self, address: int) -> str:
         """`hit+0x4`, `libc.so.6!malloc+0x10`, `libc.so.6+0x1234`, or `0x7f..` outside every module."""
         text = self._text_cache.get(address)

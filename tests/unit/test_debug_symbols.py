@@ -118,3 +118,21 @@ def test_frames_hash_as_the_shipped_file_names_them() -> None:
                                            + shipped[4:])
     # Shown, libc's internals are still machinery: the bucket starts at free, then the caller.
     assert [frame_key(f) for f in significant_frames(named)][:2] == ["libc.so.6!free", "prog!release"]
+
+
+def test_inlined_calls_become_frames_before_their_function() -> None:
+    from instrument.engine.inspect import _with_inlined
+    from instrument.symbols.inlines import InlinedCall
+
+    physical = {"pc": "0x10", "module": "m", "offset": "0x10", "symbol": "outer+0x4", "file": "a.c", "line": 7}
+    calls = (InlinedCall("inner", "b.h", 3), InlinedCall("middle", "a.c", 5))
+    frames = _with_inlined(physical, calls)
+    assert [(f["symbol"], f.get("file"), f.get("line"), f.get("inlined", False)) for f in frames] == [
+        ("inner", "a.c", 7, True),        # the code's own line, from the line table
+        ("middle", "b.h", 3, True),       # where inner was called, inside middle
+        ("outer+0x4", "a.c", 5, False),   # where middle was called, inside outer
+    ]
+    assert _with_inlined(physical, ()) == [physical]
+    # Neither the hash nor the bucket's frames count inlined calls.
+    assert stack_hash(frames) == stack_hash([physical])
+    assert significant_frames(frames) == [frames[-1]]
