@@ -332,3 +332,25 @@ def test_patterns_over_a_stripped_program_match_through_its_debug_file(full, tmp
         proc = run_cli("run", str(recipe), "--format", "jsonl", "-o", str(out), "--", program)
         assert proc.returncode == 0, proc.stderr
         assert json.loads(out.read_text().splitlines()[-1])["breakpoints"] == {"smash": 3, "middle": 3}
+
+
+def test_a_recipe_on_exported_names_reads_no_debug_file_nor_dwarf(targets, tmp_path) -> None:
+    """Start-up stays as it was: resolving `hit` and `libc.so.6!malloc`, and naming a hit,
+    open neither a debug file nor any DWARF (fresh copies, so no other test's cache counts)."""
+    from instrument import compile_plan, load_recipe
+    from instrument.events import Module
+    from instrument.symbols import debugfiles
+    from instrument.symbols.modules import ModuleMap
+
+    program, libc = tmp_path / "loop", tmp_path / "libc.so.6"
+    shutil.copy(targets["loop"], program)
+    shutil.copy(_libc(), libc)
+    recipe = load_recipe("version: 1\nname: t\nbreakpoints:\n  - at: hit\n  - at: libc.so.6!malloc\n")
+    compile_plan(recipe, command=(str(program),))
+    modules = ModuleMap([Module(str(program), 0x555555554000), Module(str(libc), 0x7FFFF7000000)])
+    hit = modules.resolve("hit")
+    malloc = modules.resolve("libc.so.6!malloc")
+    assert modules.symbol_text(hit + 1) == "hit+0x1" and modules.symbol_text(malloc) == "libc.so.6!malloc"
+    opened = {key[0] for key in (*debugfiles._facts.entries(), *debugfiles._dwarf.entries())}
+    assert str(libc) not in opened
+    assert not any(key[0] == str(program) for key in debugfiles._dwarf.entries())
