@@ -180,13 +180,14 @@ class ElfImage:
         table = self.debug_symbols
         return _Names(table) if table is not None else None
 
-    def symbol_address(self, name: str) -> int | None:
+    def symbol_address(self, name: str, *, debug_file: bool = True) -> int | None:
         """Link-time address of a function or object (`name@plt` for PLT stubs; C++ by
         demangled name, with or without its parameter list); the debug file's .symtab
-        answers what the file's own tables do not (static functions of a stripped file)."""
+        answers what the file's own tables do not (static functions of a stripped file).
+        debug_file=False: the file's own tables only."""
         name = _strip_version(name)
         address = self._names.address(name)
-        if address is None and self.debug_file is not None and self._debug_names is not None:
+        if address is None and debug_file and self.debug_file is not None and self._debug_names is not None:
             address = self._debug_names.address(name)
         return address
 

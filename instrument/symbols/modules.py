@@ -86,10 +86,13 @@ class _Entry:
     start: int                  # runtime start: base + lowest PT_LOAD vaddr (PE: base + 0)
     end: int                    # runtime end (== start when the file is unreadable)
 
-    def symbol(self, name: str) -> int | None:
+    def symbol(self, name: str, own_only: bool = False) -> int | None:
         if self.image is None:
             return None
-        address = self.image.symbol_address(name)
+        if own_only and isinstance(self.image, ElfImage):
+            address = self.image.symbol_address(name, debug_file=False)
+        else:
+            address = self.image.symbol_address(name)
         return None if address is None else self.module.base + address
 
 
@@ -203,9 +206,17 @@ class ModuleMap:
         owners = [e for e in self._search_order() if bang and module_matches(module_part, e.module)]
         if owners:
             return next((a for a in (e.symbol(symbol) for e in owners) if a is not None), None)
-        # No module of that name: a C++ `operator!` is still a symbol name.
+        # No module of that name: a C++ `operator!` is still a symbol name. The names the
+        # modules themselves define, in search order; then the main program's debug file.
+        # A library's static functions, which only its debug file knows, are named with
+        # their module (`libc.so.6!_int_free`): ld.so's private strlen, mapped before libc,
+        # must not catch a breakpoint on the strlen the program imports.
         for e in self._search_order():
-            address = e.symbol(name)
+            address = e.symbol(name, own_only=True)
+            if address is not None:
+                return address
+        if self._main is not None:
+            address = self._main.symbol(name)
             if address is not None:
                 return address
         for e in self._search_order():
