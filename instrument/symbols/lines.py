@@ -233,6 +233,14 @@ class ModuleLines:
                     return found
             return self._rest().source_line(address)
 
+    def rows_after(self, address: int, count: int) -> list[int]:
+        """The addresses of up to `count` line-table rows after `address`, in its CU."""
+        with self._lock:
+            offset = self._cu_offset_at(address)
+            table = self._table(self._dwarf.get_CU_at(offset)) if offset is not None else self._rest()
+            i = bisect_right(table.starts, address)
+            return table.starts[i:i + count]
+
     def code_lines(self, file: str) -> dict[int, list[int]]:
         """line -> is_stmt addresses of `file`, over every CU whose header names it."""
         out: dict[int, list[int]] = {}
@@ -259,6 +267,9 @@ class NoLines:
 
     def cu_at(self, address: int) -> Any:
         return None
+
+    def rows_after(self, address: int, count: int) -> list[int]:
+        return []
 
     def source_line(self, address: int) -> tuple[str, int] | None:
         return None
