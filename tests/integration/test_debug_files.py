@@ -354,3 +354,17 @@ def test_a_recipe_on_exported_names_reads_no_debug_file_nor_dwarf(targets, tmp_p
     opened = {key[0] for key in (*debugfiles._facts.entries(), *debugfiles._dwarf.entries())}
     assert str(libc) not in opened
     assert not any(key[0] == str(program) for key in debugfiles._dwarf.entries())
+
+
+def test_variables_by_name_through_the_debug_file(full, tmp_path) -> None:
+    """The DWARF reader (symbols/dwarf_info.py) opens the stripped program's debug file."""
+    recipe = tmp_path / "vars.yaml"
+    recipe.write_text("version: 1\nname: v\nbreakpoints:\n  - at: smash\n    actions:\n      - log: {vars: [v]}\n")
+    stripped, _ = _split(full, tmp_path / "split")
+    values = []
+    for program in (full, str(stripped)):
+        out = tmp_path / "vars.jsonl"
+        proc = run_cli("run", str(recipe), "--format", "jsonl", "-o", str(out), "--", program)
+        assert proc.returncode == 0, proc.stderr
+        values.append([r["vars"] for r in map(json.loads, out.read_text().splitlines()) if r["event"] == "breakpoint"])
+    assert len(values[0]) == 3 and values[0] == values[1]
