@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import shutil
 import struct
@@ -21,6 +23,7 @@ from .sections import compile_sections
 from .table import compile_actions
 from ..recipe.globs import is_pattern
 from .patterns import pattern_expr, split_patterns
+from .line_plans import split_lines, static_line_note
 
 if TYPE_CHECKING:
     from ..analysis.classify import Rule
@@ -59,7 +62,8 @@ def compile_plan(recipe: Recipe, *, overrides: dict[str, str] | None = None,
             errors.append(e)
         except RecipeErrors as e:
             errors.extend(e.errors)
-    plain, patterns = split_patterns(recipe, breakpoints, symbols, errors)   # compiler/patterns.py
+    breakpoints, lines = split_lines(recipe, breakpoints, symbols)          # compiler/line_plans.py
+    plain, patterns = split_patterns(recipe, breakpoints, symbols, errors, lines)   # compiler/patterns.py
     table = compile_sections(recipe, ctx, errors)
     rules = _compile_rules(recipe, errors)
     if capabilities is not None:
@@ -107,7 +111,9 @@ def _compile_breakpoint(bp: Breakpoint, ctx: CompileContext, symbols: StaticSymb
         except RecipeError as more:
             raise RecipeErrors([e, more]) from None
         raise
-    return _breakpoint_plan(bp, ctx, at, module, static_address)
+    plan = _breakpoint_plan(bp, ctx, at, module, static_address)
+    note = static_line_note(str(at_text), symbols)
+    return dataclasses.replace(plan, note=note) if note else plan
 
 
 def _check_constant_address(at: Expr, location: Location) -> None:

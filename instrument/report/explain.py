@@ -94,6 +94,8 @@ def explain(plan: Any, sampled_registers: frozenset[str] = frozenset(), abi: Abi
         else:
             where = "resolved when the process starts"
         out.append(f"  {bp.id}: {kind} at {bp.at.text} -> {where}" + ("" if bp.enabled else " [disabled]"))
+        if bp.note:
+            out.append(f"    note: {bp.note}")
         if bp.when is not None:
             out.append(f"    when {bp.when.text}")
         if bp.limit is not None:

@@ -54,7 +54,7 @@ def _frames(frames: list[dict[str, Any]]) -> list[str]:
         where = f.get("symbol") or (f"{f.get('module')}+{f.get('offset')}" if f.get("module") else "??")
         module = f" ({f['module']})" if f.get("module") and f.get("symbol") else ""
         src = f" at {f['file']}:{f['line']}" if f.get("file") else ""
-        how = f" [{f['method']}]" if f.get("method") else ""
+        how = f" [{f['method']}]" if f.get("method") else (" [inlined]" if f.get("inlined") else "")
         lines.append(f"    #{i:<2} {f.get('pc')} {where}{module}{src}{how}")
     return lines
 

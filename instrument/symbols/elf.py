@@ -10,7 +10,6 @@ loader and libc, measured); pyelftools reads only the DWARF line tables.
 from __future__ import annotations
 
 import functools
-
 import os
 import struct
 import threading
@@ -21,9 +20,12 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import TargetError
 from . import elfread, symcache
-from .demangle import demangle_many, is_mangled, without_parameters
+from .demangle import demangle_many, is_mangled, lookup_aliases
 from .elfread import ElfHeaders, NotElf, Section
 from .filecache import FileCache
+from .lines import LineTable, ModuleLines, NoLines
+
+__all__ = ["ElfImage", "ImageError", "LineTable", "SymbolTable", "needed_libraries", "open_image"]
 
 if TYPE_CHECKING:       # pyelftools is imported where first used: DWARF lines only
     from elftools.elf.elffile import ELFFile
@@ -110,17 +112,22 @@ class SymbolTable:
             self.sized.append(bool(c.size))
 
     def symbolize(self, address: int) -> tuple[str, int] | None:
+        hit = self.lookup(address)
+        return None if hit is None else (hit[0], hit[1])
+
+    def lookup(self, address: int) -> tuple[str, int, bool] | None:
+        """(name, offset, sized): sized is False for a zero-size label's reach."""
         i = bisect_right(self.starts, address) - 1
-        fallback: tuple[str, int] | None = None
+        fallback: tuple[str, int, bool] | None = None
         # Symbols may nest (a label inside a function): look back a few entries and
         # prefer the innermost sized symbol that covers the address.
         for j in range(i, max(i - 8, -1), -1):
             start = self.starts[j]
             if start <= address < self.ends[j]:
                 if self.sized[j]:
-                    return self.names[j], address - start
+                    return self.names[j], address - start, True
                 if fallback is None:
-                    fallback = (self.names[j], address - start)
+                    fallback = (self.names[j], address - start, False)
         return fallback
 
     def __len__(self) -> int:
@@ -133,120 +140,6 @@ def _display_rank(c: _Candidate) -> tuple[int, int, int, int, int, str]:
     _table, hidden, binding, untyped = c.rank
     underscores = len(c.name) - len(c.name.lstrip("_"))
     return (binding, untyped, hidden, underscores, len(c.name), c.name)
-
-
-class LineTable:
-    """DWARF .debug_line rows as sorted arrays (address -> file, line) plus a
-    (file, line) -> lowest is_stmt address index for `loop.c:42` breakpoints."""
-
-    def __init__(self) -> None:
-        self.files: list[str] = []
-        self._file_ids: dict[str, int] = {}
-        self._rows: list[tuple[int, int, int, int]] = []   # (address, order, file id or -1, line)
-        self.starts: list[int] = []
-        self._where: list[tuple[int, int]] = []
-        self._stmt: dict[int, dict[int, int]] = {}          # file id -> line -> lowest address
-
-    def file_id(self, path: str) -> int:
-        fid = self._file_ids.get(path)
-        if fid is None:
-            fid = self._file_ids[path] = len(self.files)
-            self.files.append(path)
-        return fid
-
-    def add_row(self, address: int, file_id: int, line: int, is_stmt: bool, end_sequence: bool) -> None:
-        # An end_sequence row sorts before a row starting at the same address, so
-        # bisect_right lands on the real row of the sequence that follows.
-        self._rows.append((address, 1 if not end_sequence else 0, -1 if end_sequence else file_id, line))
-        if is_stmt and not end_sequence and line > 0:
-            by_line = self._stmt.setdefault(file_id, {})
-            if address < by_line.get(line, address + 1):
-                by_line[line] = address
-
-    def finish(self) -> LineTable:
-        self._rows.sort(key=lambda r: (r[0], r[1]))
-        self.starts = [r[0] for r in self._rows]
-        self._where = [(r[2], r[3]) for r in self._rows]
-        del self._rows
-        return self
-
-    def source_line(self, address: int) -> tuple[str, int] | None:
-        i = bisect_right(self.starts, address) - 1
-        if i < 0:
-            return None
-        fid, line = self._where[i]
-        if fid < 0 or line <= 0:
-            return None
-        return self.files[fid], line
-
-    def line_address(self, file: str, line: int) -> int | None:
-        tables = [self._stmt[fid] for fid, path in enumerate(self.files)
-                  if fid in self._stmt and _same_file(file, path)]
-        exact = [t[line] for t in tables if line in t]
-        if exact:
-            return min(exact)
-        # No code on that line (a comment, a declaration): take the next line that has
-        # code in the same file, as gdb does.
-        later = [(min(n for n in t if n > line), t) for t in tables if any(n > line for n in t)]
-        if not later:
-            return None
-        first = min(n for n, _ in later)
-        return min(t[first] for n, t in later if n == first)
-
-
-def _same_file(wanted: str, path: str) -> bool:
-    wanted = os.path.normpath(wanted)
-    path = os.path.normpath(path)
-    return path == wanted or path.endswith("/" + wanted)
-
-
-def load_line_table(elf: ELFFile) -> LineTable:
-    """Every CU's line program; an image without DWARF gives an empty table."""
-    table = LineTable()
-    if not elf.has_dwarf_info():
-        return table.finish()
-    dwarf = elf.get_dwarf_info()
-    if not dwarf.has_debug_info:
-        return table.finish()
-    for cu in dwarf.iter_CUs():
-        program = dwarf.line_program_for_CU(cu)
-        if program is None:
-            continue
-        names = _line_program_files(program, cu, table)
-        for entry in program.get_entries():
-            st = entry.state
-            if st is None:
-                continue
-            fid = names.get(st.file, -1)
-            table.add_row(st.address, fid, st.line, bool(st.is_stmt), bool(st.end_sequence))
-    return table.finish()
-
-
-def _line_program_files(program: Any, cu: Any, table: LineTable) -> dict[int, int]:
-    """Line-program file index -> table file id. DWARF 5 numbers files and
-    directories from 0 (entry 0 = the CU itself); DWARF 2-4 from 1, with directory 0
-    meaning the CU's DW_AT_comp_dir."""
-    header = program.header
-    v5 = header["version"] >= 5
-    dirs = [_text(d) for d in header["include_directory"]]
-    comp = cu.get_top_DIE().attributes.get("DW_AT_comp_dir")
-    comp_dir = _text(comp.value) if comp is not None else ""
-    out: dict[int, int] = {}
-    for i, fe in enumerate(header["file_entry"]):
-        d = fe.dir_index
-        if v5:
-            directory = dirs[d] if d < len(dirs) else ""
-        else:
-            directory = comp_dir if d == 0 else (dirs[d - 1] if d - 1 < len(dirs) else "")
-        if directory and comp_dir and not os.path.isabs(directory):
-            directory = os.path.join(comp_dir, directory)
-        path = os.path.normpath(os.path.join(directory, _text(fe.name)))
-        out[i if v5 else i + 1] = table.file_id(path)
-    return out
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 class ElfImage:
@@ -302,9 +195,135 @@ class ElfImage:
         return table
 
     @cached_property
+    def _names(self) -> _Names:
+        return _Names(self.symbols)
+
+    @cached_property
+    def _debug_names(self) -> _Names | None:
+        table = self.debug_symbols
+        return _Names(table) if table is not None else None
+
+    def symbol_address(self, name: str, *, debug_file: bool = True) -> int | None:
+        """Link-time address of a function or object (`name@plt` for PLT stubs; C++ by
+        demangled name, with or without its parameter list); the debug file's .symtab
+        answers what the file's own tables do not (static functions of a stripped file).
+        debug_file=False: the file's own tables only."""
+        name = _strip_version(name)
+        address = self._names.address(name)
+        if address is None and debug_file and self.debug_file is not None and self._debug_names is not None:
+            address = self._debug_names.address(name)
+        return address
+
+    def symbolize(self, address: int) -> tuple[str, int] | None:
+        """Link-time address -> (name, offset); C++ and Rust names come back demangled."""
+        hit = self.symbolize_from(address)
+        return None if hit is None else (hit[0], hit[1])
+
+    def symbolize_from(self, address: int) -> tuple[str, int, bool] | None:
+        """(name, offset, from the debug file). A stripped file's .dynsym names only
+        exported functions: an address no sized symbol covers is asked of the separate
+        debug file, whose .symtab has the static ones."""
+        hit = self.symbols.lookup(address)
+        if (hit is None or not hit[2]) and self.debug_file is not None and self._debug_names is not None:
+            better = self._debug_names.table.lookup(address)
+            if better is not None and (hit is None or better[2]):
+                return self._debug_names.display(better[0]), better[1], True
+        if hit is None:
+            return None
+        return self._names.display(hit[0]), hit[1], False
+
+    def is_ifunc(self, address: int) -> bool:
+        """Whether a link-time address is a GNU indirect function (strcpy in glibc): code
+        that picks the implementation for this CPU and returns it, run once by ld.so."""
+        return address in self.symbols.ifuncs
+
+    # -- the separate debug file ---------------------------------------------------
+    @cached_property
+    def debug_file(self) -> str | None:
+        """The separate debug file (symbols.debugfiles), looked up when first needed."""
+        from .debugfiles import find_debug_file
+        return find_debug_file(self.path)
+
+    @cached_property
+    def debug_symbols(self) -> SymbolTable | None:
+        """The debug file's .symtab: static functions a stripped file no longer names
+        (libc's __libc_message, a program's own functions). Read only when the file's
+        own tables miss, so a recipe on exported names never opens the debug file."""
+        path = self.debug_file
+        if path is None:
+            return None
+        try:
+            with self._lock, open(path, "rb") as f:
+                table = _load_symbols(f, elfread.read_headers(f), self.machine, own_code=False)
+        except (NotElf, OSError, struct.error, IndexError):
+            return None
+        return table if len(table) else None
+
+    # -- DWARF lines ------------------------------------------------------------
+    @cached_property
+    def lines(self) -> ModuleLines | NoLines:
+        from .debugfiles import load_dwarf
+        dwarf = load_dwarf(self.path)
+        return ModuleLines(dwarf) if dwarf is not None else NoLines()
+
+    def source_line(self, address: int) -> tuple[str, int] | None:
+        """(source path, line) of a link-time address, from the file's DWARF or its debug file's."""
+        try:
+            return self.lines.source_line(address)
+        except Exception:  # noqa: BLE001 - malformed DWARF costs a frame its line, never the record
+            return None
+
+    @cached_property
+    def _inlines(self) -> Any:
+        from .inlines import InlineIndex
+        return InlineIndex(self.lines) if isinstance(self.lines, ModuleLines) else None
+
+    def inlined_at(self, address: int) -> tuple[Any, ...]:
+        """The inlined calls (symbols.inlines.InlinedCall) around a link-time address,
+        innermost first; () without DWARF or outside inlined code."""
+        index = self._inlines
+        return index.at(address) if index is not None else ()
+
+    def line_locations(self, file: str, line: int) -> tuple[int, list[int]] | None:
+        """(the line used, one address per function that has code for it): `file:line`,
+        or the next line with code when it has none (gdb's rule). A line of an inlined
+        function has code in each function it was inlined into: one location each, its
+        lowest is_stmt address there."""
+        try:
+            found = self.lines.line_addresses(file, line)
+        except Exception:  # noqa: BLE001 - as for source_line
+            return None
+        if found is None:
+            return None
+        used, addresses = found
+        per_function: dict[object, int] = {}
+        for address in sorted(addresses):
+            hit = self.symbolize(address)
+            key: object = (hit[0], address - hit[1]) if hit is not None else address
+            per_function.setdefault(key, address)
+        return used, sorted(per_function.values())
+
+    def line_address(self, file: str, line: int) -> int | None:
+        """Lowest is_stmt address of `file:line`, or of the next line with code in that file."""
+        found = self.line_locations(file, line)
+        return found[1][0] if found is not None and found[1] else None
+
+
+class _Names:
+    """One symbol table's names, demangled lazily: only tables with mangled names pay for
+    the c++filt run, and only when a name is first shown or looked up."""
+
+    def __init__(self, table: SymbolTable) -> None:
+        self.table = table
+
+    @cached_property
+    def _has_mangled(self) -> bool:
+        return any(is_mangled(n) for n in self.table.by_name)
+
+    @cached_property
     def _demangled(self) -> tuple[dict[str, int], dict[str, str]]:
         """(demangled or parameterless name -> address, mangled -> demangled)."""
-        table = self.symbols
+        table = self.table
         mangled = [n for n in table.by_name if is_mangled(n)]
         plain = demangle_many(mangled)
         index: dict[str, int] = {}
@@ -314,54 +333,18 @@ class ElfImage:
                 continue
             names[m] = d
             index.setdefault(d, table.by_name[m])
-            index.setdefault(without_parameters(d), table.by_name[m])
+            for alias in lookup_aliases(d):
+                index.setdefault(alias, table.by_name[m])
         return index, names
 
-    def symbol_address(self, name: str) -> int | None:
-        """Link-time address of a function or object (`name@plt` for PLT stubs; C++ by
-        demangled name, with or without its parameter list)."""
-        name = _strip_version(name)
-        address = self.symbols.by_name.get(name)
+    def address(self, name: str) -> int | None:
+        address = self.table.by_name.get(name)
         if address is None and not is_mangled(name) and self._has_mangled:
             address = self._demangled[0].get(name)
         return address
 
-    @cached_property
-    def _has_mangled(self) -> bool:
-        # Only images with C++ names pay for the c++filt run.
-        return any(is_mangled(n) for n in self.symbols.by_name)
-
-    def symbolize(self, address: int) -> tuple[str, int] | None:
-        """Link-time address -> (name, offset); C++ names come back demangled."""
-        hit = self.symbols.symbolize(address)
-        if hit is None or not is_mangled(hit[0]):
-            return hit
-        return self._demangled[1].get(hit[0], hit[0]), hit[1]
-
-    def is_ifunc(self, address: int) -> bool:
-        """Whether a link-time address is a GNU indirect function (strcpy in glibc): code
-        that picks the implementation for this CPU and returns it, run once by ld.so."""
-        return address in self.symbols.ifuncs
-
-    # -- DWARF lines ------------------------------------------------------------
-    @cached_property
-    def lines(self) -> LineTable:
-        from elftools.common.exceptions import ELFError
-        from elftools.elf.elffile import ELFFile
-
-        try:
-            with self._lock, open(self.path, "rb") as f:
-                return load_line_table(ELFFile(f))
-        except (ELFError, OSError, struct.error):   # as for symbols: no lines, not a failure
-            return LineTable().finish()
-
-    def source_line(self, address: int) -> tuple[str, int] | None:
-        """(source path, line) of a link-time address, where the image has .debug_line."""
-        return self.lines.source_line(address)
-
-    def line_address(self, file: str, line: int) -> int | None:
-        """Lowest is_stmt address of `file:line`, or of the next line with code in that file."""
-        return self.lines.line_address(file, line)
+    def display(self, name: str) -> str:
+        return self._demangled[1].get(name, name) if is_mangled(name) else name
 
 
 def _strip_version(name: str) -> str:
@@ -378,7 +361,9 @@ def _extent(h: ElfHeaders) -> tuple[int, int]:
     return (min(s.vaddr for s in loads), max(s.vaddr + s.memsz for s in loads))
 
 
-def _load_symbols(f: BinaryIO, h: ElfHeaders, machine: str) -> SymbolTable:
+def _load_symbols(f: BinaryIO, h: ElfHeaders, machine: str, own_code: bool = True) -> SymbolTable:
+    """The symbols of one file. own_code=False for a debug file: its code sections are
+    SHT_NOBITS, so it has no PLT stubs to decode."""
     sections = h.sections
     section_ends = {i: s.addr + s.size for i, s in enumerate(sections) if s.flags & _SHF_ALLOC}
     candidates: list[_Candidate] = []
@@ -392,7 +377,7 @@ def _load_symbols(f: BinaryIO, h: ElfHeaders, machine: str) -> SymbolTable:
             names = _read_symbols(f, h, sec, table_rank, versyms, candidates)
             if kind == elfread.SHT_DYNSYM:
                 dynsym_names = names
-    if machine == _EM_X86_64 and dynsym_names:
+    if machine == _EM_X86_64 and dynsym_names and own_code:
         candidates.extend(_plt_candidates(f, h, dynsym_names))
     return SymbolTable(candidates, section_ends)
 
@@ -414,6 +399,8 @@ def _read_symbols(f: BinaryIO, h: ElfHeaders, sec: Section, table_rank: int,
         names.append(name)
         if (info & 0xF) not in _KINDS or not name or shndx == 0 or shndx >= _SHN_LORESERVE:
             continue
+        if shndx < len(h.sections) and not h.sections[shndx].flags & _SHF_ALLOC:
+            continue      # in no loaded section (glibc's .gnu.warning.*): no runtime address
         hidden = 0
         if versyms is not None and 2 * index + 2 <= len(versyms):
             hidden = 1 if struct.unpack_from(endian + "H", versyms, 2 * index)[0] & _VERSYM_HIDDEN else 0
