@@ -16,8 +16,14 @@ ASAN_DEFAULTS = {"symbolize": "0", "handle_segv": "0", "handle_sigbus": "0", "ha
 ASAN_FORCED = {"abort_on_error": "1", "detect_leaks": "0"}
 UBSAN_DEFAULTS = {"print_stacktrace": "0", "symbolize": "0"}
 UBSAN_FORCED = {"halt_on_error": "1", "abort_on_error": "1"}
+# MemorySanitizer (clang) exits with status 77 after its report unless told to abort.
+MSAN_DEFAULTS = {"symbolize": "0", "handle_segv": "0", "handle_sigbus": "0", "handle_sigfpe": "0",
+                 "handle_sigill": "0", "handle_abort": "0"}
+MSAN_FORCED = {"abort_on_error": "1", "halt_on_error": "1"}
 
-_ERROR = re.compile(r"^==\d+==\s*ERROR: (\w+Sanitizer): (.+?)(?: on (?:address|unknown address) (0x[0-9a-f]+).*)?$")
+# ASan and the others report an ERROR; MemorySanitizer's report is a WARNING (that ends the program).
+_ERROR = re.compile(r"^==\d+==\s*(?:ERROR: (\w+Sanitizer)|WARNING: (MemorySanitizer)): (.+?)"
+                    r"(?: on (?:address|unknown address) (0x[0-9a-f]+).*)?$")
 _SUMMARY = re.compile(r"^SUMMARY: (\w+Sanitizer): ([\w()-]+(?: [\w()-]+)*?)(?: \(|\s+\S+:\d+|$)")
 _ACCESS = re.compile(r"^(READ|WRITE) of size (\d+) at (0x[0-9a-f]+)")
 _RUNTIME = re.compile(r"^(\S+?:\d+(?::\d+)?): runtime error: (.+)$")
@@ -37,6 +43,7 @@ def sanitizer_env(env: Mapping[str, str]) -> dict[str, str]:
     out = dict(env)
     out["ASAN_OPTIONS"] = _options(env.get("ASAN_OPTIONS"), ASAN_DEFAULTS, ASAN_FORCED)
     out["UBSAN_OPTIONS"] = _options(env.get("UBSAN_OPTIONS"), UBSAN_DEFAULTS, UBSAN_FORCED)
+    out["MSAN_OPTIONS"] = _options(env.get("MSAN_OPTIONS"), MSAN_DEFAULTS, MSAN_FORCED)
     return out
 
 
@@ -49,9 +56,9 @@ def parse_report(lines: Iterable[str]) -> dict[str, Any] | None:
         if found is None:
             m = _ERROR.match(line)
             if m:
-                found = {"tool": m.group(1), "bug_type": _bug_type(m.group(2))}
-                if m.group(3):
-                    found["address"] = m.group(3)
+                found = {"tool": m.group(1) or m.group(2), "bug_type": _bug_type(m.group(3))}
+                if m.group(4):
+                    found["address"] = m.group(4)
                 continue
             m = _RUNTIME.match(line)
             if m:
@@ -65,7 +72,12 @@ def parse_report(lines: Iterable[str]) -> dict[str, Any] | None:
         m = _SUMMARY.match(line)
         if m:
             found["summary"] = line[len("SUMMARY: "):]
-            found["bug_type"] = _bug_type(m.group(2))
+            if found["tool"] == "UndefinedBehaviorSanitizer":
+                # gcc's runtime says undefined-behavior, clang's names the check
+                # (signed-integer-overflow): the rules see one bug type, CASR's name the word.
+                found["kind"] = _bug_type(m.group(2))
+            else:
+                found["bug_type"] = _bug_type(m.group(2))
             break
     return found
 
