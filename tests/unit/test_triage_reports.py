@@ -105,7 +105,8 @@ def test_sarif_validates_and_points_at_source(tmp_path):
 def test_markdown_summary_table():
     text = format_markdown(build_report(META, outcomes()))
     assert text.startswith("## Crash triage: 2 unique crashes in 5 inputs")
-    assert "| EXPLOITABLE | DestAv | 1 | `app!emit` ← `app!main` | `in/c` |" in text
+    # A record without thread and process (an old report) leaves "Crashed in" empty.
+    assert "| EXPLOITABLE | DestAv | 1 | `app!emit` ← `app!main` |  | `in/c` |" in text
     assert "recipe crash-triage (sha256 aaaaaaaaaaaa)" in text and "build id c0ffee" in text
     assert "Timed out: `in/d`" in text
 
