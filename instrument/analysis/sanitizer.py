@@ -96,3 +96,53 @@ def _basename_location(location: str) -> str:
     # The report names the source by the path it was compiled from: keep the
     # file name and line only, so reports do not depend on the build folder.
     return location.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+# `#3 0x55d5c2e1b2a5 in overflow_write (/tmp/triage_asan+0x12a5)`, with or without the
+# `in NAME` (symbolize=0) and the `(module+offset)` (a symbolizer that found the source).
+_FRAME = re.compile(r"^\s*#(\d+) 0x[0-9a-f]+(?: in (.+?))?(?:\s+\((.+)\+(0x[0-9a-f]+)\))?"
+                    r"(?: \(BuildId: \w+\))?\s*$")
+
+
+def report_frames(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """The first stack of the first sanitizer report in these stderr lines, as the crash
+    record's frames of a live stop would be: for a sanitizer that exited after its report
+    instead of aborting, the only stack left.
+
+    The report prints each pc less one (the call, not the return address); a frame here
+    gets the return address's offset and the symbol of the call, from the module's own
+    ELF symbols as a live frame does, so both give the same stack hash."""
+    frames: list[dict[str, Any]] = []
+    started = False
+    for raw in lines:
+        line = raw.rstrip()
+        if not started:
+            started = bool(_ERROR.match(line) or _RUNTIME.match(line))
+            continue
+        m = _FRAME.match(line)
+        if m is None:
+            if frames:
+                break
+            continue
+        frames.append(_frame(m.group(2), m.group(3), m.group(4)))
+    return frames
+
+
+def _frame(name: str | None, path: str | None, offset: str | None) -> dict[str, Any]:
+    from ..symbols.elf import ImageError, open_image
+
+    if name and " " in name:          # `name path/file.c:8:5`: the name alone
+        name = name.split(" ", 1)[0]
+    frame: dict[str, Any] = {"pc": None, "module": _basename_location(path) if path else None,
+                             "offset": None, "symbol": name}
+    if path and offset:
+        call = int(offset, 16)
+        frame["offset"] = hex(call + 1)
+        try:
+            image = open_image(path)
+            hit = image.symbolize(call + (image.extent[0] & ~0xFFF))
+        except ImageError:
+            hit = None
+        if hit is not None:
+            frame["symbol"] = f"{hit[0]}+{hit[1] + 1:#x}"
+    return frame

@@ -154,11 +154,13 @@ class Worker:
     def _outcome(self, path: str | None, summary: dict[str, Any], crashes: list[dict[str, Any]],
                  stderr: list[str]) -> dict[str, Any]:
         name = path if path is not None else NO_INPUT
+        report = parse_report(stderr)
         crash = crashes[0] if crashes else _signal_death(summary)
+        if crash is None and report is not None and summary.get("ended") != "timeout":
+            crash = _sanitizer_exit(summary, stderr)
         if crash is None:
             return {"input": name, "status": "timeout" if summary.get("ended") == "timeout" else "clean",
                     "crash": None}
-        report = parse_report(stderr)
         if report is not None:
             crash["sanitizer"] = report
         annotate(crash, self.rules)
@@ -186,6 +188,19 @@ def _signal_death(summary: dict[str, Any]) -> dict[str, Any] | None:
             "exception_code": hex(ExceptionCode.SIGNAL), "signal": sig, "address": None,
             "fault_address": None, "access": None, "instruction": None, "module": None, "symbol": None,
             "frames": [], "registers": {}, "disassembly": []}
+
+
+def _sanitizer_exit(summary: dict[str, Any], stderr: list[str]) -> dict[str, Any]:
+    """A crash record for a sanitizer that reported and then exited (abort_on_error=0 set
+    where triage cannot override it: a wrapper script's own ASAN_OPTIONS, say) or went on
+    (UBSan without halt_on_error): the report is the finding. Its frames are the report's
+    stack, which is all that is left of the moment of the bug."""
+    from ..analysis.sanitizer import report_frames
+
+    return {"event": "crash", "code": int(EventCode.EXCEPTION_DEBUG_EVENT), "exception": "SIGNAL",
+            "exception_code": hex(ExceptionCode.SIGNAL), "signal": None, "exit_code": summary.get("exit_code"),
+            "address": None, "fault_address": None, "access": None, "instruction": None, "module": None,
+            "symbol": None, "frames": report_frames(stderr), "registers": {}, "disassembly": []}
 
 
 @contextlib.contextmanager

@@ -173,6 +173,36 @@ def test_a_users_abort_on_error_0_gives_the_same_record(targets, monkeypatch, pr
     assert after["classification"] == before["classification"] and after["hash"] == before["hash"]
 
 
+@pytest.mark.parametrize("program, mode, options, rule, casr", [
+    ("triage_asan", "heap-write", "ASAN_OPTIONS=abort_on_error=0:detect_leaks=0:symbolize=0",
+     "SanitizerOverflowWrite", "heap-buffer-overflow(write)"),
+    ("triage_asan", "uaf", "ASAN_OPTIONS=abort_on_error=0:detect_leaks=0", "UseAfterFree", "heap-use-after-free(read)"),
+    ("triage_ubsan", None, "UBSAN_OPTIONS=halt_on_error=0", "UndefinedBehavior", "undefined-behavior"),
+])
+def test_a_sanitizer_that_exits_after_its_report_is_still_a_crash(targets, program, mode, options, rule, casr):
+    """Options triage cannot override (a wrapper sets its own, here `env`): ASan reports and
+    _exits(1), UBSan reports and goes on to exit 0. The report is the finding: same class,
+    CASR's name, and the report's own stack for frames (no pid, no absolute address)."""
+    import shutil
+
+    command = (shutil.which("env") or "/usr/bin/env", options, targets[program]) + ((mode,) if mode else ())
+    outcome = Worker(TriageConfig(command=command, timeout=20)).run(None)
+    assert outcome["status"] == "crash", outcome
+    crash = outcome["crash"]
+    assert (crash["classification"]["rule"], crash["classification"]["casr"]) == (rule, casr)
+    assert crash["signal"] is None and "pid" not in crash
+    if program == "triage_asan":
+        assert crash["exit_code"] == 1
+        assert [f["symbol"].split("+")[0] for f in crash["frames"][:2]] == [
+            "overflow_write" if mode == "heap-write" else "use_after_free", "main"]
+        assert all(f["pc"] is None for f in crash["frames"])
+        if "symbolize=0" in options:
+            # Module+offset frames (as triage's own options print them) hash as the live
+            # stack of the aborting run does: one bucket. A symbolized report names no
+            # module for a frame with a source line, so its bucket is its own.
+            assert crash["hash"] == run_crash(targets, program, mode)["hash"]
+
+
 @pytest.mark.parametrize("rule", sorted(SHADOWED))
 def test_shadowed_rule_is_listed(targets, rule):
     crash = run_crash(targets, *SHADOWED[rule])
