@@ -1,30 +1,43 @@
 #!/usr/bin/env python3
-"""Per-crash time of `instrument triage` (one and two jobs) against gdb on the same crashing inputs.
+"""Per-crash time of `instrument triage` (--jobs 1 and --jobs 2) against gdb on the same crashing inputs.
 
-    python bench/triage.py                # 60 inputs
-    python bench/triage.py --inputs 200
+    python bench/triage.py                                   # 60 inputs, gdb -batch bt only
+    python bench/triage.py --exploitable PATH/exploitable.py # and gdb + the exploitable plugin
+    python bench/triage.py --inputs 200 --gdb-inputs 30
 
-The gdb reference runs `gdb -batch -ex run -ex bt` once per input, which is
-what gdb with the `exploitable` plugin does before its own analysis (the
-plugin is not on PyPI; with it, this machine measured about 0.42 s per
-crash). Prints seconds per crash and the ratios; asserts nothing (HOUSE.md
-rule 11).
+Every figure comes from this run, on this machine (HOUSE.md rule 11):
+
+- `instrument triage --inputs DIR --jobs J` over a folder of crashing inputs (six
+  crash kinds in turn), wall time divided by the number of inputs, CLI start-up,
+  classification, bucketing and the JSON report included;
+- `gdb -nx -batch -ex run -ex bt` once per input, on the first --gdb-inputs of them;
+- `gdb -nx -batch -ex 'source exploitable.py' -ex run -ex exploitable` likewise,
+  when --exploitable names the plugin (jfoote/exploitable is not on PyPI nor in
+  Debian: point at a checkout's exploitable/exploitable.py; without it the bench
+  says so and prints the bt ratio alone).
+
+The gdb references run with the same parallelism as the triage run they are
+compared with (two gdb processes at a time against --jobs 2), so a ratio never
+credits the second core to one side only. Prints seconds per crash and the
+ratios; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "tests" / "targets" / "triage_input.c"
 KINDS = ("null-read", "null-write", "wild-write", "div", "abort", "double-free")
-GDB_EXPLOITABLE_REFERENCE = 0.42     # s per crash, gdb + exploitable on this machine
 
 
 def build(tmp: Path) -> Path:
@@ -41,52 +54,91 @@ def make_inputs(tmp: Path, count: int) -> Path:
     return folder
 
 
-def time_triage(program: Path, inputs: Path, jobs: int, out: Path) -> float:
+def triage_env(tmp: Path) -> dict[str, str]:
+    """The environment of an installed tool: Python keeps its compiled modules (here in
+    a cache of this run's own; a development shell may have PYTHONDONTWRITEBYTECODE)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+    return env
+
+
+def time_triage(program: Path, inputs: Path, jobs: int, out: Path, env: dict[str, str]) -> float:
     exe = Path(sys.executable).parent / "instrument"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "instrument"]
     start = time.perf_counter()
     proc = subprocess.run([*cmd, "triage", "--inputs", str(inputs), "--jobs", str(jobs), "--quiet",
-                           "-o", str(out), "--", str(program), "@@"], capture_output=True, text=True)
+                           "-o", str(out), "--", str(program), "@@"], capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - start
     if proc.returncode != 1:
         raise SystemExit(f"triage failed ({proc.returncode}): {proc.stderr}")
     return elapsed
 
 
-def time_gdb(program: Path, inputs: Path, limit: int) -> tuple[float, int]:
-    files = sorted(inputs.iterdir())[:limit]
+def gdb_command(program: Path, path: Path, plugin: Path | None) -> list[str]:
+    if plugin is None:
+        return ["gdb", "-nx", "-batch", "-ex", "run", "-ex", "bt", "--args", str(program), str(path)]
+    return ["gdb", "-nx", "-batch", "-ex", f"source {plugin}", "-ex", "run", "-ex", "exploitable",
+            "--args", str(program), str(path)]
+
+
+def time_gdb(program: Path, files: Sequence[Path], jobs: int, plugin: Path | None) -> float:
+    """Wall time of one gdb per input, `jobs` at a time."""
+    def one(path: Path) -> str:
+        return subprocess.run(gdb_command(program, path, plugin), capture_output=True, text=True,
+                              check=False).stdout
+
     start = time.perf_counter()
-    for path in files:
-        subprocess.run(["gdb", "-nx", "-batch", "-ex", "run", "-ex", "bt", "--args", str(program), str(path)],
-                       capture_output=True, text=True, check=False)
-    return time.perf_counter() - start, len(files)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        outputs = list(pool.map(one, files))
+    elapsed = time.perf_counter() - start
+    if plugin is not None and not any("Exploitability Classification" in o for o in outputs):
+        raise SystemExit(f"gdb + {plugin}: no classification in its output; is it the exploitable plugin?")
+    return elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--inputs", type=int, default=60, help="How many crashing inputs (default 60).")
-    parser.add_argument("--gdb-inputs", type=int, default=20, help="How many of them gdb runs (default 20).")
+    parser.add_argument("--inputs", type=int, default=60, help="How many crashing inputs (default 60, at least 50).")
+    parser.add_argument("--gdb-inputs", type=int, default=12,
+                        help="How many of them each gdb reference runs, per job count (default 12).")
+    parser.add_argument("--exploitable", metavar="PATH", default=os.environ.get("EXPLOITABLE_PY"),
+                        help="The exploitable plugin's exploitable.py (default: $EXPLOITABLE_PY).")
     args = parser.parse_args()
+    if args.inputs < 50:
+        parser.error("--inputs: at least 50 (the issue's folder size)")
+    plugin = Path(args.exploitable).resolve() if args.exploitable else None
+    if plugin is not None and not plugin.is_file():
+        parser.error(f"--exploitable {args.exploitable}: no such file")
+    have_gdb = shutil.which("gdb") is not None
     with tempfile.TemporaryDirectory(prefix="bench-triage-") as tmpdir:
         tmp = Path(tmpdir)
         program = build(tmp)
         inputs = make_inputs(tmp, args.inputs)
+        files = sorted(inputs.iterdir())[:args.gdb_inputs]
         n = args.inputs
-        one = time_triage(program, inputs, 1, tmp / "one.json") / n
-        two = time_triage(program, inputs, 2, tmp / "two.json") / n
-        print(f"instrument triage --jobs 1: {one * 1000:7.1f} ms per crash ({n} crashes, CLI start-up included)")
-        print(f"instrument triage --jobs 2: {two * 1000:7.1f} ms per crash")
-        if shutil.which("gdb"):
-            total, count = time_gdb(program, inputs, args.gdb_inputs)
-            gdb = total / count
-            print(f"gdb -batch -ex run -ex bt:  {gdb * 1000:7.1f} ms per crash ({count} crashes)")
-            print(f"speed-up, one job:  {gdb / one:5.1f}x over gdb bt, "
-                  f"{GDB_EXPLOITABLE_REFERENCE / one:5.1f}x over gdb+exploitable ({GDB_EXPLOITABLE_REFERENCE} s)")
-            print(f"speed-up, two jobs: {gdb / two:5.1f}x over gdb bt, "
-                  f"{GDB_EXPLOITABLE_REFERENCE / two:5.1f}x over gdb+exploitable")
-        else:
-            print(f"gdb not found; gdb+exploitable reference {GDB_EXPLOITABLE_REFERENCE} s per crash: "
-                  f"{GDB_EXPLOITABLE_REFERENCE / one:.1f}x (one job)")
+        env = triage_env(tmp)
+        # Warm-up, untimed: compiled modules cached, the program and libc in the page cache.
+        warm = tmp / "warm"
+        warm.mkdir()
+        shutil.copy(files[0], warm / files[0].name)
+        time_triage(program, warm, 1, tmp / "warm.json", env)
+        if have_gdb:
+            time_gdb(program, files[:1], 1, plugin)
+        print(f"{n} crashing inputs ({', '.join(KINDS)} in turn); gdb references on {len(files)} of them")
+        for jobs in (1, 2):
+            ours = time_triage(program, inputs, jobs, tmp / f"jobs{jobs}.json", env) / n
+            print(f"--jobs {jobs}: instrument triage      {ours * 1000:8.1f} ms per crash")
+            if not have_gdb:
+                print("          gdb not found: no reference")
+                continue
+            bt = time_gdb(program, files, jobs, None) / len(files)
+            print(f"          gdb -batch run+bt       {bt * 1000:8.1f} ms per crash  -> {bt / ours:6.1f}x")
+            if plugin is None:
+                print("          gdb + exploitable       not measured: the plugin is not installed "
+                      "(not on PyPI or in Debian; pass --exploitable PATH/exploitable.py)")
+                continue
+            expl = time_gdb(program, files, jobs, plugin) / len(files)
+            print(f"          gdb + exploitable       {expl * 1000:8.1f} ms per crash  -> {expl / ours:6.1f}x")
 
 
 if __name__ == "__main__":

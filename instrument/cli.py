@@ -37,6 +37,9 @@ def _fail(error: InstrumentError, traceback: bool) -> None:
     sys.exit(error.exit_status)
 
 
+NO_SECCOMP_HELP = ("Stop the target at every system call (PTRACE_SYSCALL) and sort out the ones the recipe's "
+                   "`syscalls:` names, instead of a seccomp-bpf filter that stops only those (for comparison; "
+                   "the summary's `syscalls` says which ran).")
 NO_PIN_HELP = ("Do not pin tracer and target to one CPU. By default a started target runs on the "
                "tracer's CPU while it has one thread (stops cost ~5x less here) and gets every CPU back "
                "at its second thread, so threads interleave as untraced; the summary says `pinned` "
@@ -120,12 +123,14 @@ def main(traceback: bool) -> None:
 @click.option("--all-events", is_flag=True, help="Write a record for every debug event, not just handled ones.")
 @click.option("--no-pin", is_flag=True, help=NO_PIN_HELP)
 @click.option("--no-sampling", is_flag=True,
-              help="Stop the target at every hardware breakpoint hit, even one that only logs registers "
-                   "(by default such hits are sampled by perf events while the target runs on).")
+              help="Stop the target at every breakpoint hit, even one that only logs registers "
+                   "(by default such hits are sampled by perf events while the target runs on: "
+                   "hardware breakpoints as perf breakpoints, soft ones as uprobes).")
+@click.option("--no-seccomp", is_flag=True, help=NO_SECCOMP_HELP)
 @handle_errors
 def run(recipe: str, command: tuple[str, ...], pid: int | None, sets: tuple[str, ...], fmt: str,
         output: str | None, out_dir: str, timeout: float | None, all_events: bool, no_pin: bool,
-        no_sampling: bool) -> None:
+        no_sampling: bool, no_seccomp: bool) -> None:
     """Run RECIPE (a file, or the name of a shipped recipe) against its target.
 
     A COMMAND after `--` replaces the recipe's `target: run:`.
@@ -137,18 +142,19 @@ def run(recipe: str, command: tuple[str, ...], pid: int | None, sets: tuple[str,
     plan = compile_recipe(find_recipe(recipe), overrides=parse_sets(sets), command=command or None, pid=pid,
                           timeout=timeout, capabilities=backend.capabilities, need_target=True,
                           sample_hits=not no_sampling)
-    _run_plan(plan, backend, fmt=fmt, output=output, out_dir=out_dir, all_events=all_events, no_pin=no_pin)
+    _run_plan(plan, backend, fmt=fmt, output=output, out_dir=out_dir, all_events=all_events, no_pin=no_pin,
+              no_seccomp=no_seccomp)
 
 
 def _run_plan(plan: Any, backend: Any, *, fmt: str, output: str | None, out_dir: str, all_events: bool = False,
-              no_pin: bool = False) -> None:
+              no_pin: bool = False, no_seccomp: bool = False) -> None:
     """Run a compiled plan, report its records, say what went wrong on stderr, exit with its status."""
     from .engine.session import run as run_session
     from .report import open_reporter
 
     with open_reporter(fmt, output) as reporter:
         result = run_session(plan, emit=reporter.emit, backend=backend, all_events=all_events,
-                             out_dir=out_dir, pin_cpu=not no_pin)
+                             out_dir=out_dir, pin_cpu=not no_pin, syscall_filter=not no_seccomp)
     # Records may be going to a file: say on stderr what went wrong with the recipe itself.
     for message in result.summary.get("errors", []):
         click.echo(f"instrument: warning: {message}", err=True)
@@ -165,6 +171,7 @@ Examples:
   instrument trace -i 'libc.so.6!open: {str(arg0)} flags={arg1:#x}' --ret -- /bin/ls /
   instrument trace -i 'ns::Parser::*' --backtrace 8 --limit 5 -- ./app
   instrument trace -i 'libc.so.6!str*' --save strings.yaml -- ./app   # then: instrument run strings.yaml
+  instrument trace -s openat -s 'write: {count} bytes to fd {fd}' -- /bin/ls /
 \b
 PLACE is what a recipe's `at:` takes: a function (malloc, ns::K::f), a module's
 function (libc.so.6!malloc), an address expression (hit+4, 0x401136,
@@ -178,8 +185,11 @@ hit's record names its function. Without ': FORMAT', a hit logs its first
 
 @main.command(epilog=EPILOG_TRACE)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-@click.option("-i", "--include", "specs", multiple=True, required=True, metavar="PLACE[: FORMAT]",
+@click.option("-i", "--include", "specs", multiple=True, metavar="PLACE[: FORMAT]",
               help="Break here (repeatable); ': FORMAT' says what each hit logs, e.g. 'open: {str(arg0)}'.")
+@click.option("-s", "--syscall", "syscalls", multiple=True, metavar="NAME[: FORMAT]",
+              help="Record each call of this system call, entry and exit, as strace shows it (repeatable; "
+                   "a name, number or glob such as 'open*').")
 @click.option("--args", "n_args", type=click.IntRange(0, 6), default=3, show_default=True,
               help="Arguments each hit logs (arg0..), where no FORMAT is given.")
 @click.option("--ret", is_flag=True, help="Also a `return` record per call, with its return value (retval).")
@@ -202,7 +212,8 @@ hit's record names its function. Without ': FORMAT', a hit logs its first
 @click.option("--print-recipe", is_flag=True, help="Print the equivalent recipe and exit without running.")
 @click.option("--no-pin", is_flag=True, help=NO_PIN_HELP)
 @handle_errors
-def trace(command: tuple[str, ...], specs: tuple[str, ...], n_args: int, ret: bool, backtrace: int | None,
+def trace(command: tuple[str, ...], specs: tuple[str, ...], syscalls: tuple[str, ...], n_args: int, ret: bool,
+          backtrace: int | None,
           limit: int | None, hardware: bool, follow_forks: bool, max_matches: int | None, pid: int | None,
           fmt: str, output: str | None, out_dir: str, timeout: float | None, save: str | None,
           print_recipe: bool, no_pin: bool) -> None:
@@ -216,7 +227,8 @@ def trace(command: tuple[str, ...], specs: tuple[str, ...], n_args: int, ret: bo
     from .recipe.trace import TRACE_FILE, TraceOptions, trace_recipe
 
     written = trace_recipe(TraceOptions(
-        specs=specs, command=command, pid=pid, args=n_args, ret=ret, backtrace=backtrace, limit=limit,
+        specs=specs, syscalls=syscalls, command=command, pid=pid, args=n_args, ret=ret, backtrace=backtrace,
+        limit=limit,
         hardware=hardware, follow_forks=follow_forks, max_matches=max_matches, timeout=timeout))
     if print_recipe:
         click.echo(written.text, nl=False)
@@ -297,11 +309,11 @@ def explain(recipe: str, command: tuple[str, ...], sets: tuple[str, ...]) -> Non
     try:
         from .backend import get_backend
         capabilities = get_backend().capabilities
-        sampled, abi = capabilities.sampled_registers, capabilities.abi
+        sampled, abi, soft = capabilities.sampled_registers, capabilities.abi, capabilities.sampled_soft
     except TargetError:             # no backend on this OS: the plan alone
         from .arch.x86_64 import Abi
-        sampled, abi = frozenset(), Abi.SYSV
-    click.echo(explain_plan(plan, sampled, abi), nl=False)
+        sampled, abi, soft = frozenset(), Abi.SYSV, False
+    click.echo(explain_plan(plan, sampled, abi, soft), nl=False)
 
 
 @main.command()

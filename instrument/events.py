@@ -24,11 +24,14 @@ class EventCode(enum.IntEnum):
     UNLOAD_DLL_DEBUG_EVENT = 7
     OUTPUT_DEBUG_STRING_EVENT = 8
     RIP_EVENT = 9
+    # Beyond the Windows numbering (which has no system call event): a system call
+    # stop, entry or exit, of a call a recipe names (Linux: seccomp-bpf or PTRACE_SYSCALL).
+    SYSCALL_EVENT = 0x100
 
     @property
     def record_name(self) -> str:
         """The `event` field of this event's output record (and its key under `events:`)."""
-        return EVENT_RECORD_NAMES[self]
+        return EVENT_RECORD_NAMES.get(self) or SECTION_RECORD_NAMES[self]
 
 
 EVENT_RECORD_NAMES: dict[EventCode, str] = {
@@ -43,6 +46,8 @@ EVENT_RECORD_NAMES: dict[EventCode, str] = {
     EventCode.RIP_EVENT: "rip",
 }
 EVENT_CODES_BY_NAME: dict[str, EventCode] = {v: k for k, v in EVENT_RECORD_NAMES.items()}
+# Events with a recipe section of their own (not keys of `events:`).
+SECTION_RECORD_NAMES: dict[EventCode, str] = {EventCode.SYSCALL_EVENT: "syscall"}
 
 
 class ExceptionCode(enum.IntEnum):
@@ -174,9 +179,20 @@ class RipInfo:
     signal: str | None = None         # the signal that took the target, where known (SIGKILL)
 
 
+@dataclass(frozen=True)
+class SyscallInfo:
+    """A system call stop: at its entry (arguments as the call got them) or its exit
+    (`retval` as the kernel returned it, signed; -errno on failure)."""
+
+    number: int
+    entry: bool
+    args: tuple[int, ...]             # the six argument registers, in the system call ABI
+    retval: int | None = None         # exit only
+
+
 EventInfo = Union[
     ExceptionInfo, CreateThreadInfo, CreateProcessInfo, ExitThreadInfo,
-    ExitProcessInfo, LoadDllInfo, UnloadDllInfo, DebugStringInfo, RipInfo,
+    ExitProcessInfo, LoadDllInfo, UnloadDllInfo, DebugStringInfo, RipInfo, SyscallInfo,
 ]
 
 _INFO_TYPES: dict[EventCode, type] = {
@@ -189,6 +205,7 @@ _INFO_TYPES: dict[EventCode, type] = {
     EventCode.UNLOAD_DLL_DEBUG_EVENT: UnloadDllInfo,
     EventCode.OUTPUT_DEBUG_STRING_EVENT: DebugStringInfo,
     EventCode.RIP_EVENT: RipInfo,
+    EventCode.SYSCALL_EVENT: SyscallInfo,
 }
 
 

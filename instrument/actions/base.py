@@ -72,6 +72,8 @@ class CompileContext:
     # variables, so names are looked up in the stopped frame's debug information
     # before the symbol tables (Plan.variables). A recipe that names none reads no DWARF.
     dwarf_uses: set[str] = dataclasses.field(default_factory=set)
+    # Names a section's stops have besides EVENT_FIELDS (a system call's arguments by name).
+    extra_names: frozenset[str] = frozenset()
 
     def uses_variables(self, why: str) -> None:
         self.dwarf_uses.add(why)
@@ -111,7 +113,8 @@ class CompileContext:
             return False
         variables = False
         for name in sorted(names):
-            if name in self.params or name in EVENT_FIELDS or "!" in name or name.count(":") == 1:
+            if name in self.params or name in EVENT_FIELDS or name in self.extra_names \
+                    or "!" in name or name.count(":") == 1:
                 continue
             if self.symbols.knows(name, variables=False):
                 continue

@@ -23,7 +23,7 @@ _PREFIXES = frozenset({"bnd", "notrack", "lock", "rep", "repe", "repz", "repne",
 _FIELD = re.compile(r"\{(\w+)\}")
 
 _LIST_KEYS = ("signal", "exception", "access", "check", "mnemonic", "sanitizer", "sanitizer_access")
-_BOOL_KEYS = ("near_null", "pc_near_null", "fault_at_pc", "pc_in_stack", "frames_unknown")
+_BOOL_KEYS = ("near_null", "pc_near_null", "fault_at_pc", "pc_in_stack", "frames_unknown", "sent")
 
 _CONDITION: dict[str, Any] = {
     "type": "object",
@@ -52,6 +52,7 @@ RULES_SCHEMA: dict[str, Any] = {
                 "id": {"type": "string", "pattern": r"^[A-Za-z][\w.-]*$"},
                 "class": {"enum": list(CLASSES)},
                 "description": {"type": "string"},
+                "casr": {"type": "string"},
                 "when": {"$ref": "#/definitions/condition"},
             },
         }},
@@ -65,6 +66,7 @@ class Rule:
     cls: str
     description: str
     when: Mapping[str, Any]
+    casr: str | None = None      # CASR's class for the same crash (a {field} template)
 
 
 def _parse(text: str, source: str) -> list[Rule]:
@@ -83,7 +85,8 @@ def parse_rules(data: Any, source: str) -> list[Rule]:
     if errors:
         where = "/".join(str(p) for p in errors[0].path) or "(top)"
         raise UsageError(f"{source}: {where}: {errors[0].message}")
-    rules = [Rule(r["id"], r["class"], r.get("description", r["id"]), r["when"]) for r in data["rules"]]
+    rules = [Rule(r["id"], r["class"], r.get("description", r["id"]), r["when"], r.get("casr"))
+             for r in data["rules"]]
     for rule in rules:
         if "instruction" in rule.when:
             _regex(rule.when["instruction"], f"{source}: rule {rule.id}")
@@ -174,7 +177,30 @@ def crash_facts(crash: Mapping[str, Any]) -> dict[str, Any]:
         "sanitizer_access": sanitizer.get("access"),
         "sanitizer_tool": sanitizer.get("tool") or "",
         "sanitizer_detail": sanitizer.get("detail") or sanitizer.get("bug_type") or "",
+        "sanitizer_casr": _casr_sanitizer_class(sanitizer),
+        "sent": bool(crash.get("sent")),
     }
+
+
+# CASR's sanitizer classes that it splits by the access: NAME(read), NAME(write), and
+# NAME when the report gives no access (libcasr execution_class.rs).
+_CASR_BY_ACCESS = frozenset({
+    "heap-buffer-overflow", "global-buffer-overflow", "stack-use-after-scope", "stack-use-after-return",
+    "stack-buffer-overflow", "stack-buffer-underflow", "heap-use-after-free", "container-overflow"})
+
+
+def _casr_sanitizer_class(sanitizer: Mapping[str, Any]) -> str:
+    """CASR's name for a sanitizer report: `heap-buffer-overflow(write)`, `double-free`, ..."""
+    bug = str(sanitizer.get("bug_type") or "")
+    if not bug:
+        return ""
+    if sanitizer.get("tool") == "UndefinedBehaviorSanitizer":
+        # CASR names a UBSan warning by its SUMMARY word; gcc's runtime says undefined-behavior.
+        return str(sanitizer.get("kind") or bug)
+    access = sanitizer.get("access")
+    if bug in _CASR_BY_ACCESS and access in ("read", "write"):
+        return f"{bug}({access})"
+    return bug
 
 
 def _accepts(allowed: Sequence[Any], value: Any) -> bool:
@@ -222,8 +248,11 @@ def classify(crash: Mapping[str, Any], rules: Sequence[Rule] | None = None) -> d
     if not matched:
         return {"class": "UNKNOWN", "rule": "Unclassified", "description": "No rule matched", "matches": []}
     first = matched[0]
-    return {"class": first.cls, "rule": first.id, "description": _describe(first.description, facts),
-            "matches": [r.id for r in matched]}
+    result = {"class": first.cls, "rule": first.id, "description": _describe(first.description, facts),
+              "matches": [r.id for r in matched]}
+    if first.casr:
+        result["casr"] = _describe(first.casr, facts) or first.id
+    return result
 
 
 def annotate(crash: dict[str, Any], rules: Sequence[Rule] | None = None) -> dict[str, Any]:
@@ -238,7 +267,8 @@ def rules_digest(rules: Sequence[Rule]) -> str:
     import hashlib
     import json
 
-    text = json.dumps([[r.id, r.cls, r.description, r.when] for r in rules], sort_keys=True)
+    text = json.dumps([[r.id, r.cls, r.description, r.when] + ([r.casr] if r.casr else []) for r in rules],
+                      sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

@@ -53,8 +53,14 @@ def _preceding(read_memory: ReadMemory, pc: int, before: int, function_start: in
     # points land on pc; let them vote on the last `before` instructions.
     votes: Counter[tuple[int, ...]] = Counter()
     found: dict[tuple[int, ...], list[Any]] = {}
+    # One read for every start point (a read is a system call): where the window's
+    # beginning is unreadable, each start point reads what it can, as before.
+    window = read_available(read_memory, pc - BACKTRACK, BACKTRACK)
     for back in range(BACKTRACK, 0, -1):
-        code = read_available(read_memory, pc - back, back)
+        if len(window) == BACKTRACK:
+            code = window[BACKTRACK - back:]
+        else:
+            code = read_available(read_memory, pc - back, back)
         if len(code) < back:
             continue
         insns = _walk(code, pc - back, pc)

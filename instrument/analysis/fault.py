@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Mapping
 
 from ..arch.x86_64 import MASK64, MAX_INSN, is_canonical
@@ -20,6 +21,10 @@ STACK_GUARD_GAP = 1 << 20  # Linux keeps 256 pages unmapped below a growing stac
 # Where glibc ends up when its own checks abort the process.
 STACK_PROTECTOR = {"__stack_chk_fail", "__stack_chk_fail_local"}
 FORTIFY = {"__fortify_fail", "__chk_fail"}
+# A fortified function is named __NAME_chk (__printf_chk, __memcpy_chk, __read_chk). Not
+# all of them end in __chk_fail: a %n in a writable format aborts through __libc_fatal.
+# Under one of them an abort is the check firing (CASR's SafeFunctionCheck: `_chk()`).
+FORTIFIED = re.compile(r"^__\w+_chk$")
 HEAP_REPORTERS = {"malloc_printerr", "__malloc_assert"}
 # Public allocator entry points: an abort() under one of them is glibc's heap
 # consistency check firing even when libc has no .symtab to name
@@ -122,6 +127,8 @@ def refine(info: ExceptionInfo, names: set[str], memory_fault: bool, stack_exhau
         return ExceptionCode.STACK_BUFFER_OVERRUN, "fortify"
     if names & HEAP_REPORTERS or (info.signal == "SIGABRT" and names & ALLOCATOR):
         return ExceptionCode.HEAP_CORRUPTION, "heap"
+    if info.signal == "SIGABRT" and any(FORTIFIED.match(name) for name in names):
+        return ExceptionCode.STACK_BUFFER_OVERRUN, "fortify"
     if memory_fault and stack_exhausted:
         return ExceptionCode.STACK_OVERFLOW, None
     if info.from_user:
@@ -154,6 +161,10 @@ def analyze(info: ExceptionInfo, regs: Mapping[str, int], read_memory: ReadMemor
         "exception": exception_name(code),
         "exception_code": int(code),
         "signal": info.signal,
+        # Who raised it: si_code > 0 the kernel (a fault or trap of the code at pc), <= 0 a
+        # process (SI_USER kill, SI_TKILL tkill/raise, SI_QUEUE sigqueue); never its pid.
+        "si_code": info.si_code,
+        "sent": bool(info.from_user),
         "address": pc,
         "fault_address": fault_address,
         "access": access,

@@ -21,8 +21,9 @@ MACHINERY = frozenset({
 })
 _SANITIZER_PREFIXES = ("__asan", "__ubsan", "__sanitizer", "__interceptor", "__lsan", "__tsan", "__msan")
 _SANITIZER_MODULES = ("libasan.", "libubsan.", "libtsan.", "liblsan.", "libmsan.", "libclang_rt.")
-# Where glibc's machinery lives: its unnamed frames between abort() and the
-# caller (malloc_printerr, _int_free on a stripped libc) belong to the machinery too.
+# Where glibc's machinery lives: its internal frames between abort() and the caller
+# (malloc_printerr, _int_free: unnamed in the shipped libc, named by libc6-dbg's debug
+# file) belong to the machinery too.
 _LIBC_MODULES = ("libc.so", "libc-", "libpthread.so", "ld-linux")
 
 
@@ -59,12 +60,14 @@ def frame_key(frame: Mapping[str, Any]) -> str:
 
 
 def significant_frames(frames: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The frames that identify the bug: the abort/signal machinery on top dropped."""
-    top = list(frames)
+    """The frames that identify the bug: the abort/signal machinery on top dropped, and
+    the frames of inlined calls (their function is still named by its physical frame)."""
+    top = [f for f in frames if not f.get("inlined")]
     last = max((i for i, f in enumerate(top[:MACHINERY_DEPTH]) if _is_machinery(f)), default=-1)
     if last >= 0:
         rest = top[last + 1:]
-        while rest and not bare(rest[0].get("symbol")) \
+        # Named or not: libc6-dbg names them (_int_free), the shipped libc does not.
+        while rest and (not bare(rest[0].get("symbol")) or rest[0].get("separate_debug")) \
                 and _basename(rest[0].get("module")).startswith(_LIBC_MODULES):
             rest.pop(0)
         top = rest or top[last:]
@@ -76,9 +79,21 @@ def _digest(keys: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(keys).encode("utf-8")).hexdigest()[:16]
 
 
+def as_shipped(frame: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The frame as the module file itself names it: a name that only its separate debug
+    file gives (libc6-dbg's _int_free, a stripped program's functions) is left out."""
+    if not frame.get("separate_debug"):
+        return frame
+    return {k: (None if k == "symbol" else v) for k, v in frame.items()}
+
+
 def stack_hash(frames: Sequence[Mapping[str, Any]], crash: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """{major, minor} of a backtrace. Without frames, the crash site (module, symbol) stands in."""
-    keys = [frame_key(f) for f in significant_frames(frames)]
+    """{major, minor} of a backtrace. Without frames, the crash site (module, symbol) stands in.
+
+    Hashed as the module files name the frames (as_shipped), and without the frames of
+    inlined calls (DWARF's, which a stripped file lacks), so one bug hashes the same on a
+    machine with libc6-dbg installed and on one without; source lines never count."""
+    keys = [frame_key(f) for f in significant_frames([as_shipped(f) for f in frames])]
     if not keys and crash is not None:
         keys = [frame_key({"module": crash.get("module"), "symbol": crash.get("symbol")}),
                 str(crash.get("signal") or crash.get("exception") or "")]

@@ -34,12 +34,20 @@ class Capabilities:
     # Registers a hardware execute breakpoint can report without stopping its thread
     # (set_hardware_breakpoint(sample=True)); empty: every hit stops the thread.
     sampled_registers: frozenset[str] = frozenset()
+    # Soft breakpoints too can report those registers without stopping the thread
+    # (sample_code: a uprobe on Linux); where refused for one, it stops as an int3.
+    sampled_soft: bool = False
     # Nothing runs and nothing can change (a core file): no breakpoints of any kind, no
     # `set`, `write` or `return`; the compiler refuses recipes that need them.
     read_only: bool = False
     # POSIX signals are reported as they are delivered and can be passed on or dropped
     # (the `signals:` section); False: the reason the compiler gives for refusing it.
     signals: bool = False
+    # System call stops (a recipe's `syscalls:` section): entry and exit of named calls,
+    # skipping a call (skip_syscall). `syscall_filter`: a spawned target can have only the
+    # named calls stop it (seccomp-bpf); without, every call stops and is sorted here.
+    syscalls: bool = False
+    syscall_filter: bool = False
 
     def __post_init__(self) -> None:
         # A backend naming an ABI the register code cannot read fails here, at
@@ -56,6 +64,12 @@ class SpawnOptions:
     follow_forks: bool = False
     capture_stderr: bool = True           # stderr -> passed through + debug_string events
     pin_cpu: bool = True                  # run tracer and target on one CPU (HOUSE rule 12)
+    # System calls to report (numbers; None: none), and those whose exit is reported too.
+    # `syscall_filter`: only these stop the target (Capabilities.syscall_filter), for good:
+    # a filtered process must never be let go untraced (its named calls would fail).
+    syscalls: frozenset[int] | None = None
+    syscall_exits: frozenset[int] = frozenset()
+    syscall_filter: bool = False
 
 
 class Backend(Protocol):
@@ -146,6 +160,17 @@ class Backend(Protocol):
     def thread_name(self, pid: int, tid: int) -> str | None:
         """The thread's name (Linux comm); None where unknown."""
 
+    # -- system calls (capabilities.syscalls) ----------------------------------
+    def trace_syscalls(self, pid: int, numbers: frozenset[int], exits: frozenset[int]) -> None:
+        """Report the entry of system calls `numbers` (and the exit of `exits`) in every thread
+        of pid and its followed children, as SYSCALL_EVENTs holding their thread, without a
+        filter (every call stops and the backend sorts them): an attached process, or a
+        spawned one started without SpawnOptions.syscall_filter."""
+
+    def skip_syscall(self, tid: int, retval: int) -> None:
+        """Thread `tid`, held at a system call's entry: the call is not made, and returns
+        `retval` (-13: fails with EACCES)."""
+
     # -- hardware and memory breakpoints (capabilities permitting) ------------
     def set_hardware_breakpoint(self, pid: int, slot: int, address: int, access: str, size: int, *,
                                 sample: bool = False) -> None:
@@ -158,6 +183,17 @@ class Backend(Protocol):
         those in sampled_registers) and its time; the thread has run on, so the
         engine must neither read its memory nor change it for that hit. A thread
         where the backend cannot sample stops as usual."""
+
+    def sample_code(self, pid: int, address: int) -> str | None:
+        """Report every execution of the instruction at `address` in process pid (its
+        threads now and later, followed fork children) without stopping the thread and
+        without changing its memory: a BREAKPOINT whose ExceptionInfo carries the
+        registers (those in sampled_registers) and the time, as for `sample` above.
+        None when it does; else why it cannot (then nothing changed: the engine puts
+        an int3 there). Only where capabilities.sampled_soft."""
+
+    def unsample_code(self, pid: int, address: int) -> None:
+        """Stop what sample_code started; hits already taken are still reported."""
 
     def take_samples(self) -> list[DebugEvent]:
         """Sampled hits not reported yet (the session is ending): handle them before

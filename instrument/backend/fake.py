@@ -128,11 +128,23 @@ class FakeBackend:
     def thread_name(self, pid: int, tid: int) -> str | None:
         return None
 
+    def sample_code(self, pid: int, address: int) -> str | None:
+        return "the fake backend does not sample soft breakpoints"   # capabilities.sampled_soft is False
+
+    def unsample_code(self, pid: int, address: int) -> None:
+        pass
+
     def take_samples(self) -> list[DebugEvent]:
         return []          # never samples: capabilities.sampled_registers is empty
 
     def sampling_problems(self) -> list[str]:
         return []
+
+    def trace_syscalls(self, pid: int, numbers: frozenset[int], exits: frozenset[int]) -> None:
+        raise DebuggerError("the fake backend has no system call stops")
+
+    def skip_syscall(self, tid: int, retval: int) -> None:
+        raise DebuggerError("the fake backend has no system call stops")
 
     def set_hardware_breakpoint(self, pid: int, slot: int, address: int, access: str, size: int, *,
                                 sample: bool = False) -> None:

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..symbols.demangle import demangle_many, is_mangled, without_parameters
+from ..symbols.demangle import demangle_many, is_mangled, lookup_aliases, without_parameters
 
 
 @dataclass(frozen=True)
@@ -62,13 +62,19 @@ def _code_test(image: Any) -> Callable[[int], bool]:
 
 
 @functools.lru_cache(maxsize=64)
-def function_table(image: Any) -> tuple[Function, ...]:
+def function_table(image: Any, with_debug_file: bool = False) -> tuple[Function, ...]:
     """Every function of `image` (an ElfImage or PeImage), one per address, in address order.
 
     Aliases (two names at one address: `__libc_malloc` and `malloc`) are one
     function. PLT stubs (`puts@plt`) are not the module's functions and are left
-    out; data symbols too."""
-    by_name: dict[str, int] = image.symbols.by_name
+    out; data symbols too. with_debug_file: the names of its separate debug file too
+    (for the main program, so a stripped one matches as it did unstripped; not for
+    libraries, where libc6-dbg would add hundreds of internal names to `str*`)."""
+    by_name: dict[str, int] = dict(image.symbols.by_name)
+    debug = getattr(image, "debug_symbols", None) if with_debug_file else None
+    if debug is not None:
+        for name, address in debug.by_name.items():
+            by_name.setdefault(name, address)
     is_code = _code_test(image)
     groups: dict[int, list[str]] = {}
     for name, address in by_name.items():
@@ -83,7 +89,7 @@ def function_table(image: Any) -> tuple[Function, ...]:
         for n in sorted(groups[address], key=_alias_rank):
             full = demangled.get(n, n)
             short = without_parameters(full)
-            aliases.append(Alias(n, short, full, tuple(dict.fromkeys((n, full, short)))))
+            aliases.append(Alias(n, short, full, tuple(dict.fromkeys((n, full, short, *lookup_aliases(full))))))
         out.append(Function(address, tuple(aliases)))
     return tuple(out)
 

@@ -36,6 +36,8 @@ class BreakpointPlan:
     # Its hits are reported without stopping the thread (compiler/sampling.py); chosen
     # for a backend's capabilities, so False until Plan.sampling_chosen.
     sampled: bool = False
+    # What explain should say of where it lands (a source line without code: the next one).
+    note: str | None = None
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ class PatternPlan:
     def expand(self, image: Any, module: Module, main: bool) -> list[Expansion]:
         """The functions of `image` (loaded as `module`) this pattern matches, one per address."""
         out = []
-        for f in matching(function_table(image), self.pattern.function):
+        for f in matching(function_table(image, main), self.pattern.function):
             qualified = f.name if main else f"{module.name}!{f.name}"
             bp_id = f"{self.id}[{qualified}]" if self.id_given else qualified
             out.append(Expansion(bp_id, module.name, f.name, f"{module.name}!{f.linkage}", f.address, main))
@@ -234,11 +234,13 @@ def _unique(bp_id: str, taken: Container[str], new: Sequence[Any]) -> str:
 # -- at compile time ------------------------------------------------------------------------------
 
 def split_patterns(recipe: Recipe, breakpoints: Sequence[Any], symbols: Any,
-                   errors: list[RecipeError]) -> tuple[tuple[Any, ...], PatternSet]:
+                   errors: list[RecipeError], extra: Sequence[PatternPlan] = ()) -> tuple[tuple[Any, ...], PatternSet]:
     """The compiled breakpoints without their pattern templates, and those as a PatternSet,
-    each checked against the files it names that are on disk (errors appended)."""
+    each checked against the files it names that are on disk (errors appended). `extra`:
+    plans made elsewhere that expand the same way (compiler/line_plans.py)."""
     by_id = {bp.id: bp for bp in recipe.breakpoints}
-    plain, plans = [], []
+    plain: list[Any] = []
+    plans: list[PatternPlan] = list(extra)
     for compiled in breakpoints:
         pattern = parse_pattern(compiled.at.text) if isinstance(compiled.at, Expr) else None
         source = by_id.get(compiled.id)

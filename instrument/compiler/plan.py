@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import shutil
 import struct
@@ -21,6 +23,7 @@ from .sections import compile_sections
 from .table import compile_actions
 from ..recipe.globs import is_pattern
 from .patterns import pattern_expr, split_patterns
+from .line_plans import split_lines, static_line_note
 
 if TYPE_CHECKING:
     from ..analysis.classify import Rule
@@ -59,7 +62,8 @@ def compile_plan(recipe: Recipe, *, overrides: dict[str, str] | None = None,
             errors.append(e)
         except RecipeErrors as e:
             errors.extend(e.errors)
-    plain, patterns = split_patterns(recipe, breakpoints, symbols, errors)   # compiler/patterns.py
+    breakpoints, lines = split_lines(recipe, breakpoints, symbols)          # compiler/line_plans.py
+    plain, patterns = split_patterns(recipe, breakpoints, symbols, errors, lines)   # compiler/patterns.py
     table = compile_sections(recipe, ctx, errors)
     rules = _compile_rules(recipe, errors)
     if capabilities is not None:
@@ -72,7 +76,8 @@ def compile_plan(recipe: Recipe, *, overrides: dict[str, str] | None = None,
     plan = Plan(recipe, params, target, tuple(plain), table, rules, patterns=patterns,
                 variables=bool(ctx.dwarf_uses))
     if capabilities is not None:
-        plan = choose_sampled(plan, capabilities.abi, capabilities.sampled_registers, enabled=sample_hits)
+        plan = choose_sampled(plan, capabilities.abi, capabilities.sampled_registers, enabled=sample_hits,
+                              soft=capabilities.sampled_soft)
     return plan
 
 
@@ -106,7 +111,9 @@ def _compile_breakpoint(bp: Breakpoint, ctx: CompileContext, symbols: StaticSymb
         except RecipeError as more:
             raise RecipeErrors([e, more]) from None
         raise
-    return _breakpoint_plan(bp, ctx, at, module, static_address)
+    plan = _breakpoint_plan(bp, ctx, at, module, static_address)
+    note = static_line_note(str(at_text), symbols)
+    return dataclasses.replace(plan, note=note) if note else plan
 
 
 def _check_constant_address(at: Expr, location: Location) -> None:
@@ -231,6 +238,9 @@ def _check_capabilities(recipe: Recipe, caps: Capabilities, errors: list[RecipeE
             if bp.type == "memory":
                 errors.append(RecipeError("memory breakpoints are not supported by this backend yet",
                                           recipe.where(tuple(bp.path) + ("type",))))
+    if recipe.syscalls and not caps.syscalls:
+        errors.append(RecipeError(f"system call stops are not supported by this backend ({caps.os})",
+                                  recipe.where(("syscalls",), key=True)))
     if getattr(caps, "read_only", False):
         _check_read_only(recipe, errors)
     if recipe.signals and not getattr(caps, "signals", False):

@@ -29,17 +29,17 @@ ANY_LIBRARY = "*"   # `module` of a breakpoint on a symbol the program imports f
 @functools.lru_cache(maxsize=64)
 def _imports(path: str) -> frozenset[str]:
     """Undefined dynamic symbols of an ELF: what its libraries will define."""
-    # pyelftools is imported where first used, for start-up speed.
-    from elftools.elf.elffile import ELFFile
+    from ..symbols import elfread
 
     names: set[str] = set()
     with open(path, "rb") as f:
-        elf = ELFFile(f)
-        dynsym: Any = elf.get_section_by_name(".dynsym")     # a SymbolTableSection (untyped in pyelftools)
-        if dynsym is not None:
-            for sym in dynsym.iter_symbols():
-                if sym["st_shndx"] == "SHN_UNDEF" and sym.name:
-                    names.add(sym.name.split("@")[0])
+        h = elfread.read_headers(f)
+        for sec in h.sections:
+            if sec.type == elfread.SHT_DYNSYM and sec.name == ".dynsym":
+                for name, _value, _size, _info, shndx in elfread.symbols(f, h, sec):
+                    if shndx == elfread.SHN_UNDEF and name:
+                        names.add(name.split("@")[0])
+                break
     return frozenset(names)
 
 

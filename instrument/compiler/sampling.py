@@ -1,8 +1,9 @@
-"""Which hardware breakpoints are sampled: reported without stopping the thread.
+"""Which breakpoints are sampled: reported without stopping the thread.
 
 A backend that can (Capabilities.sampled_registers; Linux through perf
-events, backend/linux/perfbp.py) reports such a hit with the registers it
-had and lets the thread run on. That is only right when nothing the hit does
+events: hardware breakpoints in backend/linux/perfbp.py and, where
+Capabilities.sampled_soft, soft ones as uprobes in backend/linux/uprobes.py)
+reports such a hit with the registers it had and lets the thread run on. That is only right when nothing the hit does
 needs the thread where it was: every action a `log` of registers and
 expressions over them (no memory, no change to the target, no return to
 catch), and the condition likewise. Everything else stops the thread.
@@ -20,10 +21,13 @@ from ..arch.x86_64 import Abi
 from .model import BreakpointPlan, Plan
 
 
-def sampled_registers(plan: BreakpointPlan, abi: Abi) -> frozenset[str] | None:
+def sampled_registers(plan: BreakpointPlan, abi: Abi, *, soft: bool = False) -> frozenset[str] | None:
     """The full registers the hits of breakpoint `plan` read, when they read nothing
-    else and change nothing; None when its hits need the thread stopped."""
-    if plan.type != "hardware" or plan.access != "execute" or plan.on_return is not None:
+    else and change nothing; None when its hits need the thread stopped. `soft`: soft
+    breakpoints can be sampled too (Capabilities.sampled_soft)."""
+    if plan.on_return is not None:
+        return None
+    if not (plan.type == "hardware" and plan.access == "execute") and not (soft and plan.type == "soft"):
         return None
     reads: set[str] = set()
     for action in plan.actions:
@@ -49,17 +53,19 @@ def sampled_registers(plan: BreakpointPlan, abi: Abi) -> frozenset[str] | None:
     return frozenset(full)
 
 
-def can_sample(plan: BreakpointPlan, abi: Abi, available: frozenset[str]) -> bool:
-    needed = sampled_registers(plan, abi)
+def can_sample(plan: BreakpointPlan, abi: Abi, available: frozenset[str], *, soft: bool = False) -> bool:
+    needed = sampled_registers(plan, abi, soft=soft)
     return needed is not None and needed <= available
 
 
-def choose_sampled(plan: Plan, abi: Abi, available: frozenset[str], *, enabled: bool = True) -> Plan:
+def choose_sampled(plan: Plan, abi: Abi, available: frozenset[str], *, enabled: bool = True,
+                   soft: bool = False) -> Plan:
     """`plan` with its sampled breakpoints chosen for a backend of this `abi` that can
-    sample `available` registers (Capabilities.abi, .sampled_registers); `enabled`
-    False: none is sampled (`--no-sampling`), every hit stops the target."""
+    sample `available` registers (Capabilities.abi, .sampled_registers), soft ones too
+    where `soft` (.sampled_soft); `enabled` False: none is sampled (`--no-sampling`),
+    every hit stops the target."""
     def chosen(bp: BreakpointPlan) -> BreakpointPlan:
-        return dataclasses.replace(bp, sampled=enabled and can_sample(bp, abi, available))
+        return dataclasses.replace(bp, sampled=enabled and can_sample(bp, abi, available, soft=soft))
 
     breakpoints = tuple(chosen(bp) for bp in plan.breakpoints)
     # A pattern's functions are breakpoints made from its template as modules load.

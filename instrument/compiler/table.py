@@ -38,6 +38,20 @@ class SignalHandlerPlan:
 
 
 @dataclass(frozen=True)
+class SyscallHandler:
+    """One `syscalls:` key compiled for one system call it covers (a glob covers several)."""
+
+    key: str                                 # as the recipe wrote it: "openat", "open*", "257"
+    number: int
+    name: str
+    on: str                                  # entry | exit | both
+    when: Expr | None
+    limit: int | None
+    actions: tuple[CompiledAction, ...]
+    index: int                               # the key's place in the section: its hit count's slot
+
+
+@dataclass(frozen=True)
 class HandlerTable:
     """WinAppDbg's dispatch order as data: specific exception code, then event code, then
     catch-all. `crash` runs on a last-chance exception, after those."""
@@ -47,6 +61,18 @@ class HandlerTable:
     catch_all: Handler | None = None
     crash: Handler | None = None
     by_signal: dict[int, SignalHandlerPlan] = field(default_factory=dict)   # signal number -> handler
+    # System call number -> its handlers, in recipe order (engine/syscalls.py runs them).
+    syscalls: dict[int, tuple[SyscallHandler, ...]] = field(default_factory=dict)
+
+    @property
+    def syscall_numbers(self) -> frozenset[int]:
+        """The calls that must stop the target."""
+        return frozenset(self.syscalls)
+
+    @property
+    def syscall_exits(self) -> frozenset[int]:
+        """The calls whose exit must stop it too."""
+        return frozenset(n for n, hs in self.syscalls.items() if any(h.on != "entry" for h in hs))
 
     def lookup(self, event: DebugEvent) -> list[Handler]:
         found: list[Handler] = []
@@ -68,10 +94,12 @@ class TableBuilder:
     catch_all: Handler | None = None
     crash: Handler | None = None
     by_signal: dict[int, SignalHandlerPlan] = field(default_factory=dict)
+    syscalls: dict[int, list[SyscallHandler]] = field(default_factory=dict)
 
     def build(self) -> HandlerTable:
         return HandlerTable(dict(self.by_exception), dict(self.by_event), self.catch_all, self.crash,
-                            dict(self.by_signal))
+                            by_signal=dict(self.by_signal),
+                            syscalls={n: tuple(hs) for n, hs in self.syscalls.items()})
 
 
 def compile_actions(actions: Iterable[Action], ctx: CompileContext,

@@ -33,6 +33,7 @@ def start_routine(frames: Sequence[dict[str, Any]], main: bool, limit: int) -> s
     the thread trampoline (by name where libc has symbols; else the innermost frame
     called from the C runtime at the outer end of the stack), or `main` for the main
     thread. A backtrace cut at `limit` frames has lost its outer end: None."""
+    frames = [f for f in frames if not f.get("inlined")]     # the limit counts real frames
     names = [_bare(f.get("symbol")) for f in frames]
     if main:
         return "main" if "main" in names else None

@@ -124,11 +124,16 @@ class SoftBreakpoint(Breakpoint):
         problem = soft_site_problem(process, address)
         if problem is not None:
             raise DebuggerError(problem)
-        process.add_user(address, self.id)
+        if self.plan.sampled:
+            # A uprobe where the backend can (the summary says why where not: an int3).
+            process.add_sampled_user(address, self.id)
+        else:
+            process.add_user(address, self.id)
         return address
 
     def lift(self, process: ProcessState, where: int, *, unmapped: bool = False) -> None:
-        process.drop_user(where, self.id, write=not unmapped)
+        if not process.drop_sampled_user(where, self.id):
+            process.drop_user(where, self.id, write=not unmapped)
 
 
 class HardwareBreakpoint(Breakpoint):

@@ -5,20 +5,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, MutableMapping
 
 from ..backend.base import Backend
-from ..backend.siginfo import si_code_name
 from ..compiler.table import Handler
 from ..errors import DebuggerError, EvaluationError
 from ..events import DebugEvent, EventCode, ExceptionCode, ExceptionInfo
 from .arming import BreakpointSet
 from .attribution import process_of, thread_of
 from .breakpoints import Breakpoint, State
-from ..arch.x86_64 import emulate
+from ..arch.x86_64 import compile_emulation
 from .handlers import Handlers
 from .inspect import Inspector
 from .process import ProcessState
 from .records import Recorder, event_fields, record_fields
 from .signals import SignalDispatch
-from .sites import IFUNC_USER, RETURN_USER, PendingReturn, SiteState, SoftSite
+from .sites import IFUNC_USER, NOT_DECODED, RETURN_USER, PendingReturn, SiteState, SoftSite
 from .stop import Stop, StopEnv
 
 if TYPE_CHECKING:
@@ -53,6 +52,9 @@ class ExceptionDispatch:
         # dropped), it is the same hit, stepped over again but not counted again. A handler
         # that longjmps away leaves its entry behind until replaced (a thread has one).
         self.rehits: dict[int, tuple[int, int]] = {}
+        # Sampled hits that came after their breakpoint was spent or disabled (they were
+        # in flight, in the rings, when it went), by breakpoint id: dropped, and counted.
+        self.late: dict[str, int] = {}
 
     def on_exception(self, event: DebugEvent) -> bool:
         """Handle one exception; True: pass it on to the target."""
@@ -61,6 +63,9 @@ class ExceptionDispatch:
         if process is None:
             return True
         if info.code == ExceptionCode.BREAKPOINT and not info.from_user:
+            if info.registers is not None:
+                self.on_sampled_soft_hit(process, event, info)
+                return False
             site = process.sites.get(info.address)
             if site is not None:
                 return self.on_soft_hit(process, event, site)
@@ -117,13 +122,44 @@ class ExceptionDispatch:
             return False                 # an action moved pc (return:), or the site is gone: nothing to step over
         return self.step_over(process, tid, site)
 
+    def on_sampled_soft_hit(self, process: ProcessState, event: DebugEvent, info: ExceptionInfo) -> None:
+        """A uprobe's hit (Backend.sample_code): the thread has run on, so as for a
+        sampled hardware hit nothing may read its memory or change it."""
+        address = info.address
+        users = process.sampled.get(address)
+        if users is None:
+            # Its sampled breakpoints went, or became users of an int3 there since.
+            site = process.sites.get(address)
+            users = site.users if site is not None else set()
+        gone = process.unsampled.get(address, set())
+        sampled: Regs = info.registers      # type: ignore[assignment]  # read-only: nothing writes a sample
+        by_id = self.breakpoints.by_id
+        # A copy to walk: a hit may take its breakpoint out (its limit).
+        for user in sorted(users | gone, key=self.breakpoints.rank) if gone or len(users) > 1 else tuple(users):
+            bp = by_id.get(user)
+            if bp is None or not bp.sampled:
+                continue                  # a return site, a resolver, a stopping breakpoint
+            if process.placed.get(user) != address or not bp.active:
+                self.late[user] = self.late.get(user, 0) + 1
+                continue
+            self.hit_breakpoint(process, event, bp, sampled, address, at=info.time)
+
+    def late_hits(self) -> list[str]:
+        """For the summary: the sampled hits dropped because they came too late."""
+        return [f"{n} hit{'s' if n > 1 else ''} of sampled breakpoint {bp_id} were dropped: in flight "
+                "when it reached its limit or was disabled" for bp_id, n in sorted(self.late.items())]
+
     def step_over(self, process: ProcessState, tid: int, site: SoftSite) -> bool:
         """Run the original instruction under the int3, then put the int3 back.
 
-        Prologue instructions are emulated (arch/x86_64/prologue.py): no second stop,
-        and the int3 never leaves memory. Everything else is single-stepped, the
-        site RUNNING meanwhile."""
-        if site.code and emulate(site.code, self.backend.registers(tid), process.read, process.raw_write):
+        Prologue instructions are emulated (arch/x86_64/prologue.py), decoded once per
+        site: no second stop, and the int3 never leaves memory. Everything else is
+        single-stepped, the site RUNNING meanwhile."""
+        emulation = site.emulation
+        if emulation is NOT_DECODED:
+            emulation = site.emulation = compile_emulation(site.code) if site.code else None
+        if emulation is not None:          # (rip is at the site: on_soft_hit put it back)
+            emulation(self.backend.registers(tid), site.address, process.read, process.raw_write)
             return False
         self.backend.hold_others(tid)        # no sibling may run past the int3 while it is out
         site.step_out(process.raw_write)
@@ -157,7 +193,7 @@ class ExceptionDispatch:
         if not bp.active:
             return None
         plan = bp.plan
-        fields: dict[str, Any] = {"address": address, **extra}   # what expressions see: values
+        fields: dict[str, Any] = {"address": address, **extra} if extra else {"address": address}  # values
         env = StopEnv(self.host, process, event.tid, regs, fields, bp.hits)
         if plan.when is not None:
             try:
@@ -169,9 +205,8 @@ class ExceptionDispatch:
                 return None
         bp.hit()
         env.hits = bp.hits
-        rec = self.recorder.record("breakpoint", _EXCEPTION, event.pid, event.tid, at=at,
-                                   id=plan.id, type=plan.type, hits=bp.hits, address=hex(address),
-                                   symbol=process.modules.symbol_text(address))
+        rec = self.recorder.hit_record(event.pid, event.tid, at, plan.id, plan.type, bp.hits, address,
+                                       process.modules.symbol_text(address))
         if extra:
             rec.update(record_fields(extra))
         if plan.on_return is not None:
@@ -292,10 +327,6 @@ class ExceptionDispatch:
         rec = self.recorder.record("crash", _EXCEPTION, event.pid, event.tid)
         try:
             rec.update(self.inspector.crash_record(process, info, regs))
-            if info.signo is not None and info.si_code is not None:
-                # By name, as strace shows it; never the sender's pid, which differs run to
-                # run (two runs of one crash must give one report).
-                rec["si_code"] = si_code_name(info.signo, info.si_code)
             rec["thread"] = thread_of(process, event.tid, rec.get("frames") or [])
             rec["process"] = process_of(process)
             if self.classify and regs is not None:     # SPEC 5: classification and hash

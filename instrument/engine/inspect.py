@@ -50,24 +50,50 @@ def soft_site_problem(process: ProcessState, address: int) -> str | None:
     return None
 
 
+def _with_inlined(entry: dict[str, Any], calls: tuple[Any, ...]) -> list[dict[str, Any]]:
+    """One physical frame as gdb shows it: first a frame per inlined call around its pc
+    (innermost first, `"inlined": true`, the same pc), each at the line its code is on,
+    then the function itself, at the line of the outermost inlined call."""
+    if not calls:
+        return [entry]
+    out = []
+    file, line = entry.get("file"), entry.get("line")
+    for call in calls:
+        inlined = {k: v for k, v in entry.items() if k not in ("symbol", "file", "line", "method")}
+        inlined["symbol"] = call.function
+        if file is not None:
+            inlined.update(file=file, line=line)
+        inlined["inlined"] = True
+        out.append(inlined)
+        file, line = call.call_file, call.call_line
+    outer = {k: v for k, v in entry.items() if k not in ("file", "line")}
+    if file is not None and line is not None:
+        outer.update(file=file, line=line)
+    out.append(outer)
+    return out
+
+
 class Inspector:
     """What actions and crash records see of a stopped thread, beyond its registers."""
 
     def backtrace(self, process: ProcessState, regs: Mapping[str, int], depth: int) -> list[dict[str, Any]]:
         from ..symbols.unwind import unwind
 
-        frames = []
+        frames: list[dict[str, Any]] = []
+        # A module map without DWARF readers (the fake backend's, the Windows replay's) has none.
+        inlined_at = getattr(process.modules, "inlined_at", None)
         for frame in unwind(regs, process.read, _find_module(process), depth):
-            described = process.modules.describe(frame.pc, return_address=frame.lookup_pc != frame.pc)
+            back = frame.lookup_pc != frame.pc
+            described = process.modules.describe(frame.pc, return_address=back)
             entry = {"pc": hex(frame.pc), "module": described.get("module"),
                      "offset": hex(described["offset"]) if described.get("offset") is not None else None,
                      "symbol": described.get("symbol")}
-            for key in ("file", "line"):
+            for key in ("file", "line", "separate_debug"):
                 if described.get(key) is not None:
                     entry[key] = described[key]
             if frame.method not in ("cfi", "context"):
                 entry["method"] = frame.method
-            frames.append(entry)
+            frames += _with_inlined(entry, inlined_at(frame.pc, return_address=back) if inlined_at else ())
         return frames
 
     def disassemble(self, process: ProcessState, address: int, count: int) -> list[dict[str, Any]]:
@@ -105,7 +131,18 @@ class Inspector:
         try:
             rec["disassembly"] = [
                 {"address": hex(i["address"]), "text": i["text"], **({"fault": True} if i.get("current") else {})}
-                for i in around(process.read, pc)]
+                for i in around(process.read, pc, function_start=_function_start(pc, rec["symbol"]))]
         except DebuggerError:
             rec["disassembly"] = []
         return rec
+
+
+def _function_start(pc: int, symbol: str | None) -> int | None:
+    """Where the function of `name+0x1c` at pc starts: one linear decode from there finds
+    the instructions before pc, where guessing from 30 start points takes 30 decodes."""
+    if not symbol or "+0x" not in symbol:
+        return None
+    try:
+        return pc - int(symbol.rsplit("+0x", 1)[1], 16)
+    except ValueError:
+        return None

@@ -31,8 +31,10 @@ from .hits import ExceptionDispatch
 from .inspect import Inspector
 from .process import Modules, ProcessState
 from .records import Emit, Recorder
+from .syscalls import SyscallDispatch
 
 _EXCEPTION_EVENT = EventCode.EXCEPTION_DEBUG_EVENT
+_SYSCALL_EVENT = EventCode.SYSCALL_EVENT
 
 
 class Ending(enum.Enum):
@@ -74,6 +76,8 @@ class Session:
         self.exceptions = ExceptionDispatch(backend, self.processes, self.breakpoints, self.handlers,
                                             self.recorder, self.inspector, crash=plan.table.crash,
                                             classify=classify_crashes, rules=plan.rules, redispatch=self.dispatch)
+        self.syscalls = SyscallDispatch(plan.table, self, self.recorder, self.processes)
+        self.syscall_stops: dict[str, Any] | None = None    # how calls stopped (the summary's `syscalls`)
         # Dispatch by event code; exceptions (nearly every event: breakpoint hits) are
         # tested for first, in `dispatch` itself.
         self._on: dict[EventCode, Callable[[DebugEvent], None]] = {
@@ -164,6 +168,9 @@ class Session:
         """Handle one event; return True to pass an exception on to the target."""
         if event.code == _EXCEPTION_EVENT:
             return self.exceptions.on_exception(event)
+        if event.code == _SYSCALL_EVENT:
+            self.syscalls.on_syscall(event)       # its own section's handlers (not `events:`)
+            return False
         handler = self._on.get(event.code)
         if handler is not None:
             handler(event)

@@ -1,4 +1,4 @@
-"""The per-process state the engine and its helpers share: int3 sites, armed breakpoints, pending returns.
+"""The per-process state the engine and its helpers share: int3 sites, sampled sites, armed breakpoints, pending returns.
 
 One `ProcessState` per traced process. It sits below everything else in the
 engine (breakpoints, stops, hit dispatch, the session), which all read and
@@ -42,6 +42,11 @@ class ProcessState:
     backend: Backend
     modules: Modules
     sites: dict[int, SoftSite] = field(default_factory=dict)
+    # Sampled soft breakpoints (Backend.sample_code): address -> their ids. An address
+    # has either these or an int3 site, never both (an int3 cannot sit on a uprobe), and
+    # the ids that were sampled there and are gone, so that their late hits are known.
+    sampled: dict[int, set[str]] = field(default_factory=dict)
+    unsampled: dict[int, set[str]] = field(default_factory=dict)
     armed: dict[str, int] = field(default_factory=dict)           # bp id -> where: address (soft, memory) / slot
     placed: dict[str, int] = field(default_factory=dict)          # bp id -> the address it is armed at
     hw_slots: dict[int, str] = field(default_factory=dict)        # slot -> bp id
@@ -91,12 +96,48 @@ class ProcessState:
         self.backend.write_memory(self.pid, address, data)
 
     def add_user(self, address: int, user: str) -> None:
-        """`user` (a breakpoint id, RETURN_USER, IFUNC_USER) wants an int3 at `address`."""
+        """`user` (a breakpoint id, RETURN_USER, IFUNC_USER) wants an int3 at `address`.
+        Sampled breakpoints there become users of the int3 (their hits then stop too)."""
         site = self.sites.get(address)
         if site is None:
             site = self.sites[address] = SoftSite(address)
+        moved = self.sampled.pop(address, None)
+        if moved:
+            self.backend.unsample_code(self.pid, address)
+            site.users |= moved
         site.users.add(user)
         site.insert(self.read, self.raw_write)
+
+    def add_sampled_user(self, address: int, user: str) -> str | None:
+        """Sampled soft breakpoint `user` wants the hits of `address` reported without a
+        stop; None when they are, else why not (it is then a user of an int3 there)."""
+        users = self.sampled.get(address)
+        if users is not None:
+            users.add(user)
+            return None
+        if address in self.sites:
+            reason: str | None = "an int3 of a stopping breakpoint is on the same instruction"
+        else:
+            reason = self.backend.sample_code(self.pid, address)
+            if reason is None:
+                self.sampled[address] = {user}
+                self.unsampled.pop(address, None)
+                return None
+        self.add_user(address, user)
+        return reason
+
+    def drop_sampled_user(self, address: int, user: str) -> bool:
+        """`user` is done with `address`; False: it was no sampled user there."""
+        users = self.sampled.get(address)
+        if users is None or user not in users:
+            return False
+        users.discard(user)
+        self.unsampled.setdefault(address, set()).add(user)
+        if not users:
+            del self.sampled[address]
+            if self.alive:
+                self.backend.unsample_code(self.pid, address)
+        return True
 
     def drop_user(self, address: int, user: str, *, write: bool = True) -> None:
         """`user` is done with `address`; the int3 goes with its last user (`write` False:
@@ -127,6 +168,8 @@ class ProcessState:
         """A fork child's memory is a copy of its parent's, int3 bytes included: take
         over the parent's sites as they are instead of inserting again. Pending returns
         belong to the parent's threads, so their int3s go."""
+        # The backend gives a followed child its parent's sampled sites (Backend.sample_code).
+        self.sampled = {address: set(users) for address, users in parent.sampled.items()}
         for address, site in parent.sites.items():
             copy = SoftSite(address, site.original, site.state, site.users - _PARENT_ONLY, site.code)
             if copy.users:

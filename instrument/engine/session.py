@@ -35,7 +35,7 @@ class SessionResult:
 def run(plan: Plan, *, emit: Emit, backend: Backend | None = None,
         all_events: bool = False, out_dir: str | Path = ".", pin_cpu: bool = True,
         module_map_factory: Callable[[], Modules] | None = None,
-        classify_crashes: bool = True) -> SessionResult:
+        classify_crashes: bool = True, syscall_filter: bool = True) -> SessionResult:
     """Run `plan`, sending every record to `emit`; return the exit status and the summary.
 
     Hardware breakpoints run sampled or stopped as the plan says (compile_plan with the
@@ -43,13 +43,15 @@ def run(plan: Plan, *, emit: Emit, backend: Backend | None = None,
     compiler's rule, for `backend`). `module_map_factory` replaces the ELF module map
     (tests, backends without ELF files). `classify_crashes` False: crash records come
     without `classification` and `hash`, for a caller that classifies them itself
-    (triage, which first adds what a sanitizer reported)."""
+    (triage, which first adds what a sanitizer reported). `syscall_filter` False: the
+    recipe's system calls stop the target by PTRACE_SYSCALL even where a seccomp filter
+    could do (bench/syscalls.py compares the two)."""
     if backend is None:
         from ..backend import get_backend      # lazy: it picks this OS's backend module
         backend = get_backend()
     if not plan.sampling_chosen:
         caps = backend.capabilities
-        plan = choose_sampled(plan, caps.abi, caps.sampled_registers)
+        plan = choose_sampled(plan, caps.abi, caps.sampled_registers, soft=caps.sampled_soft)
     target = plan.target
     session = Session(plan, backend, emit, all_events=all_events, out_dir=out_dir,
                       module_map_factory=module_map_factory, attached=target.attach is not None,
@@ -60,17 +62,25 @@ def run(plan: Plan, *, emit: Emit, backend: Backend | None = None,
     # run was pinned throughout. An attached target keeps its own affinity; a run with
     # no stops needs no pin.
     pinned = pin_cpu and target.attach is None and not session.runs_on_at_hits
+    numbers, exits = plan.table.syscall_numbers, plan.table.syscall_exits
+    filtered, why = syscall_mode(plan, backend, syscall_filter)
+    if numbers:
+        session.syscall_stops = {"stops": "seccomp-bpf" if filtered else "PTRACE_SYSCALL",
+                                 **({"why": why} if why else {})}
     interrupted: Interrupted | None = None
     with interrupts.deferred():
         try:
             if target.attach is not None:
                 session.main_pid = backend.attach(target.attach)
+                if numbers:
+                    backend.trace_syscalls(session.main_pid, numbers, exits)
             elif target.argv is None:
                 raise UsageError("no target: the plan has neither a command to run nor a pid to attach to")
             else:
                 session.main_pid = backend.spawn(SpawnOptions(
                     argv=target.argv, env=target.env, cwd=target.cwd, stdin_path=target.stdin,
-                    follow_forks=target.follow_forks, pin_cpu=pinned))
+                    follow_forks=target.follow_forks, pin_cpu=pinned,
+                    syscalls=numbers or None, syscall_exits=exits, syscall_filter=filtered))
             session.run_loop(target.timeout)
         except Interrupted as e:
             interrupted = e
@@ -88,6 +98,42 @@ def run(plan: Plan, *, emit: Emit, backend: Backend | None = None,
     if interrupted is not None and not session.crashed and not session.attached:
         status = 128 + interrupted.signum     # the shell's convention for "killed by a signal"
     return SessionResult(status, summary)
+
+
+def syscall_mode(plan: Plan, backend: Backend, allowed: bool = True) -> tuple[bool, str | None]:
+    """Whether the plan's system calls stop a started target through a seccomp filter, and
+    if not, why not (the summary says). A filter stays with the process and its children
+    for good, and a call it traps with nobody tracing fails with ENOSYS: so no filter
+    where a process it covers could be let go (a fork child not followed, a `detach`)."""
+    if not plan.table.syscalls:
+        return False, None
+    if plan.target.attach is not None:
+        return False, "an attached process cannot be given a seccomp filter: every system call stops it"
+    if not backend.capabilities.syscall_filter:
+        return False, "this backend has no system call filter: every system call stops the target"
+    if not allowed:
+        return False, "the filter was turned off: every system call stops the target"
+    if not plan.target.follow_forks:
+        return False, ("follow_forks is off: a fork child let go with the filter would have its named "
+                       "calls fail, so every system call stops the target (set target.follow_forks)")
+    if any(a.kind == "detach" for a in _all_actions(plan)):
+        return False, ("a `detach` action: a process let go with the filter would have its named calls "
+                       "fail, so every system call stops the target")
+    return True, None
+
+
+def _all_actions(plan: Plan) -> list[Any]:
+    table = plan.table
+    found: list[Any] = []
+    for bp in plan.breakpoints:
+        found += [*bp.actions, *(bp.on_return or ())]
+    for handler in [*table.by_exception.values(), *table.by_event.values(), table.catch_all, table.crash]:
+        if handler is not None:
+            found += handler.actions
+    for handlers in table.syscalls.values():
+        for h in handlers:
+            found += h.actions
+    return found
 
 
 def _clean_up(session: Session, backend: Backend) -> None:
@@ -123,6 +169,7 @@ def _clean_up(session: Session, backend: Backend) -> None:
     backend.close()
     for message in backend.sampling_problems():
         session.errors.append(message)
+    session.errors.extend(session.exceptions.late_hits())
     if problem is not None:
         raise problem
 
@@ -144,6 +191,13 @@ def _summary(session: Session, plan: Plan) -> dict[str, Any]:
     })
     if session.exceptions.signals.counts:
         rec["signals"] = dict(session.exceptions.signals.counts)    # deliveries handled, per `signals:` entry
+    if session.syscall_stops is not None:
+        counts: dict[str, int] = {}
+        for handlers in plan.table.syscalls.values():
+            for h in handlers:
+                counts.setdefault(h.key, 0)
+                counts[h.key] = max(counts[h.key], session.syscalls.counts.get(h.index, 0))
+        rec["syscalls"] = {**session.syscall_stops, "calls": counts}
     never = [bp.id for bp in session.breakpoints if not bp.ever_armed and bp.plan.enabled]
     if never:
         rec["not_armed"] = never      # e.g. its module never loaded, or its address was refused

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from ..errors import DebuggerError
 
@@ -19,6 +19,8 @@ INT3 = b"\xcc"
 MAX_INSTRUCTION = 15
 RETURN_USER = "\0return"      # the SoftSite user that stands for pending on_returns
 IFUNC_USER = "\0resolver"     # ... for an indirect function's resolver we wait to see run
+
+NOT_DECODED: Any = object()   # SoftSite.emulation before the site's first hit
 
 Read = Callable[[int, int], bytes]
 Write = Callable[[int, bytes], None]
@@ -41,6 +43,9 @@ class SoftSite:
     state: SiteState = SiteState.OUT
     users: set[str] = field(default_factory=set)     # breakpoint ids, RETURN_USER, IFUNC_USER
     code: bytes = b""      # the original instruction bytes from `address` on (for emulation)
+    # `code` decoded once (arch compile_emulation): NOT_DECODED until the first hit, then
+    # the emulation, or None when the instruction is single-stepped.
+    emulation: Any = NOT_DECODED
 
     def insert(self, read: Read, write: Write) -> None:
         """OUT -> IN."""

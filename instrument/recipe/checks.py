@@ -58,6 +58,8 @@ def action_lists(recipe: Recipe) -> Iterator[Sequence[Action]]:
     yield recipe.crash
     for handler in recipe.signals:
         yield handler.actions
+    for call in recipe.syscalls:
+        yield call.actions
 
 
 def all_actions(recipe: Recipe) -> Iterator[Action]:
@@ -247,7 +249,7 @@ def _check_action_args(recipe: Recipe) -> list[RecipeError]:
     errors = []
     for action in all_actions(recipe):
         where = action.path + (action.kind,)
-        if action.kind == "set":
+        if action.kind == "set" and action.path[:1] != ("syscalls",):   # there: arguments by name too
             for name in action.args:
                 if not (is_register(name) or name in ARG_NAMES or name == "retval"):
                     errors.append(RecipeError(f"set: '{name}' is not a register (nor arg0..arg5, retval)",

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from ..errors import RecipeError, RecipeErrors
 from .checks import check_recipe, type_of_value
-from .model import Action, Breakpoint, Param, Path, Recipe, SignalHandler, Target
+from .model import Action, Breakpoint, Param, Path, Recipe, SignalHandler, SyscallHandler, Target
 from .salvage import salvage
 from .schema import validate_source, validator
 from .source import Source, parse_source
@@ -135,6 +135,7 @@ def build_recipe(source: Source) -> Recipe:
         crash=_actions(data.get("crash") or (), ("crash",)),
         signals=tuple(_signal_handler(key, raw) for key, raw in (data.get("signals") or {}).items()),
         rules=tuple(data.get("rules") or ()),
+        syscalls=tuple(_syscall(key, raw) for key, raw in (data.get("syscalls") or {}).items()),
         file=source.file,
         text=source.text,
         sha256=hashlib.sha256(source.text.encode("utf-8")).hexdigest(),
@@ -235,6 +236,12 @@ def _breakpoint(index: int, raw: Mapping[str, Any], bp_id: str) -> Breakpoint:
         id_given="id" in raw,
         max_matches=raw.get("max_matches"),
     )
+
+
+def _syscall(key: Any, raw: Mapping[str, Any]) -> SyscallHandler:
+    path: Path = ("syscalls", key)
+    return SyscallHandler(key=str(key), on=raw.get("on", "both"), when=raw.get("when"), limit=raw.get("limit"),
+                          actions=_actions(raw.get("actions") or (), path + ("actions",)), path=path)
 
 
 def _actions(items: Any, path: Path) -> tuple[Action, ...]:

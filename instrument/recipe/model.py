@@ -101,6 +101,21 @@ class SignalHandler:
     path: Path = ()
 
 
+SYSCALL_PHASES = ("entry", "exit", "both")
+
+
+@dataclass(frozen=True)
+class SyscallHandler:
+    """One `syscalls:` entry: its key (a name, number or glob), when it runs, its actions."""
+
+    key: str
+    on: str = "both"               # one of SYSCALL_PHASES
+    when: str | None = None
+    limit: int | None = None
+    actions: tuple[Action, ...] = ()
+    path: Path = ()
+
+
 @dataclass(frozen=True)
 class Recipe:
     version: int
@@ -117,6 +132,7 @@ class Recipe:
     crash: tuple[Action, ...] = ()
     signals: tuple[SignalHandler, ...] = ()
     rules: tuple[Mapping[str, Any], ...] = ()   # crash classification rules, as plain data
+    syscalls: tuple[SyscallHandler, ...] = ()
     file: str = "<recipe>"         # what errors call the file
     text: str = ""                 # the exact text, for provenance
     sha256: str = ""

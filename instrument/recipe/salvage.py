@@ -12,10 +12,11 @@ reported; the placeholders never run, because a recipe with errors never does.
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+if TYPE_CHECKING:       # the validator comes from recipe/schema.py, which imports jsonschema lazily
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 Path = tuple[Any, ...]
 

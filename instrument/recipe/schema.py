@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Iterable, Mapping
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from ..errors import Location, SchemaError
 from .model import Path
+from .quickcheck import is_valid
 from .source import Source
+
+if TYPE_CHECKING:
+    # jsonschema is imported only when a recipe is not certainly valid (recipe/quickcheck.py):
+    # its import is about 60 ms of a 250 ms start.
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 _TYPE_WORDS = {
     "string": "a string", "integer": "an integer", "number": "a number",
@@ -66,6 +69,8 @@ def _schema() -> dict[str, Any]:
 @lru_cache(maxsize=1)
 def validator() -> Draft202012Validator:
     """The recipe validator, built once (again after an action is added)."""
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(_schema())
 
 
@@ -102,6 +107,8 @@ def _forget() -> None:
 
 def validate_source(source: Source) -> list[SchemaError]:
     """Every schema error of `source`, one per failing place, in file order."""
+    if is_valid(_schema(), source.data):
+        return []           # certainly valid: jsonschema would say nothing (and costs its import)
     mapper = _Mapper(source)
     errors = list(validator().iter_errors(source.data))
     # A value of the wrong type fails every other keyword too; say only that.
@@ -138,6 +145,8 @@ def _words(items: Iterable[Any]) -> str:
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    import difflib      # on the error path only: its import (heapq and friends) is ~2 ms of the start
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
 
@@ -186,6 +195,8 @@ class _Mapper:
             # The schema avoids anyOf/oneOf where it can (if/then gives
             # better errors); where one remains, report its most relevant
             # branch rather than "is not valid under any of the given schemas".
+            from jsonschema.exceptions import best_match
+
             error = best_match(error.context)
         path: Path = tuple(error.absolute_path)
         rank = _RANK.get(str(error.validator), 5)

@@ -32,6 +32,7 @@ class TraceOptions:
     """The flags of one `instrument trace` command."""
 
     specs: tuple[str, ...]                # -i: a place or pattern, optionally ': FORMAT'
+    syscalls: tuple[str, ...] = ()        # -s: a system call name, number or glob, optionally ': FORMAT'
     command: tuple[str, ...] = ()         # after `--`
     pid: int | None = None
     args: int = DEFAULT_ARGS              # arguments each hit logs (without a FORMAT)
@@ -48,6 +49,8 @@ class TraceOptions:
         words = ["instrument", "trace"]
         for spec in self.specs:
             words += ["-i", spec]
+        for spec in self.syscalls:
+            words += ["-s", spec]
         if self.args != DEFAULT_ARGS:
             words += ["--args", str(self.args)]
         words += ["--ret"] * self.ret + ["--hardware"] * self.hardware + ["--follow-forks"] * self.follow_forks
@@ -81,9 +84,9 @@ def args_format(count: int) -> str | None:
 
 def recipe_data(options: TraceOptions) -> dict[str, Any]:
     """The recipe as plain data (no `name`: it is the saved file's name, or `trace`)."""
-    if not options.specs:
+    if not options.specs and not options.syscalls:
         raise UsageError("trace needs at least one -i PLACE (a function, a pattern such as "
-                         "'libc.so.6!open*', or an address expression)")
+                         "'libc.so.6!open*', or an address expression) or -s SYSCALL")
     data: dict[str, Any] = {"version": 1, "description": f"Written by: {options.command_line()}"}
     target: dict[str, Any] = {}
     if options.pid is not None:
@@ -96,8 +99,27 @@ def recipe_data(options: TraceOptions) -> dict[str, Any]:
         target["follow_forks"] = True
     if target:
         data["target"] = target
-    data["breakpoints"] = [_breakpoint(spec, options) for spec in options.specs]
+    if options.specs:
+        data["breakpoints"] = [_breakpoint(spec, options) for spec in options.specs]
+    if options.syscalls:
+        data["syscalls"] = dict(_syscall(spec, options) for spec in options.syscalls)
     return data
+
+
+def _syscall(spec: str, options: TraceOptions) -> tuple[str, dict[str, Any]]:
+    """`-s 'write: {count} bytes'` -> ("write", {actions: [log: ...]}): entry and exit records."""
+    name, fmt = split_spec(spec)
+    if not name:
+        raise UsageError(f"-s {spec!r}: name the system call before the ': FORMAT'")
+    handler: dict[str, Any] = {"on": "both"}
+    if options.limit is not None:
+        handler["limit"] = options.limit
+    actions: list[Any] = [{"log": fmt}] if fmt else []
+    if options.backtrace is not None:
+        actions.append({"backtrace": {"depth": options.backtrace}})
+    if actions:
+        handler["actions"] = actions
+    return name, handler
 
 
 def _breakpoint(spec: str, options: TraceOptions) -> dict[str, Any]:
@@ -130,6 +152,7 @@ class TraceRecipe:
 
     text: str
     specs: tuple[str, ...]
+    syscalls: tuple[str, ...] = ()
 
     def save(self, path: str) -> None:
         try:
@@ -140,16 +163,20 @@ class TraceRecipe:
     def flag_errors(self, errors: RecipeErrors, file: str) -> RecipeErrors:
         """Errors located in the recipe text (called `file`) restated as the -i flag they came
         from: the person typed `-i 'nosuch*'`, not line 9 of a file they never saw."""
-        positions = parse_source(self.text, file).positions
-        starts = sorted((positions[("breakpoints", i)].line, spec) for i, spec in enumerate(self.specs)
-                        if ("breakpoints", i) in positions)
+        source = parse_source(self.text, file)
+        positions, keys = source.positions, source.key_positions
+        starts = sorted((positions[("breakpoints", i)].line, f"-i {shlex.quote(spec)}")
+                        for i, spec in enumerate(self.specs) if ("breakpoints", i) in positions)
+        starts += sorted((keys[("syscalls", split_spec(spec)[0])].line, f"-s {shlex.quote(spec)}")
+                         for spec in self.syscalls if ("syscalls", split_spec(spec)[0]) in keys)
+        starts.sort()
         out = []
         for e in errors.errors:
             if e.location is None or e.location.file != file or not e.location.line:
                 out.append(e)
                 continue
             spec = next((s for line, s in reversed(starts) if line <= e.location.line), None)
-            where = f"-i {shlex.quote(spec)}: " if spec is not None else ""
+            where = f"{spec}: " if spec is not None else ""
             out.append(RecipeError(f"{where}{e.message}", Location("instrument trace")))
         return RecipeErrors(out)
 
@@ -160,4 +187,4 @@ def trace_recipe(options: TraceOptions) -> TraceRecipe:
                           allow_unicode=True, width=100)
     header = ("# yaml-language-server: $schema=https://github.com/instrument-debugger/instrument/"
               "schemas/recipe.schema.json\n# Run it again with: instrument run THIS_FILE\n")
-    return TraceRecipe(header + text, options.specs)
+    return TraceRecipe(header + text, options.specs, options.syscalls)

@@ -15,12 +15,21 @@ def _actions(actions: Any, indent: str) -> list[str]:
     return [f"{indent}- {a.describe}" for a in actions] or [f"{indent}(no actions)"]
 
 
-def explain(plan: Any, sampled_registers: frozenset[str] = frozenset(), abi: Abi = Abi.SYSV) -> str:
+# How a sampled breakpoint of each type reports its hits (backend/linux/perfbp.py, uprobes.py).
+_SAMPLED_HOW = {
+    "hardware": "by a perf breakpoint event per thread (no debug register stop), registers in a ring buffer",
+    "soft": "by a uprobe perf event on the instruction's file and offset (no int3 byte in the target, "
+            "no stop), registers in per-CPU ring buffers; where perf refuses, an int3 and the summary says why",
+}
+
+
+def explain(plan: Any, sampled_registers: frozenset[str] = frozenset(), abi: Abi = Abi.SYSV,
+            sampled_soft: bool = False) -> str:
     """The plan for a person; `sampled_registers`/`abi`: the backend's (Capabilities),
     to say which hardware breakpoints will not stop the target, for a plan compiled
     without them (a plan compiled with them says so itself: BreakpointPlan.sampled)."""
     if not plan.sampling_chosen:
-        plan = choose_sampled(plan, abi, sampled_registers)
+        plan = choose_sampled(plan, abi, sampled_registers, soft=sampled_soft)
     r = plan.recipe
     out = [f"recipe {r.name} (version {r.version}, sha256 {r.sha256[:16]}...)"]
     if r.description:
@@ -43,7 +52,8 @@ def explain(plan: Any, sampled_registers: frozenset[str] = frozenset(), abi: Abi
     out.append("")
     out.append("handler table (dispatch order: exception code, then event code, then catch-all):")
     table = plan.table
-    if not (table.by_exception or table.by_event or table.catch_all or getattr(table, "by_signal", None)):
+    if not (table.by_exception or table.by_event or table.catch_all or getattr(table, "by_signal", None)
+            or getattr(table, "syscalls", None)):
         out.append("  (empty)")
     for code, handler in sorted(table.by_exception.items()):
         out.append(f"  exception {exception_name(code)} (0x{code:08x}):")
@@ -62,6 +72,18 @@ def explain(plan: Any, sampled_registers: frozenset[str] = frozenset(), abi: Abi
                    + (f", when {sig.when.text}" if sig.when is not None else "")
                    + (f", limit {sig.limit}" if sig.limit is not None else ""))
         out += _actions(sig.actions, "    ")
+    syscalls = getattr(table, "syscalls", {})
+    if syscalls:
+        out.append(f"  event {int(EventCode.SYSCALL_EVENT)} SYSCALL_EVENT (syscalls:), by system call number:")
+        for number, handlers in sorted(syscalls.items()):
+            for h in handlers:
+                key = "" if h.key == h.name else f" (from '{h.key}')"
+                out.append(f"    {number} {h.name}{key}, on {h.on}:")
+                if h.when is not None:
+                    out.append(f"      when {h.when.text}")
+                if h.limit is not None:
+                    out.append(f"      limit {h.limit}")
+                out += _actions(h.actions, "      ")
 
     out.append("")
     out.append(f"breakpoints ({len(plan.breakpoints)}):")
@@ -78,6 +100,8 @@ def explain(plan: Any, sampled_registers: frozenset[str] = frozenset(), abi: Abi
         else:
             where = "resolved when the process starts"
         out.append(f"  {bp.id}: {kind} at {bp.at.text} -> {where}" + ("" if bp.enabled else " [disabled]"))
+        if bp.note:
+            out.append(f"    note: {bp.note}")
         if bp.when is not None:
             out.append(f"    when {bp.when.text}")
         if bp.limit is not None:
@@ -85,6 +109,7 @@ def explain(plan: Any, sampled_registers: frozenset[str] = frozenset(), abi: Abi
         if bp.sampled:
             out.append("    sampled: its hits only read registers, so the target runs on "
                        "(--no-sampling: stop at each)")
+            out.append("      " + _SAMPLED_HOW.get(bp.type, "by a perf event"))
         out += _actions(bp.actions, "    ")
         if bp.on_return is not None:
             out.append("    on return:")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from .attribution import attribution
+
 TOP_FRAMES = 3
 MAX_TIMEOUTS_LISTED = 20
 
@@ -48,10 +50,10 @@ def format_markdown(report: Mapping[str, Any]) -> str:
              f"| {counts['inputs']} | {counts['crashes']} | {counts['unique']} | {counts['timeouts']} | {counts['clean']} |",
              ""]
     if report["buckets"]:
-        lines += ["| Class | Rule | Count | Top frames | Example input |", "|---|---|---:|---|---|"]
+        lines += ["| Class | Rule | Count | Top frames | Crashed in | Example input |", "|---|---|---:|---|---|---|"]
         for b in report["buckets"]:
             lines.append(f"| {b['class']} | {_cell(b['rule'])} | {b['count']} | {_top_frames(b['crash'])} "
-                         f"| {_code(b['inputs'][0])} |")
+                         f"| {_cell(attribution(b['crash']) or '')} | {_code(b['inputs'][0])} |")
         lines.append("")
     else:
         lines += ["No crashes.", ""]

@@ -17,7 +17,9 @@ def explain_patterns(plan: Any, actions: Callable[[Any, str], list[str]]) -> lis
         t = p.template
         kind = t.type + (f" {t.access}" if t.type != "soft" else "")
         pattern = p.pattern
-        if pattern.is_program:
+        if getattr(p, "line_spec", False):
+            scope = "each function with code for that line (inlined copies)"
+        elif pattern.is_program:
             scope = "the program's functions"
         elif pattern.module_is_glob:
             scope = f"the functions of every module matching '{pattern.module}', as each loads"
@@ -25,10 +27,12 @@ def explain_patterns(plan: Any, actions: Callable[[Any, str], list[str]]) -> lis
             scope = f"the functions of {pattern.module}, when it loads"
         out.append(f"  {p.id}: {kind} at {pattern.text} -> {scope} (at most {p.max_matches})"
                    + ("" if t.enabled else " [disabled]"))
+        if getattr(p, "note", None):
+            out.append(f"    note: {p.note}")
         if p.searched:
             out.append(f"    on disk: {len(p.preview)} in " + ", ".join(p.searched))
             for e in p.preview[:SHOWN]:
-                symbol = e.at.split("!", 1)[1]
+                symbol = e.at.split("!", 1)[-1]
                 out.append(f"      {e.id}  at 0x{e.address:x}" + (f" ({symbol})" if symbol != e.function else ""))
             if len(p.preview) > SHOWN:
                 out.append(f"      ... and {len(p.preview) - SHOWN} more")

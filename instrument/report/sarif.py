@@ -8,6 +8,8 @@ import shlex
 from pathlib import Path
 from typing import Any, Mapping
 
+from .attribution import attribution
+
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 LEVELS = {"EXPLOITABLE": "error", "PROBABLY_EXPLOITABLE": "error", "PROBABLY_NOT_EXPLOITABLE": "warning",
           "NOT_EXPLOITABLE": "note", "UNKNOWN": "warning"}
@@ -62,17 +64,24 @@ def _result(bucket: Mapping[str, Any], rule_index: int, root: Path) -> dict[str,
     where = crash.get("symbol") or crash.get("module") or "an unknown location"
     description = crash.get("classification", {}).get("description") or bucket["rule"]
     inputs = bucket["inputs"]
-    return {
+    who = attribution(crash)
+    result = {
         "ruleId": bucket["rule"],
         "ruleIndex": rule_index,
         "level": LEVELS.get(bucket["class"], "warning"),
-        "message": {"text": f"{bucket['class']}: {description} in {where} "
-                            f"({bucket['count']} input{'s' if bucket['count'] != 1 else ''}, e.g. {inputs[0]})"},
+        "message": {"text": f"{bucket['class']}: {description} in {where}" + (f", {who}" if who else "")
+                            + f" ({bucket['count']} input{'s' if bucket['count'] != 1 else ''}, e.g. {inputs[0]})"},
         "locations": [_location(crash, root)],
         "partialFingerprints": {FINGERPRINT: bucket["hash"]["major"]},
         "properties": {"class": bucket["class"], "count": bucket["count"], "hash": bucket["hash"],
                        "inputs": inputs, "crash": crash},
     }
+    if who:
+        # The same words as the Markdown summary; the objects themselves are in `crash`.
+        result["properties"]["attribution"] = who
+        result["properties"]["thread"] = crash.get("thread")
+        result["properties"]["process"] = crash.get("process")
+    return result
 
 
 def to_sarif(report: Mapping[str, Any], root: str | None = None) -> dict[str, Any]:

@@ -54,7 +54,7 @@ def _frames(frames: list[dict[str, Any]]) -> list[str]:
         where = f.get("symbol") or (f"{f.get('module')}+{f.get('offset')}" if f.get("module") else "??")
         module = f" ({f['module']})" if f.get("module") and f.get("symbol") else ""
         src = f" at {f['file']}:{f['line']}" if f.get("file") else ""
-        how = f" [{f['method']}]" if f.get("method") else ""
+        how = f" [{f['method']}]" if f.get("method") else (" [inlined]" if f.get("inlined") else "")
         lines.append(f"    #{i:<2} {f.get('pc')} {where}{module}{src}{how}")
     return lines
 
@@ -82,10 +82,19 @@ def format_record(r: dict[str, Any]) -> str:
         head += f" {r.get('ended')} {end}".rstrip() + (f"; hits: {bps}" if bps else "")
         if r.get("pinned"):
             head += "; pinned to one CPU"
+        sc = r.get("syscalls")
+        if isinstance(sc, dict):
+            head += f"; system calls stopped by {sc.get('stops')}" + (f" ({sc['why']})" if sc.get("why") else "")
     elif event == "signal":
         sender = f" from pid {r['si_pid']}" if r.get("si_pid") is not None else ""
         value = f" value {r['si_value']}" if r.get("si_value") is not None else ""
         head += f" {r.get('signal')} #{r.get('hits')} ({r.get('si_code')}{sender}{value}) {r.get('disposition')}"
+    elif event == "syscall":
+        # As strace prints it: `openat(AT_FDCWD, "/etc/hostname", O_RDONLY) = 3`.
+        args = ", ".join(str(v) for v in (r.get("args") or {}).values())
+        head += f" {r.get('name')}({args})" + (f" = {r['result']}" if "result" in r else " ...")
+        if r.get("skipped"):
+            head += f" (skipped: returns {r.get('returned')})"
     elif event == "crash":
         head += f" {r.get('exception')} ({r.get('signal')}) at {r.get('symbol') or r.get('address')}"
         if r.get("fault_address"):

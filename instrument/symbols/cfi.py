@@ -48,28 +48,39 @@ class ModuleCFI:
     """The call frame information of one ELF file, indexed by link-time address."""
 
     def __init__(self, path: str) -> None:
+        self.path = path
         self.sources: list[_FdeSource] = []
+        self._debug_sources: list[_FdeSource] | None = None
         self._rows: dict[int, tuple[list[int], list[dict[Any, Any]]]] = {}
         with open(path, "rb") as f:
             elf = ELFFile(f)
             structs = DWARFStructs(little_endian=elf.little_endian, dwarf_format=32,
                                    address_size=elf.elfclass // 8)
-            eh = elf.get_section_by_name(".eh_frame")
-            if eh is not None and eh["sh_type"] != "SHT_NOBITS" and eh["sh_size"]:
-                cfi = CallFrameInfo(io.BytesIO(eh.data()), eh["sh_size"], eh["sh_addr"], structs,
-                                    for_eh_frame=True)
-                hdr = elf.get_section_by_name(".eh_frame_hdr")
-                source = _hdr_source(cfi, hdr.data(), hdr["sh_addr"], eh["sh_addr"]) if hdr else None
-                self.sources.append(source or _parsed_source(cfi))
-            dbg = elf.get_section_by_name(".debug_frame")
-            if dbg is not None and dbg["sh_size"]:
-                data = dbg.data()
-                cfi = CallFrameInfo(io.BytesIO(data), len(data), 0, structs, for_eh_frame=False)
-                self.sources.append(_parsed_source(cfi))
+            self.sources.extend(_eh_sources(elf, structs))
+            self.sources.extend(_debug_frame_sources(elf, structs))
+
+    def _from_debug_file(self) -> list[_FdeSource]:
+        """The separate debug file's .debug_frame, read on the first pc .eh_frame lacks
+        (code built with -fno-asynchronous-unwind-tables keeps its CFI only there)."""
+        if self._debug_sources is None:
+            self._debug_sources = []
+            from .debugfiles import find_debug_file
+            debug = find_debug_file(self.path)
+            if debug is not None:
+                try:
+                    with open(debug, "rb") as f:
+                        elf = ELFFile(f)
+                        structs = DWARFStructs(little_endian=elf.little_endian, dwarf_format=32,
+                                               address_size=elf.elfclass // 8)
+                        self._debug_sources = _debug_frame_sources(elf, structs)
+                except Exception:  # noqa: BLE001 - as in _parse_cfi: an odd file has no CFI
+                    self._debug_sources = []
+        return self._debug_sources
 
     def find_fde(self, pc: int) -> FDE | None:
-        """The FDE covering link-time address pc, .eh_frame first."""
-        for source in self.sources:
+        """The FDE covering link-time address pc: .eh_frame, then .debug_frame, then the
+        debug file's .debug_frame."""
+        for source in (*self.sources, *self._from_debug_file()):
             fde = source.find(pc)
             if fde is not None:
                 return fde
@@ -92,6 +103,26 @@ class ModuleCFI:
         if cie is None:
             return None
         return rows[i], cie["return_address_register"]
+
+
+def _eh_sources(elf: ELFFile, structs: DWARFStructs) -> list[_FdeSource]:
+    """.eh_frame, indexed through .eh_frame_hdr where it has one."""
+    eh = elf.get_section_by_name(".eh_frame")
+    if eh is None or eh["sh_type"] == "SHT_NOBITS" or not eh["sh_size"]:
+        return []
+    cfi = CallFrameInfo(io.BytesIO(eh.data()), eh["sh_size"], eh["sh_addr"], structs, for_eh_frame=True)
+    hdr = elf.get_section_by_name(".eh_frame_hdr")
+    source = _hdr_source(cfi, hdr.data(), hdr["sh_addr"], eh["sh_addr"]) if hdr else None
+    return [source or _parsed_source(cfi)]
+
+
+def _debug_frame_sources(elf: ELFFile, structs: DWARFStructs) -> list[_FdeSource]:
+    dbg = elf.get_section_by_name(".debug_frame")
+    if dbg is None or dbg["sh_type"] == "SHT_NOBITS" or not dbg["sh_size"]:
+        return []
+    data = dbg.data()
+    cfi = CallFrameInfo(io.BytesIO(data), len(data), 0, structs, for_eh_frame=False)
+    return [_parsed_source(cfi)]
 
 
 def _hdr_source(cfi: CallFrameInfo, hdr: bytes, hdr_addr: int, eh_addr: int) -> _FdeSource | None:

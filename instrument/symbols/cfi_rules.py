@@ -31,6 +31,11 @@ class UnwindStop(Exception):
     """Internal: the unwinder cannot go further (unreadable memory, unknown register)."""
 
 
+class OutermostFrame(UnwindStop):
+    """The CFI says this is the first frame of the thread (_start, clone's child): no
+    other method should look for a caller, as a stack scan would, slot by slot."""
+
+
 _EXPR_PARSER = DWARFExprParser(DWARFStructs(little_endian=True, dwarf_format=32, address_size=8))
 _EXPR_CACHE: dict[tuple[int, ...], list[Any]] = {}
 
@@ -137,7 +142,7 @@ def apply_row(row: Mapping[Any, Any], ra_column: int, regs: Mapping[int, int],
     caller[RSP] = cfa
     if ra_column not in caller:
         # DW_CFA_undefined on the return address marks the outermost frame (_start).
-        raise UnwindStop("return address undefined: outermost frame")
+        raise OutermostFrame("return address undefined: outermost frame")
     if ra_column != RIP:
         caller[RIP] = caller.pop(ra_column)
     return cfa, caller

@@ -383,8 +383,13 @@ class ModuleDwarf:
 
 
 def _open(real: str) -> ModuleDwarf | None:
+    from .debugfiles import dwarf_path
+
+    source = dwarf_path(real)          # the file itself, or its separate debug file
+    if source is None:
+        return None
     try:
-        return ModuleDwarf(real)
+        return ModuleDwarf(source)
     except Exception:  # noqa: BLE001
         # pyelftools raises a zoo (ELFError, DWARFError, construct errors) on odd
         # files; a module whose DWARF does not parse simply has none.
@@ -397,8 +402,8 @@ _cache: FileCache[ModuleDwarf | None] = FileCache(_open, size=64)
 def dwarf_for(path: str) -> ModuleDwarf | None:
     """The DWARF of a module file, opened once per file version; None when it has none.
 
-    The one place that decides which file holds a module's DWARF: today the
-    module's own file (a separate debug file would be looked up here)."""
+    The one place that decides which file holds a module's DWARF: the module's own
+    file, or its separate debug file (symbols.debugfiles.dwarf_path)."""
     try:
         return _cache.get(path)
     except TargetError:

@@ -8,7 +8,6 @@ error saying it is optimized out, never a value read from the wrong place.
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -317,8 +316,7 @@ def _prologue_end(path: str, low_pc: int) -> int:
     try:
         lines = open_image(path).lines
         first = lines.source_line(low_pc)
-        i = bisect_right(lines.starts, low_pc)
-        for address in lines.starts[i:i + 64]:
+        for address in lines.rows_after(low_pc, 64):
             where = lines.source_line(address)
             if where is None:
                 break

@@ -1,30 +1,34 @@
 """Static facts about one ELF file: extent, build id, symbols, PLT stubs and DWARF line tables.
 
 All addresses here are link-time addresses; `modules.py` adds the load bias.
-pyelftools reads the headers; the symbol and relocation tables are unpacked
-with `struct` in bulk, because pyelftools' per-symbol construct parsing costs
-about 5x more (120 ms against 22 ms for libc's 3000 dynamic symbols, measured).
+The headers and the symbol and relocation tables are unpacked with `struct`
+(symbols/elfread.py), because pyelftools' construct parsing costs far more
+(120 ms against 22 ms for libc's 3000 dynamic symbols; ~110 ms to open the
+loader and libc, measured); pyelftools reads only the DWARF line tables.
 """
 
 from __future__ import annotations
 
 import functools
-
 import os
 import struct
 import threading
 from bisect import bisect_right
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
-
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-from elftools.elf.segments import NoteSegment
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import TargetError
-from .demangle import demangle_many, is_mangled, without_parameters
+from . import elfread, symcache
+from .demangle import demangle_many, is_mangled, lookup_aliases
+from .elfread import ElfHeaders, NotElf, Section
 from .filecache import FileCache
+from .lines import LineTable, ModuleLines, NoLines
+
+__all__ = ["ElfImage", "ImageError", "LineTable", "SymbolTable", "needed_libraries", "open_image"]
+
+if TYPE_CHECKING:       # pyelftools is imported where first used: DWARF lines only
+    from elftools.elf.elffile import ELFFile
 
 
 class ImageError(TargetError):
@@ -69,6 +73,17 @@ class SymbolTable:
         self.names: list[str] = []
         self._build_ranges(candidates, section_ends)
 
+    @classmethod
+    def from_arrays(cls, arrays: symcache.Arrays) -> SymbolTable:
+        """A table as to_arrays gave it (from the on-disk cache)."""
+        table = cls.__new__(cls)
+        by_name, ifuncs, table.starts, table.ends, table.names, table.sized = arrays
+        table.by_name, table.ifuncs = by_name, frozenset(ifuncs)
+        return table
+
+    def to_arrays(self) -> symcache.Arrays:
+        return self.by_name, sorted(self.ifuncs), self.starts, self.ends, self.names, self.sized
+
     def _build_ranges(self, candidates: list[_Candidate], section_ends: dict[int, int]) -> None:
         # One name per (address, size) span: the preferred alias (malloc, not __libc_malloc).
         chosen: dict[tuple[int, int], _Candidate] = {}
@@ -97,17 +112,22 @@ class SymbolTable:
             self.sized.append(bool(c.size))
 
     def symbolize(self, address: int) -> tuple[str, int] | None:
+        hit = self.lookup(address)
+        return None if hit is None else (hit[0], hit[1])
+
+    def lookup(self, address: int) -> tuple[str, int, bool] | None:
+        """(name, offset, sized): sized is False for a zero-size label's reach."""
         i = bisect_right(self.starts, address) - 1
-        fallback: tuple[str, int] | None = None
+        fallback: tuple[str, int, bool] | None = None
         # Symbols may nest (a label inside a function): look back a few entries and
         # prefer the innermost sized symbol that covers the address.
         for j in range(i, max(i - 8, -1), -1):
             start = self.starts[j]
             if start <= address < self.ends[j]:
                 if self.sized[j]:
-                    return self.names[j], address - start
+                    return self.names[j], address - start, True
                 if fallback is None:
-                    fallback = (self.names[j], address - start)
+                    fallback = (self.names[j], address - start, False)
         return fallback
 
     def __len__(self) -> int:
@@ -122,120 +142,6 @@ def _display_rank(c: _Candidate) -> tuple[int, int, int, int, int, str]:
     return (binding, untyped, hidden, underscores, len(c.name), c.name)
 
 
-class LineTable:
-    """DWARF .debug_line rows as sorted arrays (address -> file, line) plus a
-    (file, line) -> lowest is_stmt address index for `loop.c:42` breakpoints."""
-
-    def __init__(self) -> None:
-        self.files: list[str] = []
-        self._file_ids: dict[str, int] = {}
-        self._rows: list[tuple[int, int, int, int]] = []   # (address, order, file id or -1, line)
-        self.starts: list[int] = []
-        self._where: list[tuple[int, int]] = []
-        self._stmt: dict[int, dict[int, int]] = {}          # file id -> line -> lowest address
-
-    def file_id(self, path: str) -> int:
-        fid = self._file_ids.get(path)
-        if fid is None:
-            fid = self._file_ids[path] = len(self.files)
-            self.files.append(path)
-        return fid
-
-    def add_row(self, address: int, file_id: int, line: int, is_stmt: bool, end_sequence: bool) -> None:
-        # An end_sequence row sorts before a row starting at the same address, so
-        # bisect_right lands on the real row of the sequence that follows.
-        self._rows.append((address, 1 if not end_sequence else 0, -1 if end_sequence else file_id, line))
-        if is_stmt and not end_sequence and line > 0:
-            by_line = self._stmt.setdefault(file_id, {})
-            if address < by_line.get(line, address + 1):
-                by_line[line] = address
-
-    def finish(self) -> LineTable:
-        self._rows.sort(key=lambda r: (r[0], r[1]))
-        self.starts = [r[0] for r in self._rows]
-        self._where = [(r[2], r[3]) for r in self._rows]
-        del self._rows
-        return self
-
-    def source_line(self, address: int) -> tuple[str, int] | None:
-        i = bisect_right(self.starts, address) - 1
-        if i < 0:
-            return None
-        fid, line = self._where[i]
-        if fid < 0 or line <= 0:
-            return None
-        return self.files[fid], line
-
-    def line_address(self, file: str, line: int) -> int | None:
-        tables = [self._stmt[fid] for fid, path in enumerate(self.files)
-                  if fid in self._stmt and _same_file(file, path)]
-        exact = [t[line] for t in tables if line in t]
-        if exact:
-            return min(exact)
-        # No code on that line (a comment, a declaration): take the next line that has
-        # code in the same file, as gdb does.
-        later = [(min(n for n in t if n > line), t) for t in tables if any(n > line for n in t)]
-        if not later:
-            return None
-        first = min(n for n, _ in later)
-        return min(t[first] for n, t in later if n == first)
-
-
-def _same_file(wanted: str, path: str) -> bool:
-    wanted = os.path.normpath(wanted)
-    path = os.path.normpath(path)
-    return path == wanted or path.endswith("/" + wanted)
-
-
-def load_line_table(elf: ELFFile) -> LineTable:
-    """Every CU's line program; an image without DWARF gives an empty table."""
-    table = LineTable()
-    if not elf.has_dwarf_info():
-        return table.finish()
-    dwarf = elf.get_dwarf_info()
-    if not dwarf.has_debug_info:
-        return table.finish()
-    for cu in dwarf.iter_CUs():
-        program = dwarf.line_program_for_CU(cu)
-        if program is None:
-            continue
-        names = _line_program_files(program, cu, table)
-        for entry in program.get_entries():
-            st = entry.state
-            if st is None:
-                continue
-            fid = names.get(st.file, -1)
-            table.add_row(st.address, fid, st.line, bool(st.is_stmt), bool(st.end_sequence))
-    return table.finish()
-
-
-def _line_program_files(program: Any, cu: Any, table: LineTable) -> dict[int, int]:
-    """Line-program file index -> table file id. DWARF 5 numbers files and
-    directories from 0 (entry 0 = the CU itself); DWARF 2-4 from 1, with directory 0
-    meaning the CU's DW_AT_comp_dir."""
-    header = program.header
-    v5 = header["version"] >= 5
-    dirs = [_text(d) for d in header["include_directory"]]
-    comp = cu.get_top_DIE().attributes.get("DW_AT_comp_dir")
-    comp_dir = _text(comp.value) if comp is not None else ""
-    out: dict[int, int] = {}
-    for i, fe in enumerate(header["file_entry"]):
-        d = fe.dir_index
-        if v5:
-            directory = dirs[d] if d < len(dirs) else ""
-        else:
-            directory = comp_dir if d == 0 else (dirs[d - 1] if d - 1 < len(dirs) else "")
-        if directory and comp_dir and not os.path.isabs(directory):
-            directory = os.path.join(comp_dir, directory)
-        path = os.path.normpath(os.path.join(directory, _text(fe.name)))
-        out[i if v5 else i + 1] = table.file_id(path)
-    return out
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
 class ElfImage:
     """One ELF file. Headers are read on open; symbols and DWARF only when first asked."""
 
@@ -244,18 +150,19 @@ class ElfImage:
         self._lock = threading.Lock()
         try:
             with open(path, "rb") as f:
-                elf = ELFFile(f)
-                self.is_pie: bool = elf.header["e_type"] == "ET_DYN"
-                self.entry: int = elf.header["e_entry"]
-                self.machine: str = elf.header["e_machine"]
-                self.extent: tuple[int, int] = _extent(elf)
-                self.build_id: str | None = _build_id(elf)
-                self.elfclass: int = elf.elfclass
+                h = elfread.read_headers(f)
+                self.size: int = os.fstat(f.fileno()).st_size
+                self.is_pie: bool = h.e_type == elfread.ET_DYN
+                self.entry: int = h.entry
+                self.machine: str = h.machine
+                self.extent: tuple[int, int] = _extent(h)
+                self.build_id: str | None = elfread.build_id(f, h)
+                self.elfclass: int = h.elfclass
                 # Link-time ranges of code (PF_X segments): where an int3 may go.
                 self.code_ranges: tuple[tuple[int, int], ...] = tuple(
-                    (seg["p_vaddr"], seg["p_vaddr"] + seg["p_memsz"]) for seg in elf.iter_segments()
-                    if seg["p_type"] == "PT_LOAD" and seg["p_flags"] & 1)
-        except ELFError as e:
+                    (seg.vaddr, seg.vaddr + seg.memsz) for seg in h.segments
+                    if seg.type == elfread.PT_LOAD and seg.flags & elfread.PF_X)
+        except NotElf as e:
             raise ImageError(f"{path}: not an ELF file ({e})") from e
         except OSError as e:
             raise ImageError(f"{path}: cannot read ({e.strerror or e})") from e
@@ -270,18 +177,153 @@ class ElfImage:
     # -- symbols -------------------------------------------------------------
     @cached_property
     def symbols(self) -> SymbolTable:
+        # A system library's table comes from the on-disk cache, by build id.
+        cached = self.build_id is not None and symcache.is_system(self.path)
+        if cached and self.build_id is not None:
+            arrays = symcache.load(self.build_id, self.size)
+            if arrays is not None:
+                return SymbolTable.from_arrays(arrays)
         # A file deleted or cut short since it was opened (a rebuild mid-session) has no
         # symbols rather than failing a crash report that only wanted a name.
         try:
             with self._lock, open(self.path, "rb") as f:
-                return _load_symbols(ELFFile(f), self.machine)
-        except (ELFError, OSError, struct.error):
+                table = _load_symbols(f, elfread.read_headers(f), self.machine)
+        except (NotElf, OSError, struct.error, IndexError):
             return SymbolTable([], {})
+        if cached and self.build_id is not None:
+            symcache.store(self.build_id, self.size, table.to_arrays())
+        return table
+
+    @cached_property
+    def _names(self) -> _Names:
+        return _Names(self.symbols)
+
+    @cached_property
+    def _debug_names(self) -> _Names | None:
+        table = self.debug_symbols
+        return _Names(table) if table is not None else None
+
+    def symbol_address(self, name: str, *, debug_file: bool = True) -> int | None:
+        """Link-time address of a function or object (`name@plt` for PLT stubs; C++ by
+        demangled name, with or without its parameter list); the debug file's .symtab
+        answers what the file's own tables do not (static functions of a stripped file).
+        debug_file=False: the file's own tables only."""
+        name = _strip_version(name)
+        address = self._names.address(name)
+        if address is None and debug_file and self.debug_file is not None and self._debug_names is not None:
+            address = self._debug_names.address(name)
+        return address
+
+    def symbolize(self, address: int) -> tuple[str, int] | None:
+        """Link-time address -> (name, offset); C++ and Rust names come back demangled."""
+        hit = self.symbolize_from(address)
+        return None if hit is None else (hit[0], hit[1])
+
+    def symbolize_from(self, address: int) -> tuple[str, int, bool] | None:
+        """(name, offset, from the debug file). A stripped file's .dynsym names only
+        exported functions: an address no sized symbol covers is asked of the separate
+        debug file, whose .symtab has the static ones."""
+        hit = self.symbols.lookup(address)
+        if (hit is None or not hit[2]) and self.debug_file is not None and self._debug_names is not None:
+            better = self._debug_names.table.lookup(address)
+            if better is not None and (hit is None or better[2]):
+                return self._debug_names.display(better[0]), better[1], True
+        if hit is None:
+            return None
+        return self._names.display(hit[0]), hit[1], False
+
+    def is_ifunc(self, address: int) -> bool:
+        """Whether a link-time address is a GNU indirect function (strcpy in glibc): code
+        that picks the implementation for this CPU and returns it, run once by ld.so."""
+        return address in self.symbols.ifuncs
+
+    # -- the separate debug file ---------------------------------------------------
+    @cached_property
+    def debug_file(self) -> str | None:
+        """The separate debug file (symbols.debugfiles), looked up when first needed."""
+        from .debugfiles import find_debug_file
+        return find_debug_file(self.path)
+
+    @cached_property
+    def debug_symbols(self) -> SymbolTable | None:
+        """The debug file's .symtab: static functions a stripped file no longer names
+        (libc's __libc_message, a program's own functions). Read only when the file's
+        own tables miss, so a recipe on exported names never opens the debug file."""
+        path = self.debug_file
+        if path is None:
+            return None
+        try:
+            with self._lock, open(path, "rb") as f:
+                table = _load_symbols(f, elfread.read_headers(f), self.machine, own_code=False)
+        except (NotElf, OSError, struct.error, IndexError):
+            return None
+        return table if len(table) else None
+
+    # -- DWARF lines ------------------------------------------------------------
+    @cached_property
+    def lines(self) -> ModuleLines | NoLines:
+        from .debugfiles import load_dwarf
+        dwarf = load_dwarf(self.path)
+        return ModuleLines(dwarf) if dwarf is not None else NoLines()
+
+    def source_line(self, address: int) -> tuple[str, int] | None:
+        """(source path, line) of a link-time address, from the file's DWARF or its debug file's."""
+        try:
+            return self.lines.source_line(address)
+        except Exception:  # noqa: BLE001 - malformed DWARF costs a frame its line, never the record
+            return None
+
+    @cached_property
+    def _inlines(self) -> Any:
+        from .inlines import InlineIndex
+        return InlineIndex(self.lines) if isinstance(self.lines, ModuleLines) else None
+
+    def inlined_at(self, address: int) -> tuple[Any, ...]:
+        """The inlined calls (symbols.inlines.InlinedCall) around a link-time address,
+        innermost first; () without DWARF or outside inlined code."""
+        index = self._inlines
+        return index.at(address) if index is not None else ()
+
+    def line_locations(self, file: str, line: int) -> tuple[int, list[int]] | None:
+        """(the line used, one address per function that has code for it): `file:line`,
+        or the next line with code when it has none (gdb's rule). A line of an inlined
+        function has code in each function it was inlined into: one location each, its
+        lowest is_stmt address there."""
+        try:
+            found = self.lines.line_addresses(file, line)
+        except Exception:  # noqa: BLE001 - as for source_line
+            return None
+        if found is None:
+            return None
+        used, addresses = found
+        per_function: dict[object, int] = {}
+        for address in sorted(addresses):
+            hit = self.symbolize(address)
+            key: object = (hit[0], address - hit[1]) if hit is not None else address
+            per_function.setdefault(key, address)
+        return used, sorted(per_function.values())
+
+    def line_address(self, file: str, line: int) -> int | None:
+        """Lowest is_stmt address of `file:line`, or of the next line with code in that file."""
+        found = self.line_locations(file, line)
+        return found[1][0] if found is not None and found[1] else None
+
+
+class _Names:
+    """One symbol table's names, demangled lazily: only tables with mangled names pay for
+    the c++filt run, and only when a name is first shown or looked up."""
+
+    def __init__(self, table: SymbolTable) -> None:
+        self.table = table
+
+    @cached_property
+    def _has_mangled(self) -> bool:
+        return any(is_mangled(n) for n in self.table.by_name)
 
     @cached_property
     def _demangled(self) -> tuple[dict[str, int], dict[str, str]]:
         """(demangled or parameterless name -> address, mangled -> demangled)."""
-        table = self.symbols
+        table = self.table
         mangled = [n for n in table.by_name if is_mangled(n)]
         plain = demangle_many(mangled)
         index: dict[str, int] = {}
@@ -291,51 +333,18 @@ class ElfImage:
                 continue
             names[m] = d
             index.setdefault(d, table.by_name[m])
-            index.setdefault(without_parameters(d), table.by_name[m])
+            for alias in lookup_aliases(d):
+                index.setdefault(alias, table.by_name[m])
         return index, names
 
-    def symbol_address(self, name: str) -> int | None:
-        """Link-time address of a function or object (`name@plt` for PLT stubs; C++ by
-        demangled name, with or without its parameter list)."""
-        name = _strip_version(name)
-        address = self.symbols.by_name.get(name)
+    def address(self, name: str) -> int | None:
+        address = self.table.by_name.get(name)
         if address is None and not is_mangled(name) and self._has_mangled:
             address = self._demangled[0].get(name)
         return address
 
-    @cached_property
-    def _has_mangled(self) -> bool:
-        # Only images with C++ names pay for the c++filt run.
-        return any(is_mangled(n) for n in self.symbols.by_name)
-
-    def symbolize(self, address: int) -> tuple[str, int] | None:
-        """Link-time address -> (name, offset); C++ names come back demangled."""
-        hit = self.symbols.symbolize(address)
-        if hit is None or not is_mangled(hit[0]):
-            return hit
-        return self._demangled[1].get(hit[0], hit[0]), hit[1]
-
-    def is_ifunc(self, address: int) -> bool:
-        """Whether a link-time address is a GNU indirect function (strcpy in glibc): code
-        that picks the implementation for this CPU and returns it, run once by ld.so."""
-        return address in self.symbols.ifuncs
-
-    # -- DWARF lines ------------------------------------------------------------
-    @cached_property
-    def lines(self) -> LineTable:
-        try:
-            with self._lock, open(self.path, "rb") as f:
-                return load_line_table(ELFFile(f))
-        except (ELFError, OSError, struct.error):   # as for symbols: no lines, not a failure
-            return LineTable().finish()
-
-    def source_line(self, address: int) -> tuple[str, int] | None:
-        """(source path, line) of a link-time address, where the image has .debug_line."""
-        return self.lines.source_line(address)
-
-    def line_address(self, file: str, line: int) -> int | None:
-        """Lowest is_stmt address of `file:line`, or of the next line with code in that file."""
-        return self.lines.line_address(file, line)
+    def display(self, name: str) -> str:
+        return self._demangled[1].get(name, name) if is_mangled(name) else name
 
 
 def _strip_version(name: str) -> str:
@@ -345,69 +354,53 @@ def _strip_version(name: str) -> str:
     return name.split("@", 1)[0]
 
 
-def _extent(elf: ELFFile) -> tuple[int, int]:
-    loads = [s for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
+def _extent(h: ElfHeaders) -> tuple[int, int]:
+    loads = [s for s in h.segments if s.type == elfread.PT_LOAD]
     if not loads:
         return (0, 0)
-    return (min(s["p_vaddr"] for s in loads), max(s["p_vaddr"] + s["p_memsz"] for s in loads))
+    return (min(s.vaddr for s in loads), max(s.vaddr + s.memsz for s in loads))
 
 
-def _build_id(elf: ELFFile) -> str | None:
-    # Segments, not sections: a stripped or section-less file still has PT_NOTE.
-    for seg in elf.iter_segments():
-        if seg["p_type"] != "PT_NOTE" or not isinstance(seg, NoteSegment):   # pyelftools makes every PT_NOTE one
-            continue
-        for note in seg.iter_notes():
-            if note["n_type"] == "NT_GNU_BUILD_ID":
-                desc = note["n_desc"]
-                return desc if isinstance(desc, str) else bytes(desc).hex()
-    return None
-
-
-def _load_symbols(elf: ELFFile, machine: str) -> SymbolTable:
-    sections = list(elf.iter_sections())
-    section_ends = {i: s["sh_addr"] + s["sh_size"] for i, s in enumerate(sections)
-                    if s["sh_flags"] & _SHF_ALLOC}
-    endian = "<" if elf.little_endian else ">"
+def _load_symbols(f: BinaryIO, h: ElfHeaders, machine: str, own_code: bool = True) -> SymbolTable:
+    """The symbols of one file. own_code=False for a debug file: its code sections are
+    SHT_NOBITS, so it has no PLT stubs to decode."""
+    sections = h.sections
+    section_ends = {i: s.addr + s.size for i, s in enumerate(sections) if s.flags & _SHF_ALLOC}
     candidates: list[_Candidate] = []
     dynsym_names: list[str] = []
     # .symtab ranks before .dynsym (table index 0 vs 1): it is the fuller, local truth.
-    for table_rank, kind in ((0, "SHT_SYMTAB"), (1, "SHT_DYNSYM")):
+    for table_rank, kind in ((0, elfread.SHT_SYMTAB), (1, elfread.SHT_DYNSYM)):
         for index, sec in enumerate(sections):
-            if sec["sh_type"] != kind:
+            if sec.type != kind:
                 continue
-            versyms = _versyms(sections, index, endian) if kind == "SHT_DYNSYM" else None
-            names = _read_symbols(elf, sections, sec, table_rank, versyms, endian, candidates)
-            if kind == "SHT_DYNSYM":
+            versyms = _versyms(f, sections, index) if kind == elfread.SHT_DYNSYM else None
+            names = _read_symbols(f, h, sec, table_rank, versyms, candidates)
+            if kind == elfread.SHT_DYNSYM:
                 dynsym_names = names
-    if machine == _EM_X86_64 and dynsym_names:
-        candidates.extend(_plt_candidates(sections, dynsym_names, endian))
+    if machine == _EM_X86_64 and dynsym_names and own_code:
+        candidates.extend(_plt_candidates(f, h, dynsym_names))
     return SymbolTable(candidates, section_ends)
 
 
-def _versyms(sections: list[Any], dynsym_index: int, endian: str) -> bytes | None:
+def _versyms(f: BinaryIO, sections: tuple[Section, ...], dynsym_index: int) -> bytes | None:
     for sec in sections:
-        if sec["sh_type"] == "SHT_GNU_versym" and sec["sh_link"] == dynsym_index:
-            return bytes(sec.data())
+        if sec.type == elfread.SHT_GNU_VERSYM and sec.link == dynsym_index:
+            return elfread.section_data(f, sec)
     return None
 
 
-def _read_symbols(elf: ELFFile, sections: list[Any], sec: Any, table_rank: int,
-                  versyms: bytes | None, endian: str, out: list[_Candidate]) -> list[str]:
+def _read_symbols(f: BinaryIO, h: ElfHeaders, sec: Section, table_rank: int,
+                  versyms: bytes | None, out: list[_Candidate]) -> list[str]:
     """Append the address-bearing symbols of one table to `out`; return every name by index."""
-    strtab = bytes(sections[sec["sh_link"]].data())
-    data = bytes(sec.data())
-    if elf.elfclass == 64:
-        rows = ((n, v, s, i, x) for n, i, _o, x, v, s in struct.iter_unpack(endian + "IBBHQQ", data))
-    else:
-        rows = ((n, v, s, i, x) for n, v, s, i, _o, x in struct.iter_unpack(endian + "IIIBBH", data))
+    endian = h.endian
     names: list[str] = []
-    for index, (st_name, value, size, info, shndx) in enumerate(rows):
-        end = strtab.find(b"\0", st_name)
-        name = _strip_version(strtab[st_name:end].decode("utf-8", "replace"))
+    for index, (raw_name, value, size, info, shndx) in enumerate(elfread.symbols(f, h, sec)):
+        name = _strip_version(raw_name)
         names.append(name)
         if (info & 0xF) not in _KINDS or not name or shndx == 0 or shndx >= _SHN_LORESERVE:
             continue
+        if shndx < len(h.sections) and not h.sections[shndx].flags & _SHF_ALLOC:
+            continue      # in no loaded section (glibc's .gnu.warning.*): no runtime address
         hidden = 0
         if versyms is not None and 2 * index + 2 <= len(versyms):
             hidden = 1 if struct.unpack_from(endian + "H", versyms, 2 * index)[0] & _VERSYM_HIDDEN else 0
@@ -417,26 +410,27 @@ def _read_symbols(elf: ELFFile, sections: list[Any], sec: Any, table_rank: int,
     return names
 
 
-def _plt_candidates(sections: list[Any], dynsym_names: list[str], endian: str) -> list[_Candidate]:
+def _plt_candidates(f: BinaryIO, h: ElfHeaders, dynsym_names: list[str]) -> list[_Candidate]:
     """`name@plt` for each x86-64 PLT stub: find the GOT slot each stub jumps through
     (`jmp *disp32(%rip)`, `ff 25`) and name it after the relocation of that slot.
 
     Decoding the stubs (as objdump does) rather than counting entries works the same
     for lazy .plt, IBT's .plt.sec and the .plt.got stubs of GLOB_DAT slots."""
     got: dict[int, str] = {}
-    for sec in sections:
-        if sec["sh_type"] != "SHT_RELA":
+    for sec in h.sections:
+        if sec.type != elfread.SHT_RELA:
             continue
-        for r_offset, r_info, _addend in struct.iter_unpack(endian + "QQq", bytes(sec.data())):
+        data = elfread.section_data(f, sec)
+        for r_offset, r_info, _addend in struct.iter_unpack(h.endian + "QQq", data[:len(data) // 24 * 24]):
             sym, rtype = r_info >> 32, r_info & 0xFFFFFFFF
             if rtype in (_R_X86_64_JUMP_SLOT, _R_X86_64_GLOB_DAT) and 0 < sym < len(dynsym_names):
                 got.setdefault(r_offset, dynsym_names[sym])
     out: list[_Candidate] = []
-    for index, sec in enumerate(sections):
-        if sec.name not in (".plt", ".plt.sec", ".plt.got") or sec["sh_type"] != "SHT_PROGBITS":
+    for index, sec in enumerate(h.sections):
+        if sec.name not in (".plt", ".plt.sec", ".plt.got") or sec.type != elfread.SHT_PROGBITS:
             continue
-        step = sec["sh_entsize"] or 16
-        data, base = bytes(sec.data()), sec["sh_addr"]
+        step = sec.entsize or 16
+        data, base = elfread.section_data(f, sec), sec.addr
         for off in range(0, len(data) - step + 1, step):
             p = data.find(b"\xff\x25", off, off + step)
             if p < 0 or p + 6 > off + step:
@@ -463,12 +457,8 @@ def open_image(path: str) -> ElfImage:
 @functools.lru_cache(maxsize=64)
 def needed_libraries(path: str) -> tuple[str, ...]:
     """DT_NEEDED entries of an ELF: the libraries the loader maps before main runs."""
-    from elftools.elf.dynamic import DynamicSection     # where first used, for start-up speed
-    from elftools.elf.elffile import ELFFile
-
     with open(path, "rb") as f:
-        for section in ELFFile(f).iter_sections():
-            if isinstance(section, DynamicSection):
-                tags: list[Any] = list(section.iter_tags())
-                return tuple(str(t.needed) for t in tags if t.entry.d_tag == "DT_NEEDED")
-    return ()
+        try:
+            return elfread.needed(f, elfread.read_headers(f))
+        except (NotElf, struct.error, IndexError):
+            return ()

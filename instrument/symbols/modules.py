@@ -9,18 +9,23 @@ import re
 import shutil
 from bisect import bisect_right
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Union
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Union
 
 from ..events import Module
 from .elf import ElfImage, ImageError, open_image
-from .pe_image import PeImage, open_pe_image
+
+if TYPE_CHECKING:
+    # The PE reader (pe.py, pe_image.py: ~6 ms of imports) is loaded at the first MZ file.
+    from .pe_image import PeImage
 
 # What a module's file parses as: both answer symbol_address/symbolize/source_line/
 # line_address/extent/build_id with link-time addresses (ELF) or RVAs (PE).
-Image = Union[ElfImage, PeImage]
+Image = Union[ElfImage, "PeImage"]
 
-# `loop.c:42`: a source file (with an extension) and a line number.
-_LINE_SPEC = re.compile(r"^(?P<file>[^:!\s]+\.\w+):(?P<line>\d+)$")
+# `loop.c:42`: a source file (with an extension) and a line number; `loop.c:42#2` is the
+# second of the line's locations (a line of an inlined function has one per function it
+# was inlined into; the compiler arms each: compiler/line_plans.py).
+_LINE_SPEC = re.compile(r"^(?P<file>[^:!\s]+\.\w+):(?P<line>\d+)(?:#(?P<index>\d+))?$")
 # A bare name that can only be a library (`libc.so.6`, `kernel32.dll`), never a symbol.
 _LIBRARY_NAME = re.compile(r"\.(so(\.\d+)*|dll|dylib)$", re.I)
 _TEXT_CACHE_LIMIT = 4096
@@ -44,6 +49,8 @@ def open_module_image(path: str) -> Image:
     except OSError as e:
         raise ImageError(f"{path}: cannot read ({e.strerror or e})") from e
     if magic.startswith(b"MZ"):
+        from .pe_image import open_pe_image
+
         return open_pe_image(real)
     return open_image(real)     # ELF, or an ImageError saying it is not
 
@@ -84,10 +91,13 @@ class _Entry:
     start: int                  # runtime start: base + lowest PT_LOAD vaddr (PE: base + 0)
     end: int                    # runtime end (== start when the file is unreadable)
 
-    def symbol(self, name: str) -> int | None:
+    def symbol(self, name: str, own_only: bool = False) -> int | None:
         if self.image is None:
             return None
-        address = self.image.symbol_address(name)
+        if own_only and isinstance(self.image, ElfImage):
+            address = self.image.symbol_address(name, debug_file=False)
+        else:
+            address = self.image.symbol_address(name)
         return None if address is None else self.module.base + address
 
 
@@ -196,14 +206,22 @@ class ModuleMap:
         name = name.strip()
         spec = _LINE_SPEC.match(name)
         if spec is not None:
-            return self._resolve_line(spec.group("file"), int(spec.group("line")))
+            return self._resolve_line(spec.group("file"), int(spec.group("line")), _index(spec))
         module_part, bang, symbol = name.partition("!")
         owners = [e for e in self._search_order() if bang and module_matches(module_part, e.module)]
         if owners:
             return next((a for a in (e.symbol(symbol) for e in owners) if a is not None), None)
-        # No module of that name: a C++ `operator!` is still a symbol name.
+        # No module of that name: a C++ `operator!` is still a symbol name. The names the
+        # modules themselves define, in search order; then the main program's debug file.
+        # A library's static functions, which only its debug file knows, are named with
+        # their module (`libc.so.6!_int_free`): ld.so's private strlen, mapped before libc,
+        # must not catch a breakpoint on the strlen the program imports.
         for e in self._search_order():
-            address = e.symbol(name)
+            address = e.symbol(name, own_only=True)
+            if address is not None:
+                return address
+        if self._main is not None:
+            address = self._main.symbol(name)
             if address is not None:
                 return address
         for e in self._search_order():
@@ -211,10 +229,10 @@ class ModuleMap:
                 return e.start
         return None
 
-    def _resolve_line(self, file: str, line: int) -> int | None:
+    def _resolve_line(self, file: str, line: int, index: int) -> int | None:
         for e in self._search_order():
             if e.image is not None:
-                address = e.image.line_address(file, line)
+                address = line_location(e.image, file, line, index)
                 if address is not None:
                     return e.module.base + address
         return None
@@ -238,6 +256,7 @@ class ModuleMap:
     def describe(self, address: int, *, lines: bool = True, return_address: bool = False) -> dict[str, Any]:
         """{"module", "offset", "symbol", "file", "line"} for a runtime address; the symbol
         carries no module prefix (the record has `module`). Unknown parts are None.
+        "separate_debug": True when only the module's separate debug file names it.
 
         return_address=True describes a caller frame's pc: the symbol and line are
         those of the call (pc-1), since a noreturn call may be a function's last
@@ -251,13 +270,26 @@ class ModuleMap:
         out["offset"] = address - entry.start
         if entry.image is not None:
             link = address - back - entry.module.base
-            hit = entry.image.symbolize(link)
+            from_debug = getattr(entry.image, "symbolize_from", None)
+            hit: tuple[Any, ...] | None = from_debug(link) if from_debug is not None else entry.image.symbolize(link)
             if hit is not None:
                 out["symbol"] = _plus(hit[0], hit[1] + back)
+                if len(hit) > 2 and hit[2]:
+                    out["separate_debug"] = True
             where = entry.image.source_line(link) if lines else None
             if where is not None:
                 out["file"], out["line"] = where
         return out
+
+    def inlined_at(self, address: int, *, return_address: bool = False) -> tuple[Any, ...]:
+        """The inlined calls (symbols.inlines.InlinedCall) around a runtime address,
+        innermost first; return_address as for describe."""
+        back = 1 if return_address else 0
+        entry = self._entry_at(address - back)
+        inlined = getattr(entry.image, "inlined_at", None) if entry is not None else None
+        if entry is None or inlined is None:
+            return ()
+        return tuple(inlined(address - back - entry.module.base))
 
     def symbol_text(self, address: int) -> str:
         """`hit+0x4`, `libc.so.6!malloc+0x10`, `libc.so.6+0x1234`, or `0x7f..` outside every module."""
@@ -293,6 +325,30 @@ class ModuleMap:
         return text if entry is self._main else f"{entry.module.name}!{text}"
 
 
+def _index(spec: re.Match[str]) -> int:
+    return int(spec.group("index")) if spec.group("index") else 0
+
+
+def line_location(image: Image, file: str, line: int, index: int = 0) -> int | None:
+    """Link-time address of `file:line` in an image: its lowest (index 0), or its
+    index-th location (1-based: one per function with code for the line)."""
+    if not index:
+        return image.line_address(file, line)
+    locations = getattr(image, "line_locations", None)
+    found = locations(file, line) if locations is not None else None
+    if found is None or not 0 < index <= len(found[1]):
+        return None
+    return int(found[1][index - 1])
+
+
+def parse_line_spec(text: str) -> tuple[str, int] | None:
+    """(file, line) of a `loop.c:42` text, or None."""
+    spec = _LINE_SPEC.match(text.strip())
+    if spec is None or spec.group("index"):
+        return None
+    return spec.group("file"), int(spec.group("line"))
+
+
 def _plus(name: str, offset: int) -> str:
     return f"{name}+{offset:#x}" if offset else name
 
@@ -319,6 +375,15 @@ class StaticResolver:
             return bare
         return None
 
+    def line_locations(self, text: str) -> tuple[int, list[int]] | None:
+        """For a `loop.c:42` text: (the line used, its link-time locations, one per function)."""
+        spec = parse_line_spec(text)
+        locations = getattr(self.image, "line_locations", None)
+        if spec is None or locations is None:
+            return None
+        found = locations(*spec)
+        return (int(found[0]), [int(a) for a in found[1]]) if found is not None else None
+
     def is_deferred(self, name: str) -> bool:
         """True for a name in another module: it is resolved at that module's LOAD_DLL."""
         module = self.module_of(name)
@@ -329,7 +394,7 @@ class StaticResolver:
         name = name.strip()
         spec = _LINE_SPEC.match(name)
         if spec is not None:
-            return self.image.line_address(spec.group("file"), int(spec.group("line")))
+            return line_location(self.image, spec.group("file"), int(spec.group("line")), _index(spec))
         module_part, bang, symbol = name.partition("!")
         if bang and module_part and module_matches(module_part, self.module):
             return self.image.symbol_address(symbol)

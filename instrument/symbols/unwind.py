@@ -14,8 +14,8 @@ from .cfi import module_cfi
 from .elf import ImageError, open_image
 from ..arch.x86_64 import MASK64 as MASK
 from ..arch.x86_64.decode import engine
-from .cfi_rules import (CALLEE_SAVED, DWARF_REGS, RBP, RIP, RSP, UnwindStop, apply_row, read_u64,
-                        reg_value)
+from .cfi_rules import (CALLEE_SAVED, DWARF_REGS, RBP, RIP, RSP, OutermostFrame, UnwindStop, apply_row,
+                        read_u64, reg_value)
 from .reader import MEMORY_ERRORS, ReadMemory, read_available
 
 FindModule = Callable[[int], "tuple[str, int] | None"]
@@ -189,6 +189,8 @@ def _step(state: _State, ctx: _Context) -> tuple[int, _State] | None:
         return found
     try:
         found = _cfi_step(state, ctx)
+    except OutermostFrame:
+        return None
     except UnwindStop:
         # CFI exists but needs a register we lost (after a scan step, say).
         found = None

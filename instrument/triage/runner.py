@@ -7,6 +7,7 @@ import dataclasses
 import multiprocessing
 import os
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -154,11 +155,13 @@ class Worker:
     def _outcome(self, path: str | None, summary: dict[str, Any], crashes: list[dict[str, Any]],
                  stderr: list[str]) -> dict[str, Any]:
         name = path if path is not None else NO_INPUT
+        report = parse_report(stderr)
         crash = crashes[0] if crashes else _signal_death(summary)
+        if crash is None and report is not None and summary.get("ended") != "timeout":
+            crash = _sanitizer_exit(summary, stderr)
         if crash is None:
             return {"input": name, "status": "timeout" if summary.get("ended") == "timeout" else "clean",
                     "crash": None}
-        report = parse_report(stderr)
         if report is not None:
             crash["sanitizer"] = report
         annotate(crash, self.rules)
@@ -186,6 +189,19 @@ def _signal_death(summary: dict[str, Any]) -> dict[str, Any] | None:
             "exception_code": hex(ExceptionCode.SIGNAL), "signal": sig, "address": None,
             "fault_address": None, "access": None, "instruction": None, "module": None, "symbol": None,
             "frames": [], "registers": {}, "disassembly": []}
+
+
+def _sanitizer_exit(summary: dict[str, Any], stderr: list[str]) -> dict[str, Any]:
+    """A crash record for a sanitizer that reported and then exited (abort_on_error=0 set
+    where triage cannot override it: a wrapper script's own ASAN_OPTIONS, say) or went on
+    (UBSan without halt_on_error): the report is the finding. Its frames are the report's
+    stack, which is all that is left of the moment of the bug."""
+    from ..analysis.sanitizer import report_frames
+
+    return {"event": "crash", "code": int(EventCode.EXCEPTION_DEBUG_EVENT), "exception": "SIGNAL",
+            "exception_code": hex(ExceptionCode.SIGNAL), "signal": None, "exit_code": summary.get("exit_code"),
+            "address": None, "fault_address": None, "access": None, "instruction": None, "module": None,
+            "symbol": None, "frames": report_frames(stderr), "registers": {}, "disassembly": []}
 
 
 @contextlib.contextmanager
@@ -221,6 +237,8 @@ def recipe_path(recipe: str | None) -> str:
 
 # -- worker processes -------------------------------------------------------------
 _worker: Worker | None = None
+# The parent's compiled Worker, for workers forked from it (None in a spawned one).
+_inherited: Worker | None = None
 
 
 def _init_worker(config: TriageConfig, cpus: Any) -> None:
@@ -229,7 +247,7 @@ def _init_worker(config: TriageConfig, cpus: Any) -> None:
     if cpu is not None and config.pin_cpu:
         # HOUSE rule 12: each worker and its targets on a CPU of their own.
         os.sched_setaffinity(0, {cpu})
-    _worker = Worker(config, quiet_stderr=True)
+    _worker = _inherited if _inherited is not None else Worker(config, quiet_stderr=True)
 
 
 def _work(item: tuple[int, str | None]) -> tuple[int, dict[str, Any]]:
@@ -238,19 +256,29 @@ def _work(item: tuple[int, str | None]) -> tuple[int, dict[str, Any]]:
     return index, _worker.run(path)
 
 
-def _run_parallel(config: TriageConfig, paths: list[str | None], progress: Progress | None) -> list[dict[str, Any]]:
-    # 'spawn': the parent may have threads (stderr pumps) that fork would copy half-locked.
-    ctx = multiprocessing.get_context("spawn")
+def _run_parallel(config: TriageConfig, paths: list[str | None], progress: Progress | None,
+                  parent: Worker | None = None) -> list[dict[str, Any]]:
+    global _inherited
+    # 'fork' while the parent has one thread: the workers start with its modules
+    # imported and its plan compiled (a spawned worker redoes both, about a second of
+    # CPU each, more than 50 crashes take). 'spawn' otherwise: fork would copy
+    # another thread's locks half-held (a stderr pump of an embedding program's run).
+    forking = threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if forking else "spawn")
+    _inherited = parent if forking else None
     cpus = ctx.Queue()
     available = sorted(os.sched_getaffinity(0))
     for i in range(config.jobs):
         cpus.put(available[i % len(available)] if available else None)
     outcomes: list[dict[str, Any] | None] = [None] * len(paths)
-    with ctx.Pool(config.jobs, initializer=_init_worker, initargs=(config, cpus)) as pool:
-        for done, (index, outcome) in enumerate(pool.imap_unordered(_work, list(enumerate(paths))), 1):
-            outcomes[index] = outcome
-            if progress is not None:
-                progress(done, len(paths), outcome)
+    try:
+        with ctx.Pool(config.jobs, initializer=_init_worker, initargs=(config, cpus)) as pool:
+            for done, (index, outcome) in enumerate(pool.imap_unordered(_work, list(enumerate(paths))), 1):
+                outcomes[index] = outcome
+                if progress is not None:
+                    progress(done, len(paths), outcome)
+    finally:
+        _inherited = None
     return [o for o in outcomes if o is not None]
 
 
@@ -284,7 +312,7 @@ def triage(config: TriageConfig, progress: Progress | None = None) -> dict[str, 
             if progress is not None:
                 progress(done, len(paths), outcomes[-1])
     else:
-        outcomes = _run_parallel(config, paths, progress)
+        outcomes = _run_parallel(config, paths, progress, worker)
     return build_report(report_meta(config, worker, cores[0] if cores else None), outcomes)
 
 

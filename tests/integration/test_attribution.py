@@ -79,3 +79,36 @@ def test_a_crash_after_exec_in_a_child_names_the_new_exe(targets, tmp_path):
     assert process["exe"] == targets["crash_null_write"]
     assert process["argv"] == [targets["crash_null_write"]]
     assert process["parent_exe"] == targets["fork_exec"]
+
+
+def test_markdown_and_sarif_say_which_thread_and_process(targets, tmp_path):
+    """One triage run over a worker-thread crash and a forked-child crash: the Markdown
+    row and the SARIF result name the thread and the process, as the JSON does, with no
+    pid or tid anywhere in the three reports."""
+    import re
+
+    reports = {}
+    for program in ("crash_thread3", "fork_crash"):
+        out = tmp_path / program
+        out.mkdir()
+        proc = run_cli("triage", "--quiet", "--timeout", "10", "-o", str(out / "r.json"),
+                       "--sarif", str(out / "r.sarif"), "--markdown", str(out / "r.md"),
+                       "--", targets[program], timeout=120)
+        assert proc.returncode == 1, proc.stderr
+        report = json.loads((out / "r.json").read_text())
+        sarif = json.loads((out / "r.sarif").read_text())
+        markdown = (out / "r.md").read_text()
+        (bucket,) = report["buckets"]
+        (result,) = sarif["runs"][0]["results"]
+        assert result["properties"]["thread"] == bucket["crash"]["thread"]
+        assert result["properties"]["process"] == bucket["crash"]["process"]
+        for text in (json.dumps(report), json.dumps(sarif), markdown):
+            assert not re.search(r'"(pid|tid)"', text)
+        reports[program] = (result, markdown)
+    result, markdown = reports["crash_thread3"]
+    assert result["properties"]["attribution"] == "thread 2 (crasher) of the started process"
+    assert "thread 2 (crasher) of the started process" in result["message"]["text"]
+    assert "| thread 2 (crasher) of the started process |" in markdown
+    result, markdown = reports["fork_crash"]
+    assert result["properties"]["attribution"] == "main thread of forked child 1 of fork_crash"
+    assert "| main thread of forked child 1 of fork_crash |" in markdown

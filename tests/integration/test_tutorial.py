@@ -56,8 +56,11 @@ def check_explain(p: Proc) -> None:
 
 def check_first(p: Proc) -> None:
     assert p.returncode == 0, p.stderr
+    # Sampled (it only reads registers): the program runs on, so its own output may come
+    # before the record or after it, as the tutorial says.
     assert in_order(p.stdout, "breakpoint first-breakpoint #1 at main", "first breakpoint: argc=1", "rip=0x",
-                    "rsp=0x", "access denied", "hits: first-breakpoint=1")
+                    "rsp=0x", "hits: first-breakpoint=1")
+    assert "access denied" in p.stdout
 
 
 def check_soft(p: Proc) -> None:
@@ -104,8 +107,17 @@ def check_trace(p: Proc) -> None:
 
 def check_saved_trace(p: Proc) -> None:
     assert p.returncode == 0, p.stderr
-    once = ("breakpoint tick #1 at tick", "arg0=0x1", "arg0=0x2", "arg0=0x3", "access denied", "hits: tick=3")
-    assert in_order(p.stdout, *once, *once)
+    # Sampled hits (they only read registers): the program's own output may come first.
+    once = ("breakpoint tick #1 at tick", "arg0=0x1", "arg0=0x2", "arg0=0x3", "hits: tick=3")
+    assert in_order(p.stdout, *once, *once) and p.stdout.count("access denied") == 2
+
+
+def check_syscalls(p: Proc) -> None:
+    assert p.returncode == 0, p.stderr
+    assert in_order(p.stdout, 'syscall openat(AT_FDCWD, "/lib/x86_64-linux-gnu/libc.so.6", O_RDONLY|O_CLOEXEC) = 3',
+                    "/lib/x86_64-linux-gnu/libc.so.6 -> 3", 'syscall write(1, "access denied',
+                    "(skipped: returns -5)", "system calls stopped by seccomp-bpf")
+    assert "access denied" not in [line.strip() for line in p.stdout.splitlines()]
 
 
 def check_signals(p: Proc) -> None:
@@ -129,6 +141,7 @@ STEPS: dict[str, Callable[[Proc], None]] = {
     "instrument trace -i 'tick: tick({arg0})' -i 'libc.so.6!str*cmp' --ret -- ./app": check_trace,
     "instrument trace -i 'ti*' --args 1 --save ticks.yaml -- ./app\ninstrument run ticks.yaml": check_saved_trace,
     "instrument run signals.yaml -- sh -c 'kill -USR1 $$; echo still here'": check_signals,
+    "instrument run syscalls.yaml -- ./app": check_syscalls,
 }
 
 
@@ -176,7 +189,7 @@ def test_every_step_runs_as_written(workdir):
 def test_yaml_blocks_are_valid_recipes(workdir):
     # The file blocks (a step may write more: `trace --save ticks.yaml`).
     recipes = sorted(p.name for p in workdir.glob("*.yaml") if p.name != "ticks.yaml")
-    assert recipes == ["events.yaml", "first.yaml", "hardware.yaml", "memory.yaml", "signals.yaml", "soft.yaml"]
+    assert recipes == ["events.yaml", "first.yaml", "hardware.yaml", "memory.yaml", "signals.yaml", "soft.yaml", "syscalls.yaml"]
     proc = run_step("instrument validate " + " ".join(recipes), workdir)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count(": ok") == len(recipes)

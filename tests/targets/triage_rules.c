@@ -3,6 +3,8 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 typedef void (*fn)(void);
 static const uintptr_t wild = 0xdeadbeef000UL;
@@ -35,6 +37,28 @@ __attribute__((noinline)) void block_move(void) {
     __asm__ volatile("rep movsb" : : "D"(dst), "S"((void *)0x40), "c"(128UL) : "memory");
 }
 
+__attribute__((noinline)) void trap_from_another_process(void) {
+    pid_t parent = getpid();
+    if (fork() == 0) {                          /* SI_USER: kill() from another process */
+        kill(parent, SIGTRAP);
+        _exit(0);
+    }
+    for (;;) pause();
+}
+__attribute__((noinline)) void gp_write(void) {     /* #GP: SIGSEGV with SI_KERNEL, si_addr 0 */
+    *(volatile long *)0x8000000000001000UL = 1;
+}
+__attribute__((noinline)) void gp_call(void) {      /* a call to a non-canonical target: #GP at the call */
+    __asm__ volatile("call *%0" : : "r"(0x4141414141414141UL) : "memory");
+}
+__attribute__((noinline)) void call_at_stack_end(void) {
+    /* rsp at the top of a page whose lower neighbour is inaccessible: the call's push
+       faults at rsp - 8, before the (wild) target is ever fetched. */
+    char *area = mmap(0, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    mprotect(area, 4096, PROT_NONE);
+    __asm__ volatile("mov %0, %%rsp\n\tcall *%1" : : "r"(area + 4096), "r"(wild) : "memory");
+}
+
 int main(int argc, char **argv) {
     const char *m = argc > 1 ? argv[1] : "";
     if (!strcmp(m, "stack-exec")) stack_exec();
@@ -51,5 +75,10 @@ int main(int argc, char **argv) {
     else if (!strcmp(m, "sigterm")) raise(SIGTERM);
     else if (!strcmp(m, "segv-raise")) raise(SIGSEGV);
     else if (!strcmp(m, "sigsys")) raise(SIGSYS);
+    else if (!strcmp(m, "trap-kill")) trap_from_another_process();
+    else if (!strcmp(m, "trap-raise")) raise(SIGTRAP);     /* SI_TKILL */
+    else if (!strcmp(m, "gp-write")) gp_write();
+    else if (!strcmp(m, "gp-call")) gp_call();
+    else if (!strcmp(m, "call-stack-end")) call_at_stack_end();
     return 0;
 }

@@ -64,3 +64,25 @@ def test_emulated_instructions(code, length, changes, pushed):
 def test_everything_else_is_left_to_single_step(code):
     ok, before, regs, memory = run(code)
     assert not ok and regs == before and memory == {}
+
+
+@pytest.mark.parametrize("code", [b"\x55", b"\x48\x89\xe5", b"\xba\x01\x00\x00\x00", b"\x48\x8b\x05\x10\x00\x00\x00"])
+def test_a_compiled_emulation_is_reused_across_hits(code):
+    # A site's instruction is decoded once (compile_emulation) and run at every hit: the
+    # compiled form keeps no state of a hit, and each run is what emulate() does.
+    from instrument.arch.x86_64 import compile_emulation
+
+    compiled = compile_emulation(code)
+    assert compiled is not None
+    for rsp in (0x7ff0, 0x5000):
+        expected = run(code, rsp=rsp)[2]
+        regs, memory = machine(rsp=rsp)
+        compiled(regs, regs["rip"], lambda a, n: (0x1122334455667788).to_bytes(8, "little"),
+                 lambda a, d: memory.__setitem__(a, d))
+        assert regs == expected
+
+
+def test_what_is_not_emulated_compiles_to_none():
+    from instrument.arch.x86_64 import compile_emulation
+
+    assert compile_emulation(b"\xc3") is None and compile_emulation(b"") is None

@@ -7,7 +7,7 @@ import mmap
 
 import pytest
 
-from instrument.backend.linux import perfbp
+from instrument.backend.linux import cpurings, perfbp, uprobes
 from instrument.compiler.plan import compile_plan
 from instrument.compiler.sampling import can_sample, sampled_registers
 from instrument.recipe.load import load_recipe
@@ -147,3 +147,61 @@ def test_rings_shrink_as_threads_add_up_then_threads_stop_at_their_hits():
     assert sum(sizes) <= perfbp.PROCESS_RING_BUDGET
     assert all(s & (s - 1) == 0 for s in sizes)                  # powers of two, as perf requires
     assert sampler.apply(999, {0: 0x401000}) == frozenset()      # no room: a debug register then
+
+
+# -- sampled soft breakpoints (uprobes) ---------------------------------------------------
+
+@pytest.mark.parametrize("body, expected", [
+    ("    actions:\n      - log: {registers: [rdi]}\n", {"rip", "rdi"}),
+    ("    when: arg1 > 3\n    limit: 5\n    actions:\n      - log: \"{arg0:#x} {hits}\"\n", {"rip", "rdi", "rsi"}),
+    ("    actions:\n      - log: \"{u64[rsp]:#x}\"\n", None),        # memory: must be read at the hit
+    ("    actions:\n      - set: {rax: 1}\n", None),
+    ("    on_return:\n      - log: \"{retval}\"\n", None),
+])
+def test_soft_breakpoints_are_sampled_by_the_same_rule_where_the_backend_can(body, expected):
+    plan = plan_of(body)
+    assert plan.type == "soft"
+    assert sampled_registers(plan, "sysv", soft=True) == (None if expected is None else frozenset(expected))
+    assert sampled_registers(plan, "sysv") is None          # a backend without sampled soft breakpoints
+    assert can_sample(plan, "sysv", REGS, soft=True) == (expected is not None)
+
+
+def test_explain_says_how_each_sampled_breakpoint_is_sampled():
+    from instrument.report.explain import explain
+
+    text = HEADER + ("breakpoints:\n  - id: soft\n    at: 0x401000\n"
+                     "  - id: hw\n    at: 0x402000\n    type: hardware\n")
+    plan = compile_plan(load_recipe(text, file="t.yaml"))
+    out = explain(plan, REGS, "sysv", sampled_soft=True)
+    soft, hw = out.split("  soft:")[1].split("  hw:")
+    assert "uprobe" in soft and "perf breakpoint event" in hw
+    assert "sampled" not in explain(plan, REGS, "sysv").split("  soft:")[1].split("  hw:")[0]
+
+
+def probe_sample(ip: int, tid: int, ns: int, rdi: int) -> bytes:
+    regs = [0] * len(perfbp._SAMPLE_ORDER)
+    regs[perfbp._SAMPLE_ORDER.index("rdi")] = rdi
+    regs[perfbp._SAMPLE_ORDER.index("rip")] = ip
+    return cpurings._SAMPLE.pack(cpurings._RECORD_SAMPLE, 0, cpurings._SAMPLE.size, ip, 100, tid, ns, 2, *regs)
+
+
+def fake_cpu_ring(cpu: int) -> cpurings.CpuRing:
+    ring = object.__new__(cpurings.CpuRing)
+    ring.cpu, ring.fd, ring._tail, ring._size = cpu, -1, 0, PAGE
+    ring._buf = mmap.mmap(-1, PAGE + ring._size)
+    return ring
+
+
+def test_the_hits_of_every_cpu_come_out_in_the_order_they_happened_with_their_thread():
+    probes = uprobes.CodeProbes()
+    a, b = fake_cpu_ring(0), fake_cpu_ring(1)
+    probes._rings = [a, b]
+    produce(a, probe_sample(0x401000, 101, 10, 1) + probe_sample(0x401000, 101, 30, 3))
+    produce(b, probe_sample(0x401000, 102, 20, 2) + probe_sample(0x402000, 102, 40, 4))
+    assert probes.waiting() == 4
+    hits = probes.take()
+    assert [(h.pid, h.tid, h.address, h.registers["rdi"]) for h in hits] == [
+        (100, 101, 0x401000, 1), (100, 102, 0x401000, 2), (100, 101, 0x401000, 3), (100, 102, 0x402000, 4)]
+    assert hits[0].time == 10e-9 and hits[0].registers["rip"] == 0x401000
+    assert probes.take() == [] and probes.waiting() == 0
+    assert probes._taken[(101, 0x401000)] == 2 and probes._taken[(102, 0x402000)] == 1   # for the lost count

@@ -105,7 +105,8 @@ def test_sarif_validates_and_points_at_source(tmp_path):
 def test_markdown_summary_table():
     text = format_markdown(build_report(META, outcomes()))
     assert text.startswith("## Crash triage: 2 unique crashes in 5 inputs")
-    assert "| EXPLOITABLE | DestAv | 1 | `app!emit` ← `app!main` | `in/c` |" in text
+    # A record without thread and process (an old report) leaves "Crashed in" empty.
+    assert "| EXPLOITABLE | DestAv | 1 | `app!emit` ← `app!main` |  | `in/c` |" in text
     assert "recipe crash-triage (sha256 aaaaaaaaaaaa)" in text and "build id c0ffee" in text
     assert "Timed out: `in/d`" in text
 
@@ -139,3 +140,17 @@ def test_sanitizer_env_keeps_user_options_but_forces_abort():
     opts = env["ASAN_OPTIONS"].split(":")
     assert "quarantine_size_mb=8" in opts and opts.index("abort_on_error=1") > opts.index("abort_on_error=0")
     assert "halt_on_error=1" in env["UBSAN_OPTIONS"].split(":")
+
+
+def test_report_frames_are_the_first_stack_as_return_addresses():
+    from instrument.analysis.sanitizer import report_frames
+
+    text = ASAN + "\n0x602000000020 is located 0 bytes after 16-byte region\nallocated by thread T0 here:\n" \
+        "    #0 0x7f00aa  (/usr/lib/x86_64-linux-gnu/libasan.so.8+0xd9aa)\n"
+    frames = report_frames(text.splitlines())
+    # /tmp/triage_asan is not there to name the symbol: module and offset (the pc printed plus one).
+    assert frames == [{"pc": None, "module": "triage_asan", "offset": "0x12a6", "symbol": None}]
+    symbolized = ["==1==ERROR: AddressSanitizer: heap-use-after-free on address 0x1 at pc 0x2 bp 0x3 sp 0x4",
+                  "    #0 0x55d in use_after_free /src/triage_asan.c:10:45", "    #1 0x56e in main /src/t.c:20:3", ""]
+    assert [(f["module"], f["symbol"]) for f in report_frames(symbolized)] == \
+        [(None, "use_after_free"), (None, "main")]

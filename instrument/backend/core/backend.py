@@ -238,11 +238,23 @@ class CoreBackend:
     def clear_memory_breakpoint(self, pid: int, address: int) -> None:
         pass
 
+    def sample_code(self, pid: int, address: int) -> str | None:
+        return "a core file runs nothing: no breakpoint is sampled"
+
+    def unsample_code(self, pid: int, address: int) -> None:
+        pass
+
     def take_samples(self) -> list[DebugEvent]:
         return []
 
     def sampling_problems(self) -> list[str]:
         return []
+
+    def trace_syscalls(self, pid: int, numbers: frozenset[int], exits: frozenset[int]) -> None:
+        raise DebuggerError("a core file runs nothing: no system call stops")
+
+    def skip_syscall(self, tid: int, retval: int) -> None:
+        raise DebuggerError("a core file runs nothing: no system call stops")
 
 
 def open_core(path: str, exe: str | None = None) -> CoreBackend:

@@ -38,6 +38,7 @@ XSTATE_BUFFER = 16384
 PTRACE_SEIZE = 0x4206
 PTRACE_INTERRUPT = 0x4207
 PTRACE_LISTEN = 0x4208
+PTRACE_PEEKSIGINFO = 0x4209
 
 PTRACE_O_TRACESYSGOOD = 0x01
 PTRACE_O_TRACEFORK = 0x02
@@ -46,6 +47,13 @@ PTRACE_O_TRACEVFORKDONE = 0x20
 PTRACE_O_TRACECLONE = 0x08
 PTRACE_O_TRACEEXEC = 0x10
 PTRACE_O_EXITKILL = 0x100000
+PTRACE_O_TRACESECCOMP = 0x80
+PTRACE_SYSCALL = 24
+PTRACE_GET_SYSCALL_INFO = 0x420e
+PTRACE_SYSCALL_INFO_ENTRY = 1
+PTRACE_SYSCALL_INFO_EXIT = 2
+PTRACE_SYSCALL_INFO_SECCOMP = 3
+PTRACE_EVENT_SECCOMP = 7
 
 PTRACE_EVENT_FORK = 1
 PTRACE_EVENT_VFORK = 2
@@ -104,6 +112,28 @@ class SigInfo(Structure):
     ]
 
 
+class SyscallInfoHead(Structure):
+    """The head of struct ptrace_syscall_info (include/uapi/linux/ptrace.h): op says
+    entry, exit or seccomp stop; the rest (nr, args, rval) is read from the registers."""
+
+    _fields_ = [("op", ctypes.c_uint8), ("pad", ctypes.c_uint8 * 3), ("arch", ctypes.c_uint32),
+                ("instruction_pointer", c_uint64), ("stack_pointer", c_uint64),
+                ("_union", c_uint64 * 8)]
+
+
+class SockFilter(Structure):
+    """struct sock_filter (linux/filter.h): one classic BPF instruction."""
+
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                ("k", ctypes.c_uint32)]
+
+
+class SockFprog(Structure):
+    """struct sock_fprog: a BPF program for seccomp(SECCOMP_SET_MODE_FILTER)."""
+
+    _fields_ = [("len", ctypes.c_uint16), ("filter", POINTER(SockFilter))]
+
+
 class IoVec(Structure):
     """struct iovec (sys/uio.h)."""
 
@@ -145,7 +175,8 @@ _REQUEST_NAMES = {
     PTRACE_GETEVENTMSG: "GETEVENTMSG", PTRACE_GETSIGINFO: "GETSIGINFO",
     PTRACE_SEIZE: "SEIZE", PTRACE_INTERRUPT: "INTERRUPT", PTRACE_LISTEN: "LISTEN",
     PTRACE_GETREGSET: "GETREGSET", PTRACE_SETREGSET: "SETREGSET", PTRACE_GETSIGMASK: "GETSIGMASK",
-    PTRACE_SETSIGMASK: "SETSIGMASK", PTRACE_SETSIGINFO: "SETSIGINFO",
+    PTRACE_SETSIGMASK: "SETSIGMASK", PTRACE_SETSIGINFO: "SETSIGINFO", PTRACE_PEEKSIGINFO: "PEEKSIGINFO",
+    PTRACE_SYSCALL: "SYSCALL", PTRACE_GET_SYSCALL_INFO: "GET_SYSCALL_INFO",
 }
 
 
@@ -201,6 +232,21 @@ def set_sigmask(tid: int, mask: int) -> None:
     ptrace(PTRACE_SETSIGMASK, tid, 8, c_uint64(mask & MASK64))
 
 
+class PeekSigInfoArgs(Structure):
+    """struct ptrace_peeksiginfo_args (include/uapi/linux/ptrace.h)."""
+
+    _fields_ = [("off", c_uint64), ("flags", ctypes.c_uint32), ("nr", c_int32)]
+
+
+def pending_signals(tid: int, limit: int = 32) -> list[SigInfo]:
+    """The signals queued for thread `tid` itself (not its process), oldest first, not
+    yet dequeued: PTRACE_PEEKSIGINFO (flags 0: the thread's private queue), up to `limit`."""
+    args = PeekSigInfoArgs(0, 0, limit)
+    buf = (SigInfo * limit)()
+    n = ptrace(PTRACE_PEEKSIGINFO, tid, ctypes.addressof(args), buf)
+    return list(buf[:n])
+
+
 def get_event_msg(tid: int) -> int:
     """PTRACE_GETEVENTMSG: the new tid of a clone/fork, the former tid at exec."""
     msg = c_ulong(0)
@@ -208,8 +254,8 @@ def get_event_msg(tid: int) -> int:
     return msg.value
 
 
-# The same ptrace(2) without argtypes, for the three requests of every stop
-# (GETSIGINFO, GETREGS, CONT): ctypes then converts nothing on the way in (small
+# The same ptrace(2) without argtypes, for the requests of every stop
+# (GETSIGINFO, GETREGS, SETREGS, CONT): ctypes then converts nothing on the way in (small
 # ints go as C ints, which libffi sign-extends into the argument registers, and
 # buffers by byref), which takes a third off each call (HOUSE rule 11).
 _ptrace_hot = ctypes.CDLL(None, use_errno=True).ptrace
@@ -230,9 +276,44 @@ def get_regs(tid: int, into: UserRegs) -> None:
     _hot(PTRACE_GETREGS, tid, ctypes.byref(into))
 
 
+def set_regs(tid: int, regs: UserRegs) -> None:
+    """PTRACE_SETREGS: on every stop that moved pc (each emulated soft hit)."""
+    _hot(PTRACE_SETREGS, tid, ctypes.byref(regs))
+
+
 def cont(tid: int, sig: int) -> None:
     """PTRACE_CONT, delivering `sig` (0: none)."""
     _hot(PTRACE_CONT, tid, sig)
+
+
+def syscall_cont(tid: int, sig: int) -> None:
+    """PTRACE_SYSCALL: continue to the next system call entry or exit, delivering `sig`."""
+    _hot(PTRACE_SYSCALL, tid, sig)
+
+
+def syscall_op(tid: int, into: SyscallInfoHead) -> int:
+    """PTRACE_GET_SYSCALL_INFO (ptrace(req, tid, sizeof buf, buf)): the stop's op."""
+    if _ptrace_hot(PTRACE_GET_SYSCALL_INFO, tid, ctypes.sizeof(into), ctypes.byref(into)) == -1:
+        raise SyscallError("ptrace(PTRACE_GET_SYSCALL_INFO)", ctypes.get_errno(), f" on {tid}")
+    return int(into.op)
+
+
+_PR_SET_NO_NEW_PRIVS = 38
+_NR_SECCOMP = 317                  # x86-64
+_SECCOMP_SET_MODE_FILTER = 1
+
+
+def install_seccomp(program: list[tuple[int, int, int, int]], no_new_privs: bool) -> None:
+    """In the calling process (a child before exec): prctl(PR_SET_NO_NEW_PRIVS, 1) when
+    asked (needed without CAP_SYS_ADMIN), then
+    seccomp(SECCOMP_SET_MODE_FILTER, 0, const struct sock_fprog *prog)."""
+    filters = (SockFilter * len(program))(*[SockFilter(*insn) for insn in program])
+    prog = SockFprog(len(program), ctypes.cast(filters, POINTER(SockFilter)))
+    if no_new_privs and _syscall(c_long(157), c_long(_PR_SET_NO_NEW_PRIVS), c_long(1), c_long(0),
+                                 c_long(0), c_long(0)) != 0:     # 157: prctl
+        raise SyscallError("prctl(PR_SET_NO_NEW_PRIVS)", ctypes.get_errno())
+    if _syscall(c_long(_NR_SECCOMP), c_long(_SECCOMP_SET_MODE_FILTER), c_long(0), ctypes.byref(prog)) != 0:
+        raise SyscallError("seccomp(SECCOMP_SET_MODE_FILTER)", ctypes.get_errno())
 
 
 def vm_read(pid: int, address: int, buf: ctypes.Array[ctypes.c_char]) -> int:
@@ -264,10 +345,10 @@ _syscall = ctypes.CDLL(None, use_errno=True).syscall
 _syscall.restype = c_long
 
 
-def perf_event_open(attr: PerfEventAttr, tid: int, flags: int) -> int:
-    """perf_event_open(2) for thread `tid` on any CPU: the fd, or -errno."""
+def perf_event_open(attr: PerfEventAttr, tid: int, flags: int, cpu: int = -1) -> int:
+    """perf_event_open(2) for thread `tid` on CPU `cpu` (-1: any): the fd, or -errno."""
     attr.size = ctypes.sizeof(PerfEventAttr)
-    fd: int = _syscall(c_long(_NR_PERF_EVENT_OPEN), ctypes.byref(attr), c_long(tid), c_long(-1),
+    fd: int = _syscall(c_long(_NR_PERF_EVENT_OPEN), ctypes.byref(attr), c_long(tid), c_long(cpu),
                        c_long(-1), c_long(flags))
     return fd if fd >= 0 else -ctypes.get_errno()
 

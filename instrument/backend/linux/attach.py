@@ -35,6 +35,11 @@ def seize_all(tracees: Tracees, proc: Process, options: int) -> None:
             seized.add(tid)
     for tid in sorted(seized):
         th = tracees.add_thread(proc, tid) if tid not in proc.threads else proc.threads[tid]
+        if procfs.in_vfork(proc.pid, tid):
+            # It stops (VFORK_DONE, then our interrupt) once its child execs or exits;
+            # waiting for that here could take for ever. All-stop passes it by meanwhile.
+            th.in_vfork = True
+            continue
         status = tracees.waitpid_tid(tid)
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
             tracees.drop_thread(proc, tid)
@@ -62,7 +67,8 @@ def attach_events(proc: Process) -> Events:
     proc.rdv.arm(proc.read, proc.write)
     pid = proc.pid
     for th in proc.threads.values():
-        th.hold()
+        if th.stopped:
+            th.hold()
     events = [DebugEvent(EventCode.CREATE_PROCESS_DEBUG_EVENT, pid, pid,
                          CreateProcessInfo(proc.image_path, proc.image_base))]
     events += [DebugEvent(EventCode.LOAD_DLL_DEBUG_EVENT, pid, pid, LoadDllInfo(path, base))

@@ -317,11 +317,16 @@ def _step_syscall(tid: int, wait: Callable[[int], int], address: int, call: _ffi
                   late: Held, saved: _ffi.UserRegs) -> int:
     regs = _ffi.UserRegs()
     resume_with = 0
+    in_our_call = False
     for _ in range(MAX_TRIES):
         # Set again before every try: a thread stopped inside a system call (a clone,
         # fork or exec event stop) first finishes that call on resume, which writes its
-        # result over our rax and traps before our instruction has run.
-        _ffi.ptrace(_ffi.PTRACE_SETREGS, tid, None, call)
+        # result over our rax and traps before our instruction has run. Not when our own
+        # call stopped at its seccomp stop (a recipe names it, e.g. mprotect): it is
+        # under way, and only needs to go on.
+        if not in_our_call:
+            _ffi.ptrace(_ffi.PTRACE_SETREGS, tid, None, call)
+        in_our_call = False
         try:
             _ffi.ptrace(_ffi.PTRACE_SINGLESTEP, tid, None, resume_with)
         except _ffi.SyscallError as e:
@@ -329,6 +334,9 @@ def _step_syscall(tid: int, wait: Callable[[int], int], address: int, call: _ffi
         resume_with = 0
         status = wait(tid)
         sig, event = os.WSTOPSIG(status), status >> 16
+        if event == _ffi.PTRACE_EVENT_SECCOMP:
+            in_our_call = True     # our call, at the filter (no event: the engine never sees it)
+            continue
         if event:
             continue           # a stray PTRACE_INTERRUPT stop: the syscall has not run
         _ffi.ptrace(_ffi.PTRACE_GETREGS, tid, None, regs)
@@ -365,7 +373,9 @@ class Injector:
         """`address(*args)` in a held thread of pid (the Backend's call_function)."""
         t = self._t
         proc = t.proc(pid)
-        th = next((x for x in proc.threads.values() if x.state is HELD and x.guard is None), None)
+        # Not one held at a system call's entry: the call would be made (or skipped) first.
+        th = next((x for x in proc.threads.values() if x.state is HELD and x.guard is None and not x.at_entry),
+                  None)
         if th is None:
             raise DebuggerError(f"no thread of process {pid} is stopped to run a call in")
         with t.all_stopped(proc, keep=th.tid):

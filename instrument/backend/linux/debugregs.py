@@ -18,7 +18,8 @@ from ...arch.x86_64 import (
 )
 from . import _ffi
 
-__all__ = ["DR6", "DR7", "SLOTS", "HardwareSlots", "cleared", "encode", "read", "take_dr6", "write"]
+__all__ = ["DR6", "DR7", "SLOTS", "HardwareSlots", "cleared", "encode", "read", "restore", "snapshot",
+           "take_dr6", "write"]
 
 # This backend's names for the one DR7 encoder (instrument.arch.x86_64.debugregs).
 encode = dr7_with_slot
@@ -35,6 +36,22 @@ def read(tid: int, register: int) -> int:
 
 def write(tid: int, register: int, value: int) -> None:
     _ffi.ptrace(_ffi.PTRACE_POKEUSER, tid, _offset(register), value)
+
+
+_KEPT = (0, 1, 2, 3, DR6)      # DR7 is ours to clear; the rest is put back as it was
+
+
+def snapshot(tid: int) -> dict[int, int]:
+    """DR0-3 and DR6 of a stopped thread, to be put back by `restore`."""
+    return {register: read(tid, register) for register in _KEPT}
+
+
+def restore(tid: int, before: dict[int, int]) -> None:
+    """Write back what `snapshot` read, where it changed (DR7 cleared first): an address
+    written where there was none would make the kernel reserve a breakpoint for it."""
+    for register, value in before.items():
+        if read(tid, register) != value:
+            write(tid, register, value)
 
 
 def _kernel_resets_dr6() -> bool:

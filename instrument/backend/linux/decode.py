@@ -20,6 +20,7 @@ from ..siginfo import SENDER_CODES, VALUE_CODES
 from .signals import STOP_SIGNALS, exception_for_signal, signal_name
 from .state import Process, Thread
 from .stops import Events, Tracees
+from .syscalls import SyscallStops
 
 _SYSCALL_TRAP = signal.SIGTRAP | 0x80
 _SIGTRAP, _SIGSEGV = int(signal.SIGTRAP), int(signal.SIGSEGV)   # plain ints: compared on every stop
@@ -38,6 +39,7 @@ class Decoder:
         self._sampling = sampling
         self._patched_bytes = patched_bytes          # the engine's int3s in a process (Backend)
         self._early: dict[int, int] = {}              # new tid -> its initial stop, seen before CLONE
+        self.syscalls = SyscallStops(tracees)         # syscall and seccomp stops (syscalls.py)
 
     def handle(self, tid: int, status: int) -> Events:
         """Decode one waitpid status into the events it produces. A thread left
@@ -61,25 +63,36 @@ class Decoder:
                 # A group-stop names its stopping signal; an interrupt (ours) or the end
                 # of a group-stop (SIGCONT) says SIGTRAP.
                 th.group_stop = sig in STOP_SIGNALS
+                if th.in_vfork:
+                    self._out_of_vfork(proc, th)    # attached while in vfork: its interrupt
                 return []
             if sig == _SYSCALL_TRAP:
-                return []
+                return self.syscalls.on_syscall_stop(proc, th)
             if event in (_ffi.PTRACE_EVENT_CLONE, _ffi.PTRACE_EVENT_FORK, _ffi.PTRACE_EVENT_VFORK):
                 # A vfork parent then waits in the kernel, deaf to PTRACE_INTERRUPT, until
                 # its child execs or exits (VFORK_DONE): all-stop must not wait for it.
                 th.in_vfork = event == _ffi.PTRACE_EVENT_VFORK
                 return self._on_new_task(proc, th, event)
             if event == _ffi.PTRACE_EVENT_VFORK_DONE:
-                th.in_vfork = False
+                self._out_of_vfork(proc, th)
                 return []
             if event == _ffi.PTRACE_EVENT_EXEC:
                 return self.on_exec(proc, th)
+            if event == _ffi.PTRACE_EVENT_SECCOMP:
+                return self.syscalls.on_seccomp(proc, th)
             return self._on_signal(proc, th, sig)
         except (_ffi.SyscallError, TargetLost) as e:
             if isinstance(e, TargetLost) or e.errno == _ESRCH:
                 th.lose()           # killed while stopped (SIGKILL): its exit status follows
                 return []
             raise
+
+    def _out_of_vfork(self, proc: Process, th: Thread) -> None:
+        """A thread back from vfork: debug registers set meanwhile (all-stop passed it
+        by, as it could not stop) are set in it now."""
+        th.in_vfork = False
+        if proc.hw.active:
+            self._sampling.program(proc, th.tid)
 
     def _on_signal(self, proc: Process, th: Thread, sig: int) -> Events:
         info = _ffi.get_siginfo(th.tid, th.siginfo)
@@ -197,7 +210,7 @@ class Decoder:
             proc.hw = debugregs.HardwareSlots()   # exec clears the debug registers
         # Hits sampled in the old image come before its CREATE_PROCESS; its events go.
         self._t.close_sampler(proc)
-        self._sampling.samples.extend(self._sampling.events(proc))
+        self._sampling.collect(taken=self._sampling.events(proc))
         return events
 
     def _on_new_task(self, proc: Process, parent: Thread, event: int) -> Events:
@@ -218,6 +231,7 @@ class Decoder:
                 proc.unpin_to = None
             if proc.hw.active:
                 self._sampling.program(proc, new_tid)   # clone copies neither debug registers nor perf events
+            self._t.probes.add_thread(proc.pid, new_tid)
             return [DebugEvent(EventCode.CREATE_THREAD_DEBUG_EVENT, proc.pid, new_tid, CreateThreadInfo())]
         return self._on_fork(proc, new_tid, event == _ffi.PTRACE_EVENT_VFORK)
 
@@ -251,10 +265,13 @@ class Decoder:
         child.hw = debugregs.HardwareSlots(list(parent.hw.addresses), parent.hw.dr7, parent.hw.sampled)
         child.guards = self._guards.fork(parent, pid, follow=True, vfork=vfork)
         th = child.threads[pid]
+        if parent.sys is not None:      # the filter (if any) went with the fork: so do we
+            self.syscalls.trace(child, parent.sys.numbers, parent.sys.exits, filtered=parent.sys.filtered)
         th.stop()
         th.hold()
         if child.hw.active:
             self._sampling.program(child, pid)
+        self._t.probes.fork(parent.pid, pid)
         events = [DebugEvent(EventCode.CREATE_PROCESS_DEBUG_EVENT, pid, pid,
                              CreateProcessInfo(child.image_path, child.image_base, parent.pid))]
         events += [DebugEvent(EventCode.LOAD_DLL_DEBUG_EVENT, pid, pid, LoadDllInfo(path, base))
@@ -265,7 +282,8 @@ class Decoder:
         self._t.drop_thread(proc, th.tid)
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
         proc.sampler.drop(th.tid)
-        self._sampling.samples.extend(self._sampling.events(proc))    # handed out before its exit
+        self._t.probes.drop_thread(th.tid)
+        self._sampling.collect(taken=self._sampling.events(proc))    # handed out before its exit
         if th.tid != proc.pid:
             return [DebugEvent(EventCode.EXIT_THREAD_DEBUG_EVENT, proc.pid, th.tid, ExitThreadInfo(code))]
         # The leader's status comes last: the kernel delays it until every other

@@ -140,9 +140,14 @@ class Guards:
 
     @staticmethod
     def _injection_thread(proc: Process) -> Thread:
+        # Not a thread stopped at a system call's entry: resuming it to run our mprotect
+        # would make (or skip) its own call first (syscalls.py).
         for th in sorted(proc.threads.values(), key=lambda t: t.tid != proc.pid):
-            if th.stopped:
+            if th.stopped and not th.at_entry:
                 return th
+        if any(th.stopped for th in proc.threads.values()):
+            raise DebuggerError(f"cannot change page protections in process {proc.pid} while its threads stand "
+                                "at a system call's entry: arm memory breakpoints at the call's exit")
         raise DebuggerError(f"no stopped thread in process {proc.pid} to change page protections in")
 
     def _mprotect_runs(self, proc: Process, th: Thread, changes: list[tuple[int, int]]) -> None:

@@ -18,9 +18,9 @@ from ... import interrupts
 from ...errors import TargetError
 from ...events import DebugStringInfo
 from ..base import SpawnOptions
-from . import _ffi
+from . import _ffi, seccomp
 
-_STAGE_CHDIR, _STAGE_EXEC = 1, 2
+_STAGE_CHDIR, _STAGE_EXEC, _STAGE_FILTER = 1, 2, 3
 _WAIT_FLAGS = os.WEXITED | os.WSTOPPED | os.WNOWAIT | _ffi.WALL
 
 
@@ -245,9 +245,10 @@ class Launcher:
         affinity = None if options.pin_cpu else self._saved_affinity
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         out_r, out_w = os.pipe2(os.O_CLOEXEC) if options.capture_stderr else (None, None)
+        bpf = seccomp.program(options.syscalls) if options.syscall_filter and options.syscalls else None
         pid = os.fork()
         if pid == 0:
-            _child(path, argv, env, options.cwd, stdin_fd, out_w, err_w, affinity)
+            _child(path, argv, env, options.cwd, stdin_fd, out_w, err_w, affinity, bpf)
         for fd in (err_w, out_w, stdin_fd):
             if fd is not None:
                 os.close(fd)
@@ -315,7 +316,8 @@ def _resolve(program: str, search_path: str, cwd: str | None) -> str:
 
 
 def _child(path: str, argv: list[str], env: dict[str, str], cwd: str | None,
-           stdin_fd: int | None, stderr_fd: int | None, err_w: int, affinity: set[int] | None) -> None:
+           stdin_fd: int | None, stderr_fd: int | None, err_w: int, affinity: set[int] | None,
+           bpf: list[seccomp.Insn] | None) -> None:
     """In the forked child: set up fds, stop for the tracer, exec. Never returns."""
     stage = _STAGE_CHDIR
     try:
@@ -332,8 +334,14 @@ def _child(path: str, argv: list[str], env: dict[str, str], cwd: str | None,
             os.chdir(cwd)
         stage = _STAGE_EXEC
         os.kill(os.getpid(), signal.SIGSTOP)
+        if bpf is not None:
+            # Now, seized: a filter installed before the tracer is there would fail the
+            # named calls with ENOSYS. No new privileges is required without CAP_SYS_ADMIN.
+            stage = _STAGE_FILTER
+            seccomp.install(bpf, no_new_privs=os.geteuid() != 0)
+            stage = _STAGE_EXEC
         os.execve(path, argv, env)
-    except OSError as e:
+    except (OSError, _ffi.SyscallError) as e:
         os.write(err_w, bytes([stage]) + (e.errno or 0).to_bytes(4, "little"))
     finally:
         os._exit(127)
@@ -343,7 +351,8 @@ def _failure(err_r: int, status: int, argv0: str) -> TargetError:
     data = os.read(err_r, 5)
     if len(data) == 5:
         err = int.from_bytes(data[1:], "little")
-        what = "cannot enter its directory: " if data[0] == _STAGE_CHDIR else ""
+        what = {_STAGE_CHDIR: "cannot enter its directory: ",
+                _STAGE_FILTER: "cannot install the seccomp filter: "}.get(data[0], "")
         return TargetError(f"cannot start '{argv0}': {what}{os.strerror(err)}")
     return TargetError(f"cannot start '{argv0}': it ended before exec (status {status:#x})")
 

@@ -185,3 +185,30 @@ def descendants(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+_NR_CLONE, _NR_VFORK, _NR_CLONE3 = 56, 58, 435       # x86-64
+_CLONE_VFORK = 0x4000
+
+
+def in_vfork(pid: int, tid: int) -> bool:
+    """Whether thread `tid` sits in vfork (vfork, or clone/clone3 with CLONE_VFORK, as
+    posix_spawn does) waiting for its child to exec or exit: deaf to PTRACE_INTERRUPT
+    until then. Read from /proc/PID/task/TID/syscall ("NR arg0 ...", or "running" for a
+    thread in user code); clone3's flags are the first word of the struct it points to."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/syscall") as f:
+            fields = f.read().split()
+        nr = int(fields[0])
+        arg0 = int(fields[1], 16) if len(fields) > 1 else 0
+        if nr == _NR_VFORK:
+            return True
+        if nr == _NR_CLONE:
+            return bool(arg0 & _CLONE_VFORK)
+        if nr == _NR_CLONE3:
+            with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+                mem.seek(arg0)
+                return bool(int.from_bytes(mem.read(8), "little") & _CLONE_VFORK)
+    except (OSError, ValueError, IndexError, OverflowError):
+        pass              # gone, running, or not a clone at all
+    return False

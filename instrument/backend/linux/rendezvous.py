@@ -21,9 +21,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Callable
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-
+from ...symbols import elfread
 from . import procfs
 
 RT_CONSISTENT = 0
@@ -46,19 +44,20 @@ class ElfFacts:
 @functools.lru_cache(maxsize=64)
 def elf_facts(path: str, mtime_ns: int = 0) -> ElfFacts | None:
     """Entry point, PT_INTERP and the rendezvous symbols of `path` (cached per file version)."""
+    wanted = ("_dl_debug_state", "_r_debug")
     try:
         with open(path, "rb") as f:
-            elf = ELFFile(f)
-            dynamic = any(seg["p_type"] == "PT_INTERP" for seg in elf.iter_segments())
+            h = elfread.read_headers(f)
+            dynamic = any(seg.type == elfread.PT_INTERP for seg in h.segments)
             symbols: dict[str, int] = {}
-            dynsym = elf.get_section_by_name(".dynsym")
-            if dynsym is not None:
-                for name in ("_dl_debug_state", "_r_debug"):
-                    found = dynsym.get_symbol_by_name(name)  # type: ignore[attr-defined]
-                    if found:
-                        symbols[name] = found[0]["st_value"]
-            return ElfFacts(elf.header["e_entry"], dynamic, symbols)
-    except (OSError, ELFError):
+            for sec in h.sections:
+                if sec.type == elfread.SHT_DYNSYM and sec.name == ".dynsym":
+                    for name, value, _size, _info, _shndx in elfread.symbols(f, h, sec):
+                        if name in wanted:
+                            symbols.setdefault(name, value)     # the first, as pyelftools' lookup gave
+                    break
+            return ElfFacts(h.entry, dynamic, symbols)
+    except (OSError, elfread.NotElf, struct.error, IndexError):
         return None
 
 

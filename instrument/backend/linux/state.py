@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+from dataclasses import dataclass
 import os
 from typing import Callable, Iterator, MutableMapping
 
@@ -89,7 +90,8 @@ class Thread:
     """One traced thread: its stop state, the signal to pass on, its register buffer."""
 
     __slots__ = ("tid", "pid", "state", "signal", "trap", "group_stop", "in_vfork", "regs",
-                 "regs_valid", "regs_dirty", "siginfo", "view", "guard", "owed")
+                 "regs_valid", "regs_dirty", "siginfo", "view", "guard", "owed", "syscall_stops", "sys_call",
+                 "at_entry")
 
     def __init__(self, tid: int, pid: int, load: Callable[[Thread], _ffi.UserRegs]) -> None:
         self.tid = tid
@@ -108,6 +110,11 @@ class Thread:
         # A sent signal whose stop the thread has since left (decode.py's merged trap): its
         # siginfo, put back when resume() passes the signal on.
         self.owed: _ffi.SigInfo | None = None
+        # Continued with PTRACE_SYSCALL (not CONT): its next system call entry or exit stops
+        # it (syscalls.py). The call it is in, as its entry reported it: (number, args).
+        self.syscall_stops = False
+        self.sys_call: tuple[int, tuple[int, ...]] | None = None
+        self.at_entry = False      # this stop is a system call's entry (no code can be injected here)
 
     @property
     def stopped(self) -> bool:
@@ -129,6 +136,7 @@ class Thread:
             self.state = HELD
         self.regs_valid = False
         self.signal = 0
+        self.at_entry = False
 
     def hold(self) -> None:
         """The engine owns an event of it now."""
@@ -164,6 +172,17 @@ class Thread:
             self.state = DYING
 
 
+@dataclass(frozen=True)
+class SyscallTrace:
+    """The system calls a process reports (syscalls.py): their numbers, those whose exit
+    is reported too, and whether a seccomp filter stops only those (else every call stops
+    under PTRACE_SYSCALL and the backend sorts them)."""
+
+    numbers: frozenset[int]
+    exits: frozenset[int]
+    filtered: bool
+
+
 class Process:
     """One traced process: its threads, modules, debug registers and memory file."""
 
@@ -188,6 +207,11 @@ class Process:
         # when it starts a second thread, whose scheduling one CPU would change. None:
         # not pinned (any more).
         self.unpin_to: set[int] | None = None
+        # DR0-3 and DR6 as its threads had them before we traced them (our breakpoints
+        # set the addresses; our steps and hits set bits in DR6), put back in each at
+        # detach. None: not read.
+        self.debug_before: dict[int, int] | None = None
+        self.sys: SyscallTrace | None = None    # system calls reported (syscalls.py)
         self._mem: int | None = None
 
     def _mem_fd(self) -> int:

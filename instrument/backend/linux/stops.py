@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 
 from ...errors import DebuggerError, TargetLost
 from ...events import DebugEvent, EventCode
-from . import _ffi, perfbp
+from . import _ffi, perfbp, uprobes
 from .state import IN_A_STOP, STOPPED, Process, Thread
 
 _ESRCH = 3
@@ -43,6 +43,8 @@ class Tracees:
         # What sampling lost in the samplers closed so far (close_sampler), for the summary.
         self.sampling_lost = 0
         self.sampling_refused: set[str] = set()
+        # Sampled soft breakpoints (uprobes.py): every process's, in rings of the whole backend.
+        self.probes = uprobes.CodeProbes()
         # The two parts built over this registry that it must call back, bound by
         # LinuxBackend once they exist: decoding the statuses of threads it interrupts
         # (decode.py), and completing a thread's access to a guarded page before it
@@ -59,6 +61,8 @@ class Tracees:
 
     def add_thread(self, proc: Process, tid: int) -> Thread:
         th = Thread(tid, proc.pid, self.regs)
+        # Every call stops a thread of a process traced without a filter (syscalls.py).
+        th.syscall_stops = proc.sys is not None and not proc.sys.filtered
         proc.threads[tid] = th
         self.threads[tid] = th
         return th
@@ -96,6 +100,7 @@ class Tracees:
         the hits not reported yet for whoever collects next."""
         sampler, proc.sampler = proc.sampler, perfbp.Sampler()
         sampler.close()
+        self.probes.drop(proc.pid)       # (their hits wait in probes.unread)
         self.sampling_lost += sampler.lost
         if sampler.refused is not None:
             self.sampling_refused.add(sampler.refused)
@@ -121,7 +126,7 @@ class Tracees:
 
     def flush(self, th: Thread) -> None:
         if th.regs_dirty:
-            _ffi.ptrace(_ffi.PTRACE_SETREGS, th.tid, None, th.regs)
+            _ffi.set_regs(th.tid, th.regs)
             th.regs_dirty = False
 
     def lost(self, proc: Process | None, e: _ffi.SyscallError) -> DebuggerError:
@@ -157,6 +162,8 @@ class Tracees:
                 # Job control stopped it: it stays stopped, as without a debugger, and
                 # SIGCONT will wake it with a PTRACE_EVENT_STOP of its own.
                 _ffi.ptrace(_ffi.PTRACE_LISTEN, th.tid, None, None)
+            elif th.syscall_stops:
+                _ffi.syscall_cont(th.tid, sig)      # to the next system call stop (syscalls.py)
             else:
                 _ffi.cont(th.tid, sig)
         except _ffi.SyscallError as e:

@@ -36,7 +36,7 @@ from ..base import Capabilities, Module, SpawnOptions
 from . import _ffi, attach, debugregs, perfbp, procfs
 from .calls import Injector
 from .decode import Decoder
-from .guard import Guards
+from .guard import SEGV_ACCERR, Guards
 from .launch import Expired, Launcher, WaitAlarm
 from .sampling import SAMPLE_TICK, Sampling
 from .state import THE_ENGINES, Process, Thread
@@ -75,7 +75,8 @@ class LinuxBackend:
     capabilities = Capabilities(
         os="linux", arch="x86_64", abi=Abi.SYSV, hardware_breakpoints=DEBUG_SLOTS,
         memory_breakpoints=True, follow_forks=True, attach=True,
-        sampled_registers=perfbp.SAMPLED_REGISTERS, signals=True,
+        sampled_registers=perfbp.SAMPLED_REGISTERS, sampled_soft=True, syscalls=True, syscall_filter=True,
+        signals=True,
     )
 
     def __init__(self) -> None:
@@ -102,6 +103,9 @@ class LinuxBackend:
     def spawn(self, options: SpawnOptions) -> int:
         pid, pump = self._launcher.start(options)
         flags = _BASE_OPTIONS | _ffi.PTRACE_O_EXITKILL
+        filtered = options.syscall_filter and bool(options.syscalls)
+        if filtered:
+            flags |= _ffi.PTRACE_O_TRACESECCOMP      # else the filter's TRACE fails calls with ENOSYS
         try:
             self._launcher.seize_until_exec(pid, flags, options.argv[0])
         except TargetError:
@@ -110,8 +114,11 @@ class LinuxBackend:
             raise
         proc = self._t.add_process(pid, spawned=True, follow_forks=options.follow_forks)
         proc.pump = pump
+        proc.debug_before = debugregs.snapshot(pid)
         if options.pin_cpu:
             proc.unpin_to = self._launcher.saved_affinity
+        if options.syscalls:
+            self._decoder.syscalls.trace(proc, options.syscalls, options.syscall_exits, filtered=filtered)
         self._queue.extend(self._decoder.on_exec(proc, self._threads[pid]))
         return pid
 
@@ -127,6 +134,7 @@ class LinuxBackend:
         except TargetError:
             t.forget(proc)
             raise
+        proc.debug_before = next((debugregs.snapshot(th.tid) for th in proc.threads.values() if th.stopped), None)
         self._queue.extend(attach.attach_events(proc))
         # Signals that arrived while we interrupted the threads: reported after
         # the attach burst, and they keep their threads stopped until handled.
@@ -148,11 +156,38 @@ class LinuxBackend:
         with t.all_stopped(proc):
             self._guards.release(proc)
             proc.rdv.disarm(proc.write)
+            for th in list(proc.threads.values()):
+                self._drain_our_traps(proc, th)
             self._rewind_undelivered_breakpoints(proc)
             for th in list(proc.threads.values()):
                 self._detach_thread(proc, th)
         t.drop_queued(pid)
         t.forget(proc)
+
+    def _drain_our_traps(self, proc: Process, th: Thread) -> None:
+        """Take the CPU traps (int3, debug-register hits, steps) and guard-page faults
+        still queued for a thread we are about to let go. A thread that trapped or
+        faulted just as our PTRACE_INTERRUPT came reports the interrupt first (the kernel
+        runs the job-control trap before it dequeues a signal) with the SIGTRAP or
+        SIGSEGV still pending: detached like that, it would die of it. Continued, it
+        dequeues that signal before any instruction of its own and stops for it; the stop
+        is decoded as any other: an int3's is then rewound, a fault on a page given back
+        (guard.py, a stale fault) runs its instruction again, a real fault stays."""
+        guarded = proc.guards is not None
+        for _ in range(8):          # one per queued trap, and a stray interrupt stop or two
+            if th.tid not in self._threads or not th.stopped or th.group_stop or th.guard is not None:
+                return
+            try:
+                if not any((i.si_signo == signal.SIGTRAP and i.si_code > 0)
+                           or (guarded and i.si_signo == signal.SIGSEGV and i.si_code == SEGV_ACCERR)
+                           for i in _ffi.pending_signals(th.tid)):
+                    return
+                # A real signal it stopped for is delivered first (its handler frame set up).
+                _ffi.cont(th.tid, th.signal if th.signal != signal.SIGTRAP else 0)
+            except _ffi.SyscallError:
+                return          # gone (ESRCH), or nothing to learn: detach as it is
+            th.ran()
+            self._queue.extend(self._t.decode(th.tid, self._t.waitpid_tid(th.tid)))
 
     def _rewind_undelivered_breakpoints(self, proc: Process) -> None:
         """A thread that ran into an int3 the engine has since taken out (its event still
@@ -177,6 +212,8 @@ class LinuxBackend:
         try:
             if proc.hw.active:
                 debugregs.write(th.tid, debugregs.DR7, 0)
+            if proc.debug_before is not None:
+                debugregs.restore(th.tid, proc.debug_before)
             self._t.flush(th)
             if th.owed is not None:
                 # A sent SIGTRAP not handed on yet (decode.py's merged trap): it goes with
@@ -218,6 +255,7 @@ class LinuxBackend:
             except Exception as e:  # keep closing the others; report the first
                 errors.append(e)
                 self._t.forget(proc)
+        self._t.probes.close()          # every uprobe gone, in every process
         self._launcher.close()
         self._alarm.close()
         if errors:
@@ -419,7 +457,7 @@ class LinuxBackend:
 
     def read_memory(self, pid: int, address: int, size: int) -> bytes:
         proc = self._t.proc(pid)
-        return proc.rdv.mask(address, proc.read(address, size))
+        return self._t.probes.mask(pid, address, proc.rdv.mask(address, proc.read(address, size)))
 
     def write_memory(self, pid: int, address: int, data: bytes) -> None:
         self._t.proc(pid).write(address, data)
@@ -441,6 +479,13 @@ class LinuxBackend:
         main = [Module(proc.image_path, proc.image_base or 0)]
         return main + [Module(path, base) for base, path in proc.rdv.known.items()]
 
+    # -- system calls (syscalls.py, seccomp.py) ------------------------------------
+    def trace_syscalls(self, pid: int, numbers: frozenset[int], exits: frozenset[int]) -> None:
+        self._decoder.syscalls.trace(self._t.proc(pid), numbers, exits, filtered=False)
+
+    def skip_syscall(self, tid: int, retval: int) -> None:
+        self._decoder.syscalls.skip(self._t.stopped_thread(tid), retval)
+
     # -- hardware breakpoints --------------------------------------------------
     def set_hardware_breakpoint(self, pid: int, slot: int, address: int, access: str, size: int, *,
                                 sample: bool = False) -> None:
@@ -457,8 +502,20 @@ class LinuxBackend:
 
     def _apply_hw(self, proc: Process) -> None:
         with self._t.all_stopped(proc):
-            for tid in proc.threads:
-                self._sampling.program(proc, tid)
+            for th in proc.threads.values():
+                if not th.in_vfork:          # set when it is back (decode.py, _out_of_vfork)
+                    self._sampling.program(proc, th.tid)
+
+    # -- sampled soft breakpoints (uprobes.py) --------------------------------------
+    def sample_code(self, pid: int, address: int) -> str | None:
+        proc = self._t.proc(pid)
+        reason = self._t.probes.add(pid, list(proc.threads), address)
+        if reason is None:
+            self._sampling.active = True
+        return reason
+
+    def unsample_code(self, pid: int, address: int) -> None:
+        self._t.probes.remove(pid, address)
 
     def take_samples(self) -> list[DebugEvent]:
         return self._sampling.take()

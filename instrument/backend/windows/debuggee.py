@@ -167,11 +167,23 @@ class WindowsBackend:
         return None
 
     # -- hardware and memory breakpoints ----------------------------------------
+    def sample_code(self, pid: int, address: int) -> str | None:
+        return "Windows has no uprobes: every soft breakpoint hit stops its thread"
+
+    def unsample_code(self, pid: int, address: int) -> None:
+        pass
+
     def take_samples(self) -> list[DebugEvent]:
         return []          # every hit stops its thread: capabilities.sampled_registers is empty
 
     def sampling_problems(self) -> list[str]:
         return []
+
+    def trace_syscalls(self, pid: int, numbers: frozenset[int], exits: frozenset[int]) -> None:
+        raise DebuggerError("Windows has no system call stops in its debugging API (capabilities.syscalls is False)")
+
+    def skip_syscall(self, tid: int, retval: int) -> None:
+        raise DebuggerError("Windows has no system call stops in its debugging API (capabilities.syscalls is False)")
 
     def set_hardware_breakpoint(self, pid: int, slot: int, address: int, access: str, size: int, *,
                                 sample: bool = False) -> None:

@@ -17,6 +17,7 @@ from ..table import HandlerTable, TableBuilder
 from .crash import compile_crash
 from .events import compile_events
 from .signals import compile_signals
+from .syscalls import compile_syscalls
 
 # (the recipe, the compile context, the table being built, where errors go) -> None
 SectionCompiler = Callable[[Recipe, CompileContext, TableBuilder, list[RecipeError]], None]
@@ -25,6 +26,7 @@ SECTIONS: dict[str, SectionCompiler] = {
     "events": compile_events,
     "crash": compile_crash,
     "signals": compile_signals,
+    "syscalls": compile_syscalls,
 }
 
 

@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""What a `syscalls:` recipe naming one call costs a system-call-heavy program, against strace, in one run.
+
+    python bench/syscalls.py                    # 200,000 getppid calls and one write, best of 3
+    python bench/syscalls.py --calls 200000 --runs 3
+
+Times tests/targets/sys_heavy.c (N getppid calls, then one write) untraced; under
+`instrument run` with a recipe that names only `write`, with the seccomp-bpf
+filter (only that write stops the target) and with --no-seccomp (PTRACE_SYSCALL:
+every call stops twice and is sorted by instrument); under `strace -f -e
+trace=write` and `strace -f --seccomp-bpf -e trace=write`. instrument's fixed cost
+(Python start-up, the target's symbols) is measured with N = 0 and shown apart.
+Prints seconds and ratios; nothing here asserts a time (HOUSE.md rule 11).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from run import ROOT, instrument_exe  # bench/ is sys.path[0]
+
+RECIPE = "version: 1\ntarget:\n  follow_forks: true\nsyscalls:\n  write:\n    on: exit\n"
+
+
+def best(cmd: list[str], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--calls", type=int, default=200_000)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        target = tmp / "sys_heavy"
+        subprocess.run(["gcc", "-O2", "-o", str(target), str(ROOT / "tests/targets/sys_heavy.c")], check=True)
+        (tmp / "write.yaml").write_text(RECIPE)
+        argv = [str(target), str(args.calls)]
+        run = [*instrument_exe(), "run", str(tmp / "write.yaml"), "--format", "jsonl", "-o", str(tmp / "out.jsonl")]
+        untraced = best(argv, args.runs)
+        fixed = best([*run, "--", str(target), "0"], args.runs)
+        rows = [("instrument, seccomp-bpf filter", best([*run, "--", *argv], args.runs)),
+                ("instrument --no-seccomp (PTRACE_SYSCALL)", best([*run, "--no-seccomp", "--", *argv], args.runs))]
+        if shutil.which("strace"):
+            rows.append(("strace -f -e trace=write", best(["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=write",
+                                                           *argv], args.runs)))
+            rows.append(("strace -f --seccomp-bpf -e trace=write",
+                         best(["strace", "-f", "-qq", "--seccomp-bpf", "-o", "/dev/null", "-e", "trace=write", *argv],
+                              args.runs)))
+        print(f"{args.calls} getppid calls + 1 write, a recipe naming only write, best of {args.runs}:")
+        print(f"  untraced                                          {untraced * 1000:9.1f} ms")
+        print(f"  instrument fixed cost (the same run with 0 calls) {fixed * 1000:9.1f} ms")
+        by_label = dict(rows)
+        for label, t in rows:
+            extra = f", {(t - fixed) * 1000:.0f} ms past its fixed cost" if label.startswith("instrument") else ""
+            print(f"  {label:<49} {t * 1000:9.1f} ms  ({t / untraced:6.1f}x untraced{extra})")
+        seccomp, ptrace = by_label["instrument, seccomp-bpf filter"], by_label["instrument --no-seccomp (PTRACE_SYSCALL)"]
+        print(f"  PTRACE_SYSCALL / seccomp-bpf (instrument): {ptrace / seccomp:.1f}x")
+        if "strace -f -e trace=write" in by_label:
+            print(f"  strace -f / instrument seccomp-bpf: {by_label['strace -f -e trace=write'] / seccomp:.1f}x; "
+                  f"instrument seccomp-bpf / strace --seccomp-bpf: "
+                  f"{seccomp / by_label['strace -f --seccomp-bpf -e trace=write']:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
