@@ -327,6 +327,10 @@ class ExceptionDispatch:
         rec = self.recorder.record("crash", _EXCEPTION, event.pid, event.tid)
         try:
             rec.update(self.inspector.crash_record(process, info, regs))
+            if info.si_code is not None:
+                # Who raised it (> 0 the kernel, <= 0 a process), also where nothing was
+                # classified; never the sender's pid, which differs run to run.
+                rec.setdefault("si_code", info.si_code)
             rec["thread"] = thread_of(process, event.tid, rec.get("frames") or [])
             rec["process"] = process_of(process)
             if self.classify and regs is not None:     # SPEC 5: classification and hash
