@@ -140,9 +140,11 @@ def _frame(name: str | None, path: str | None, offset: str | None) -> dict[str, 
         frame["offset"] = hex(call + 1)
         try:
             image = open_image(path)
-            hit = image.symbolize(call + (image.extent[0] & ~0xFFF))
+            hit = image.symbolize_from(call + (image.extent[0] & ~0xFFF))
         except ImageError:
             hit = None
         if hit is not None:
             frame["symbol"] = f"{hit[0]}+{hit[1] + 1:#x}"
+            if hit[2]:      # only the debug file names it: left out of the hash, as live frames
+                frame["separate_debug"] = True
     return frame
