@@ -11,7 +11,7 @@ import threading
 from typing import Iterator, Mapping
 
 from . import _ffi
-from .perfbp import _PERF_REGS, _SAMPLE_ORDER
+from .perfbp import _PERF_REGS, _SAMPLE_ORDER, drain_ring
 
 _PERF_TYPE_SOFTWARE, _PERF_COUNT_SW_DUMMY = 1, 9
 _SAMPLE_IP, _SAMPLE_TID, _SAMPLE_TIME, _SAMPLE_REGS_USER = 1 << 0, 1 << 1, 1 << 2, 1 << 12
@@ -100,13 +100,9 @@ class CpuRing:
         buf = self._buf
         if buf is None:
             return []
-        head = _U64.unpack_from(buf, _DATA_HEAD)[0]      # x86: loads are not reordered
-        if head == self._tail:
+        data, self._tail = drain_ring(buf, self._tail, self._size)
+        if not data:
             return []
-        start, end = _PAGE + self._tail % self._size, _PAGE + head % self._size
-        data = buf[start:end] if start < end else buf[start:_PAGE + self._size] + buf[_PAGE:end]
-        self._tail = head
-        _U64.pack_into(buf, _DATA_TAIL, head)             # after the copy: the kernel may reuse it
         if len(data) % _SAMPLE.size == 0:
             # Nearly always: nothing but whole samples, unpacked in one C loop.
             values = list(_SAMPLE.iter_unpack(data))

@@ -69,6 +69,19 @@ _PERF_FLAG_FD_CLOEXEC = 8
 _PAGE = mmap.PAGESIZE
 
 
+def drain_ring(buf: mmap.mmap, tail: int, size: int) -> tuple[bytes, int]:
+    """(the bytes a perf ring of `size` data bytes holds past `tail`, the new tail), and
+    their room given back to the kernel. Shared by the per-thread rings here and the
+    per-CPU ones of cpurings.py."""
+    head: int = _U64.unpack_from(buf, _DATA_HEAD)[0]     # x86: loads are not reordered
+    if head == tail:
+        return b"", tail
+    start, end = _PAGE + tail % size, _PAGE + head % size
+    data = buf[start:end] if start < end else buf[start:_PAGE + size] + buf[_PAGE:end]
+    _U64.pack_into(buf, _DATA_TAIL, head)                # after the copy: the kernel may reuse it
+    return data, head
+
+
 class SamplingError(Exception):
     """perf_event_open or its ring buffer was refused; the reason is the message.
     `lasting`: perf itself said no (paranoia, no breakpoint PMU), not this thread
@@ -201,13 +214,9 @@ class Ring:
         buf = self._buf
         if buf is None:
             return []
-        head = _U64.unpack_from(buf, _DATA_HEAD)[0]     # x86: loads are not reordered
-        if head == self._tail:
+        data, self._tail = drain_ring(buf, self._tail, self._size)
+        if not data:
             return []
-        start, end = _PAGE + self._tail % self._size, _PAGE + head % self._size
-        data = buf[start:end] if start < end else buf[start:_PAGE + self._size] + buf[_PAGE:end]
-        self._tail = head
-        _U64.pack_into(buf, _DATA_TAIL, head)            # after the copy: the kernel may reuse it
         tid, slots_at = self.tid, self._slots_at
         if len(data) % _SAMPLE.size == 0:
             # Nearly always: nothing but whole samples, unpacked in one C loop.
