@@ -4,7 +4,7 @@ A Python signal handler runs between any two bytecodes. Raising from it in
 the middle of a breakpoint hit would leave a thread with a rewound pc that
 was never written back, or an int3 half restored. So the handler raises only
 while the debugger is blocked waiting for the next debug event (`waiting`,
-set by the backend around its blocking wait, which must consume nothing when
+set by the backend around its blocking wait, which must lose nothing when
 interrupted); anywhere else it records the signal, and the engine's loop
 raises it at its next safe point (`check`).
 """
@@ -27,7 +27,7 @@ class Interrupted(BaseException):
 
 
 class _State:
-    waiting = False            # the backend is blocked in a wait that consumes nothing
+    waiting = False            # the backend is blocked in a wait that loses nothing if interrupted
     pending: int | None = None
 
 

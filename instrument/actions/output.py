@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..arch import x86_64 as regdefs
+from ..arch.x86_64 import MASK64
 from ..errors import EvaluationError
 from ..expr import Expr, Value
 from ..expr.values import Object
@@ -62,6 +63,7 @@ def compile_log(action: Action, ctx: CompileContext) -> CompiledAction:
             if not regdefs.is_register(str(name)):
                 raise error(f"unknown register '{name}'", ctx, action_path(action, "registers", i))
         names = tuple(str(n) for n in reg_spec)
+    readers = tuple((name, regdefs.full_register(name) == name) for name in names)
 
     def run(ac: ActionContext) -> None:
         if fmt is not None:
@@ -69,9 +71,12 @@ def compile_log(action: Action, ctx: CompileContext) -> CompiledAction:
             old = ac.record.get("message")
             ac.record["message"] = text if old is None else f"{old}\n{text}"
         if names:
-            regs = ac.record.setdefault("registers", {})
-            for name in names:
-                regs[name] = hex(regdefs.read_register(ac.regs, name))
+            out = ac.record.setdefault("registers", {})
+            regs = ac.regs               # (after: without registers the record says so, empty)
+            for name, full in readers:
+                # A full register read in place (every hit of a register log), not
+                # through read_register's sub-register lookup.
+                out[name] = hex(regs[name] & MASK64 if full else regdefs.read_register(regs, name))
         if variables:
             _log_variables(ac, "vars", variables)
         for field, params in scopes:

@@ -120,7 +120,7 @@ class ExceptionDispatch:
                 self.hit_breakpoint(process, event, by_id[user], regs, address)
         if regs["rip"] != address or process.sites.get(address) is not site or site.state is not _IN:
             return False                 # an action moved pc (return:), or the site is gone: nothing to step over
-        return self.step_over(process, tid, site)
+        return self.step_over(process, tid, site, regs)
 
     def on_sampled_soft_hit(self, process: ProcessState, event: DebugEvent, info: ExceptionInfo) -> None:
         """A uprobe's hit (Backend.sample_code): the thread has run on, so as for a
@@ -149,7 +149,7 @@ class ExceptionDispatch:
         return [f"{n} hit{'s' if n > 1 else ''} of sampled breakpoint {bp_id} were dropped: in flight "
                 "when it reached its limit or was disabled" for bp_id, n in sorted(self.late.items())]
 
-    def step_over(self, process: ProcessState, tid: int, site: SoftSite) -> bool:
+    def step_over(self, process: ProcessState, tid: int, site: SoftSite, regs: Regs) -> bool:
         """Run the original instruction under the int3, then put the int3 back.
 
         Prologue instructions are emulated (arch/x86_64/prologue.py), decoded once per
@@ -159,7 +159,7 @@ class ExceptionDispatch:
         if emulation is NOT_DECODED:
             emulation = site.emulation = compile_emulation(site.code) if site.code else None
         if emulation is not None:          # (rip is at the site: on_soft_hit put it back)
-            emulation(self.backend.registers(tid), site.address, process.read, process.raw_write)
+            emulation(regs, site.address, process.read, process.raw_write)
             return False
         self.backend.hold_others(tid)        # no sibling may run past the int3 while it is out
         site.step_out(process.raw_write)

@@ -42,6 +42,9 @@ class StopHost(Protocol):
 
 
 class StopEnv:
+    # Slots: one StopEnv and one Stop are made for every breakpoint hit.
+    __slots__ = ("host", "process", "tid", "variables", "regs", "fields", "hits", "entry_args", "_frame")
+
     def __init__(self, host: StopHost, process: ProcessState, tid: int,
                  regs: MutableMapping[str, int] | None, fields: dict[str, Any],
                  hits: int = 0, entry_args: tuple[int, ...] | None = None, *, variables: bool = True) -> None:
@@ -119,6 +122,8 @@ class StopEnv:
 
 class Stop:
     """The ActionContext of instrument.actions.base, for one stop."""
+
+    __slots__ = ("host", "process", "tid", "env", "record", "returned")
 
     def __init__(self, env: StopEnv, record: dict[str, Any]) -> None:
         self.host, self.process, self.tid = env.host, env.process, env.tid

@@ -112,6 +112,23 @@ class SigInfo(Structure):
     ]
 
 
+class WaitInfo(Structure):
+    """siginfo_t as waitid(2) fills it in for a child (the SIGCHLD member of the union):
+    si_pid, si_uid, si_status. si_code is CLD_EXITED, CLD_KILLED, CLD_DUMPED, CLD_TRAPPED
+    (a ptrace-stop) or CLD_STOPPED; 0 with si_pid 0 when nothing was waited for."""
+
+    _fields_ = [
+        ("si_signo", c_int32),
+        ("si_errno", c_int32),
+        ("si_code", c_int32),
+        ("_pad0", c_int32),
+        ("si_pid", c_int32),
+        ("si_uid", ctypes.c_uint32),
+        ("si_status", c_int32),
+        ("_rest", ctypes.c_uint8 * 100),
+    ]
+
+
 class SyscallInfoHead(Structure):
     """The head of struct ptrace_syscall_info (include/uapi/linux/ptrace.h): op says
     entry, exit or seccomp stop; the rest (nr, args, rval) is read from the registers."""
@@ -262,28 +279,68 @@ _ptrace_hot = ctypes.CDLL(None, use_errno=True).ptrace
 _ptrace_hot.restype = c_long
 
 
+def _failed(request: int, tid: int) -> SyscallError:
+    return SyscallError(f"ptrace(PTRACE_{_REQUEST_NAMES[request]})", ctypes.get_errno(), f" on {tid}")
+
+
 def _hot(request: int, tid: int, data: Any) -> None:
     if _ptrace_hot(request, tid, None, data) == -1:
-        raise SyscallError(f"ptrace(PTRACE_{_REQUEST_NAMES[request]})", ctypes.get_errno(), f" on {tid}")
+        raise _failed(request, tid)
 
 
+# The four of every stop call the C function themselves, not through _hot: a Python
+# call less each, four per breakpoint hit (cProfile: _hot was the most called function).
 def get_siginfo(tid: int, into: SigInfo) -> SigInfo:
-    _hot(PTRACE_GETSIGINFO, tid, ctypes.byref(into))
+    if _ptrace_hot(PTRACE_GETSIGINFO, tid, None, ctypes.byref(into)) == -1:
+        raise _failed(PTRACE_GETSIGINFO, tid)
     return into
 
 
 def get_regs(tid: int, into: UserRegs) -> None:
-    _hot(PTRACE_GETREGS, tid, ctypes.byref(into))
+    if _ptrace_hot(PTRACE_GETREGS, tid, None, ctypes.byref(into)) == -1:
+        raise _failed(PTRACE_GETREGS, tid)
 
 
 def set_regs(tid: int, regs: UserRegs) -> None:
     """PTRACE_SETREGS: on every stop that moved pc (each emulated soft hit)."""
-    _hot(PTRACE_SETREGS, tid, ctypes.byref(regs))
+    if _ptrace_hot(PTRACE_SETREGS, tid, None, ctypes.byref(regs)) == -1:
+        raise _failed(PTRACE_SETREGS, tid)
 
 
 def cont(tid: int, sig: int) -> None:
     """PTRACE_CONT, delivering `sig` (0: none)."""
-    _hot(PTRACE_CONT, tid, sig)
+    if _ptrace_hot(PTRACE_CONT, tid, None, sig) == -1:
+        raise _failed(PTRACE_CONT, tid)
+
+
+# int waitid(idtype_t idtype, id_t id, siginfo_t *infop, int options);  (P_ALL: id ignored)
+# Without argtypes, as _ptrace_hot: every stop waits once.
+_waitid = ctypes.CDLL(None, use_errno=True).waitid
+_waitid.restype = c_int
+_P_ALL = 0
+_CLD_EXITED, _CLD_KILLED, _CLD_DUMPED = 1, 2, 3
+
+
+def waitid(info: WaitInfo, options: int) -> int:
+    """waitid(P_ALL, 0, &info, options), filling `info`: 0, or the errno it failed with
+    (EINTR when a signal came first, ECHILD when there is nothing to wait for)."""
+    if _waitid(_P_ALL, 0, ctypes.byref(info), options) == -1:
+        return ctypes.get_errno()
+    return 0
+
+
+def wait_status(info: WaitInfo) -> int:
+    """The waitpid(2) status word of what waitid put in `info`: the same bits, ptrace
+    event and TRACESYSGOOD included (the kernel's si_status for a stop is the whole
+    exit_code that waitpid shifts left by 8)."""
+    code, status = int(info.si_code), int(info.si_status)
+    if code == _CLD_EXITED:
+        return (status & 0xFF) << 8
+    if code == _CLD_KILLED:
+        return status & 0x7F
+    if code == _CLD_DUMPED:
+        return (status & 0x7F) | 0x80
+    return ((status & 0xFFFF) << 8) | 0x7F      # CLD_TRAPPED, CLD_STOPPED
 
 
 def syscall_cont(tid: int, sig: int) -> None:

@@ -26,6 +26,7 @@ _SYSCALL_TRAP = signal.SIGTRAP | 0x80
 _SIGTRAP, _SIGSEGV = int(signal.SIGTRAP), int(signal.SIGSEGV)   # plain ints: compared on every stop
 _INT3_CODES = (_ffi.SI_KERNEL, _ffi.TRAP_BRKPT)
 _ESRCH = 3
+_EVENT_CACHE_LIMIT = 256
 
 
 class Decoder:
@@ -40,6 +41,7 @@ class Decoder:
         self._patched_bytes = patched_bytes          # the engine's int3s in a process (Backend)
         self._early: dict[int, int] = {}              # new tid -> its initial stop, seen before CLONE
         self.syscalls = SyscallStops(tracees)         # syscall and seccomp stops (syscalls.py)
+        self._last_event: dict[int, DebugEvent] = {}  # tid -> its last exception event (_exception_event)
 
     def handle(self, tid: int, status: int) -> Events:
         """Decode one waitpid status into the events it produces. A thread left
@@ -97,8 +99,17 @@ class Decoder:
     def _on_signal(self, proc: Process, th: Thread, sig: int) -> Events:
         info = _ffi.get_siginfo(th.tid, th.siginfo)
         si_code, rip = info.si_code, self._regs(th).rip
-        if sig == _SIGTRAP and si_code in _INT3_CODES and rip - 1 == proc.rdv.brk and proc.rdv.saved is not None:
-            return self._on_rendezvous(proc, th)
+        if sig == _SIGTRAP and si_code in _INT3_CODES:
+            if rip - 1 == proc.rdv.brk and proc.rdv.saved is not None:
+                return self._on_rendezvous(proc, th)
+            # An int3 (every soft breakpoint hit): the CPU's trap, so never fatal, from no
+            # sender, and no debug-register slot. What the general path below makes of
+            # it, in fewer steps.
+            exc = exception_for_signal(_SIGTRAP, si_code, info.si_addr, rip, True)
+            th.signal = sig
+            th.hold()
+            th.trap = exc
+            return [self._exception_event(proc.pid, th.tid, exc)]
         if sig == _SIGSEGV:
             guarded = self._guards.on_fault(proc, th, si_code, info.si_addr)
             if guarded is not None:
@@ -120,7 +131,20 @@ class Decoder:
         th.signal = sig
         th.hold()
         th.trap = exc if ours else None
-        return [DebugEvent(EventCode.EXCEPTION_DEBUG_EVENT, proc.pid, th.tid, exc)]
+        return [self._exception_event(proc.pid, th.tid, exc)]
+
+    def _exception_event(self, pid: int, tid: int, exc: ExceptionInfo) -> DebugEvent:
+        """DebugEvent(EXCEPTION_DEBUG_EVENT, pid, tid, exc), the same value made once per
+        thread while its exception is the same (exception_for_signal memoises those): a
+        breakpoint hit again and again is one event value, not a frozen dataclass built
+        and checked on every hit."""
+        last = self._last_event.get(tid)
+        if last is not None and last.info is exc and last.pid == pid:
+            return last
+        if len(self._last_event) >= _EVENT_CACHE_LIMIT:
+            self._last_event.clear()          # thread ids come and go: keep it bounded
+        event = self._last_event[tid] = DebugEvent(EventCode.EXCEPTION_DEBUG_EVENT, pid, tid, exc)
+        return event
 
     def _merged_trap(self, proc: Process, th: Thread, info: _ffi.SigInfo, rip: int) -> Events | None:
         """A SIGTRAP another process sent to this thread (tgkill) that was pending when the

@@ -21,7 +21,8 @@ from ..base import SpawnOptions
 from . import _ffi, seccomp
 
 _STAGE_CHDIR, _STAGE_EXEC, _STAGE_FILTER = 1, 2, 3
-_WAIT_FLAGS = os.WEXITED | os.WSTOPPED | os.WNOWAIT | _ffi.WALL
+_WAIT_FLAGS = os.WEXITED | os.WSTOPPED | _ffi.WALL
+_ECHILD = 10
 
 
 class Expired(Exception):
@@ -31,12 +32,17 @@ class Expired(Exception):
 class WaitAlarm:
     """Blocking waits that a deadline (setitimer/SIGALRM) or the stderr pump can interrupt.
 
-    A Python signal handler can only interrupt a system call by raising. Raising
-    right after waitpid() returned would lose a status, so the interruptible
-    wait is waitid(WNOWAIT), which consumes nothing, followed by a WNOHANG
-    waitpid. The timer is re-armed only when the deadline moves later, so an
-    engine passing the remaining session time does not pay setitimer per stop.
-    Signals are a main-thread affair; in other threads the wait polls.
+    A Python signal handler can only interrupt a system call by raising (os.waitid
+    retries on EINTR otherwise), and a raise right after the call returned would
+    lose the status it took. So the interruptible wait is libc's waitid through
+    ctypes, which returns EINTR rather than retrying, into a siginfo buffer that
+    outlives the call: a handler that raises just after a status was taken leaves
+    it in the buffer, and it goes to `taken` (the backend's statuses read early,
+    handled first). One system call per stop, where a consume-nothing
+    waitid(WNOWAIT) and a WNOHANG waitpid after it were two. The timer is re-armed
+    only when the deadline moves later, so an engine passing the remaining session
+    time does not pay setitimer per stop. Signals are a main-thread affair; in
+    other threads the wait polls.
     """
 
     def __init__(self) -> None:
@@ -45,6 +51,10 @@ class WaitAlarm:
         self._previous: object = None
         self._armed_for: float | None = None
         self._waiting = False
+        self._info = _ffi.WaitInfo()
+        # Where a status taken by a wait that a signal's raise cut short goes
+        # (LinuxBackend binds the registry's `deferred`).
+        self.taken: deque[tuple[int, int]] = deque()
 
     def waitpid(self, deadline: float | None) -> tuple[int, int]:
         # In the main thread every blocking wait is the interruptible one: SIGINT
@@ -66,16 +76,24 @@ class WaitAlarm:
                     raise Expired()
                 self._arm(deadline)
             interrupts.check()
+            info = self._info
+            info.si_pid = 0
             self._waiting = interrupts.state.waiting = True
             try:
                 # Returns at once when a status is waiting: no WNOHANG probe first,
                 # which would cost a system call on every stop (HOUSE rule 12).
-                os.waitid(os.P_ALL, 0, _WAIT_FLAGS)
+                err = _ffi.waitid(info, _WAIT_FLAGS)
+            except BaseException:
+                if info.si_pid:       # taken just before the handler raised: kept
+                    self.taken.append((info.si_pid, _ffi.wait_status(info)))
+                raise
             finally:
                 self._waiting = interrupts.state.waiting = False
-            got = os.waitpid(-1, _ffi.WALL | os.WNOHANG)
-            if got[0]:
-                return got
+            if info.si_pid:
+                return info.si_pid, _ffi.wait_status(info)
+            if err == _ECHILD:
+                raise ChildProcessError(err, os.strerror(err))
+            # EINTR from a signal whose handler did not raise: wait again.
 
     def _poll(self, deadline: float) -> tuple[int, int]:
         pause = 0.0002

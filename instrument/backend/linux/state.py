@@ -248,7 +248,7 @@ class Process:
     def write(self, address: int, data: bytes) -> None:
         # /proc/PID/mem writes with FOLL_FORCE, so read-only text pages take int3s.
         try:
-            written = os.pwrite(self._mem_fd(), data, address)
+            written = os.pwrite(self._mem if self._mem is not None else self._mem_fd(), data, address)
         except (OSError, OverflowError):
             written = -1
         if written != len(data):

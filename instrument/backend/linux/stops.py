@@ -269,10 +269,17 @@ class Tracees:
     def reap(self, proc: Process) -> None:
         """Wait until proc's leader has exited, keeping other processes' statuses for later."""
         while proc.pid in self.procs:
-            try:
-                tid, status = os.waitpid(-1, _ffi.WALL)
-            except ChildProcessError:
-                return
+            # Its statuses read early (waitpid_tid, a wait cut short by a signal) first:
+            # the leader's exit may be among them, and would never come again.
+            early = next((i for i, (tid, _) in enumerate(self.deferred) if tid in proc.threads), None)
+            if early is not None:
+                tid, status = self.deferred[early]
+                del self.deferred[early]
+            else:
+                try:
+                    tid, status = os.waitpid(-1, _ffi.WALL)
+                except ChildProcessError:
+                    return
             th = self.threads.get(tid)
             if th is None or th.pid != proc.pid:
                 self.deferred.append((tid, status))

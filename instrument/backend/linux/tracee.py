@@ -39,7 +39,7 @@ from .decode import Decoder
 from .guard import SEGV_ACCERR, Guards
 from .launch import Expired, Launcher, WaitAlarm
 from .sampling import SAMPLE_TICK, Sampling
-from .state import THE_ENGINES, Process, Thread
+from .state import IN_A_STOP, STOPPED, THE_ENGINES, Process, Thread
 from .stops import Events, Status, Tracees
 
 # Forks are traced even when not followed: a fork child inherits our int3 on
@@ -92,6 +92,7 @@ class LinuxBackend:
         self._handle = self._decoder.handle
         self._stopped_thread, self._regs = t.stopped_thread, t.regs
         self._alarm = WaitAlarm()
+        self._alarm.taken = t.deferred      # a status a signal's raise cut short is handled first
         self._launcher = Launcher(self._alarm.wake)
         self._closed = False
         self.patched_bytes: Callable[[int], Mapping[int, bytes]] | None = None
@@ -299,11 +300,14 @@ class LinuxBackend:
         """Decode a status into the queue, after the hits sampled before it."""
         if self._sampling.active:
             self._sampling.collect()     # (no pausing here: it would wait for this very stop)
-        had = bool(self._queue)
-        self._queue.extend(self._handle(*status))
-        if self._queue and not had:
+        queue = self._queue
+        had = bool(queue)
+        queue.extend(self._handle(*status))
+        if queue and not had:
             self._sampling.due = len(self._sampling.samples)   # with those decoding added (exit, exec)
-        self._t.continue_internal(status[0])
+        th = self._threads.get(status[0])
+        if th is not None and th.state is STOPPED:     # (Tracees.continue_internal, inline: every stop)
+            self._t.cont(th, 0)
 
     def _take_statuses(self) -> None:
         """Handle the stops that came in meanwhile, without waiting: while sampled hits
@@ -345,7 +349,19 @@ class LinuxBackend:
         if th is None or th.state not in THE_ENGINES or (self._queue and any(e.tid == tid for e in self._queue)):
             return
         owed, th.owed = th.owed, None
-        if owed is not None and pass_exception:
+        if not pass_exception:
+            self._t.cont(th, 0)          # every breakpoint hit: the rest is for signals
+        elif not self._pass_on(th, owed):
+            return                       # held again, for its last chance: still frozen
+        proc = self._procs.get(th.pid)
+        if proc is not None and proc.frozen:
+            self._t.thaw(proc)
+
+    def _pass_on(self, th: Thread, owed: _ffi.SigInfo | None) -> bool:
+        """Continue held thread `th` with the signal it stopped for (resume, pass_exception);
+        False when it is kept held instead (_second_chance)."""
+        tid = th.tid
+        if owed is not None:
             # A sent SIGTRAP reported after our own trap at the same stop: delivered as its
             # sender sent it, not as the trap (or the step) the thread stopped for since.
             th.trap = None
@@ -355,16 +371,14 @@ class LinuxBackend:
                 if e.errno != _ESRCH:
                     raise
             th.signal = int(owed.si_signo)
-        elif pass_exception and self._second_chance(th):
-            return
-        if (pass_exception and th.signal == signal.SIGTRAP and th.guard is None
+        elif self._second_chance(th):
+            return False
+        if (th.signal == signal.SIGTRAP and th.guard is None
                 and procfs.signal_caught(th.pid, tid, signal.SIGTRAP)):
             self._enter_trap_handler(th)
         else:
-            self._t.cont(th, th.signal if pass_exception else 0)
-        proc = self._procs.get(th.pid)
-        if proc is not None and proc.frozen:
-            self._t.thaw(proc)
+            self._t.cont(th, th.signal)
+        return True
 
     def _enter_trap_handler(self, th: Thread) -> None:
         """Deliver SIGTRAP to the program's handler, and let the handler run with SIGTRAP
@@ -451,8 +465,11 @@ class LinuxBackend:
 
     # -- state of a stopped thread -------------------------------------------
     def registers(self, tid: int) -> MutableMapping[str, int]:
-        th = self._stopped_thread(tid)
-        self._regs(th)
+        th = self._threads.get(tid)
+        if th is None or th.state not in IN_A_STOP:
+            th = self._stopped_thread(tid)         # (raises: why not)
+        if not th.regs_valid:                      # (asked twice per hit: once a call)
+            self._regs(th)
         return th.view
 
     def read_memory(self, pid: int, address: int, size: int) -> bytes:
@@ -460,7 +477,8 @@ class LinuxBackend:
         return self._t.probes.mask(pid, address, proc.rdv.mask(address, proc.read(address, size)))
 
     def write_memory(self, pid: int, address: int, data: bytes) -> None:
-        self._t.proc(pid).write(address, data)
+        proc = self._procs.get(pid)      # (each emulated push of a soft hit writes)
+        (proc if proc is not None else self._t.proc(pid)).write(address, data)
 
     def call_function(self, pid: int, address: int, *args: int) -> int:
         return self._inject.call(pid, address, args)
