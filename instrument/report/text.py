@@ -20,7 +20,9 @@ def _escaped(m: re.Match[str]) -> str:
 
 
 def _escape(line: str) -> str:
-    return _CONTROL.sub(_escaped, line)
+    # Every character _CONTROL matches is unprintable (categories Cc, Zl, Zp), so a
+    # printable line has none: the C test first, the regex only for the rest.
+    return line if line.isprintable() else _CONTROL.sub(_escaped, line)
 
 
 _SKIP = {"event", "code", "pid", "tid", "time", "message", "registers", "dump", "frames",
