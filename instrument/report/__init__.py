@@ -13,12 +13,7 @@ import sys
 from typing import Any, Callable, Iterator, Mapping, Protocol, TextIO
 
 from ..errors import UsageError
-from .json import format_json
-from .jsonl import JsonlReporter
-from .markdown import format_markdown
-from .sarif import format_sarif
 from .stream import Flushing, check_output, open_output
-from .text import TextReporter
 
 __all__ = ["RECORD_FORMATS", "REPORT_FORMATS", "Flushing", "RecordWriter", "check_output", "format_report",
            "open_output", "open_reporter"]
@@ -31,15 +26,43 @@ class RecordWriter(Protocol):
     def close(self) -> None: ...
 
 
+# Each format's module is imported when that format is used, not with this package: the
+# command line imports these registries for its --format choices, and `instrument
+# --help` must not pay for json, the text escapes' regex and the report writers.
+def _text(stream: TextIO) -> RecordWriter:
+    from .text import TextReporter
+    return TextReporter(stream)
+
+
+def _jsonl(stream: TextIO) -> RecordWriter:
+    from .jsonl import JsonlReporter
+    return JsonlReporter(stream)
+
+
+def _json(report: Mapping[str, Any]) -> str:
+    from .json import format_json
+    return format_json(report)
+
+
+def _sarif(report: Mapping[str, Any]) -> str:
+    from .sarif import format_sarif
+    return format_sarif(report)
+
+
+def _markdown(report: Mapping[str, Any]) -> str:
+    from .markdown import format_markdown
+    return format_markdown(report)
+
+
 RECORD_FORMATS: dict[str, Callable[[TextIO], RecordWriter]] = {
-    "text": TextReporter,
-    "jsonl": JsonlReporter,
+    "text": _text,
+    "jsonl": _jsonl,
 }
 
 REPORT_FORMATS: dict[str, Callable[[Mapping[str, Any]], str]] = {
-    "json": format_json,
-    "sarif": format_sarif,
-    "markdown": format_markdown,
+    "json": _json,
+    "sarif": _sarif,
+    "markdown": _markdown,
 }
 
 
