@@ -121,6 +121,17 @@ def format_record(r: dict[str, Any]) -> str:
         regs = list(r["registers"].items())
         for i in range(0, len(regs), 4):
             lines.append("    " + "  ".join(f"{k:>6}={v:<18}" for k, v in regs[i:i + 4]).rstrip())
+    if not _BELOW.isdisjoint(r):        # (most hit records have none of these)
+        _lines_below(r, lines)
+    return "\n".join([line if line.isprintable() else _escape(line) for line in lines])
+
+
+_BELOW = frozenset({"args", "locals", "vars", "dump", "frames", "disassembly", "errors"})
+
+
+def _lines_below(r: dict[str, Any], lines: list[str]) -> None:
+    """The lines under a record's first (and register) lines: variables, dumps, frames,
+    disassembly, errors."""
     for field in ("args", "locals", "vars"):
         for name, value in (r.get(field) or {}).items():
             lines.append(f"    {name} = {_typed(value)}")
@@ -133,7 +144,6 @@ def format_record(r: dict[str, Any]) -> str:
         lines.append(f"  {mark} {ins['address']}: {ins['text']}")
     for e in r.get("errors") or []:
         lines.append(f"    error: {e}")
-    return "\n".join(_escape(line) for line in lines)
 
 
 class TextReporter(Flushing):
