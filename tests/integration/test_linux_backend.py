@@ -557,3 +557,74 @@ def test_signals_sent_by_the_program_are_signals_not_breakpoints(backend, target
         (ExceptionCode.SIGNAL, "SIGTRAP", True, False)
     assert exit_event.info.signal == "SIGTRAP"
     assert capfd.readouterr().out == "usr1\n"
+
+
+# -- the one wait of every stop: waitid into a siginfo, read back as a waitpid status --------
+
+def _waited(child: int) -> int:
+    from instrument.backend.linux import _ffi
+    info = _ffi.WaitInfo()
+    assert _ffi.waitid(info, os.WEXITED | os.WSTOPPED | _ffi.WALL) == 0
+    assert info.si_pid == child
+    return _ffi.wait_status(info)
+
+
+def test_waitid_status_is_the_waitpid_status():
+    import signal as sig
+    from instrument.backend.linux import _ffi
+
+    child = os.fork()
+    if child == 0:
+        os._exit(3)
+    status = _waited(child)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 3
+
+    child = os.fork()
+    if child == 0:
+        time.sleep(30)
+        os._exit(0)
+    os.kill(child, sig.SIGKILL)
+    status = _waited(child)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == sig.SIGKILL and not os.WCOREDUMP(status)
+
+    # A ptrace-stop with an event in its upper bits: the exec stop of a seized child.
+    child = os.fork()
+    if child == 0:
+        os.kill(os.getpid(), sig.SIGSTOP)
+        os.execv("/bin/true", ["/bin/true"])
+    _, status = os.waitpid(child, os.WUNTRACED)
+    _ffi.ptrace(_ffi.PTRACE_SEIZE, child, None, _ffi.PTRACE_O_TRACEEXEC | _ffi.PTRACE_O_EXITKILL)
+    os.kill(child, sig.SIGCONT)
+    statuses = []
+    while True:
+        status = _waited(child)
+        statuses.append(status)
+        if not os.WIFSTOPPED(status):
+            break
+        _ffi.ptrace(_ffi.PTRACE_CONT, child, None, 0)
+    events = [s >> 16 for s in statuses if os.WIFSTOPPED(s)]
+    assert _ffi.PTRACE_EVENT_EXEC in events
+    assert all(os.WSTOPSIG(s) in (sig.SIGTRAP, sig.SIGCONT, sig.SIGSTOP) for s in statuses if os.WIFSTOPPED(s))
+    assert os.WIFEXITED(statuses[-1]) and os.WEXITSTATUS(statuses[-1]) == 0
+
+
+def test_a_status_taken_as_a_signal_handler_raises_is_kept(monkeypatch):
+    # The handler of SIGALRM (or SIGINT) may raise just after waitid returned a status:
+    # the status is in the siginfo buffer, and goes to `taken` (the backend's statuses
+    # read early) instead of being lost with the raise.
+    from instrument import interrupts
+    from instrument.backend.linux import _ffi, launch
+
+    def waitid_then_raise(info, options):
+        info.si_pid, info.si_code, info.si_status = 4242, 4, signal.SIGTRAP | (_ffi.PTRACE_EVENT_CLONE << 8)
+        raise interrupts.Interrupted(signal.SIGINT)
+
+    alarm = launch.WaitAlarm()
+    monkeypatch.setattr(_ffi, "waitid", waitid_then_raise)
+    with pytest.raises(interrupts.Interrupted):
+        alarm.waitpid(None)
+    assert not interrupts.state.waiting
+    (pid, status), = alarm.taken
+    assert pid == 4242 and os.WIFSTOPPED(status) and os.WSTOPSIG(status) == signal.SIGTRAP
+    assert status >> 16 == _ffi.PTRACE_EVENT_CLONE
+    alarm.close()
