@@ -154,12 +154,13 @@ class ExceptionDispatch:
 
         Prologue instructions are emulated (arch/x86_64/prologue.py), decoded once per
         site: no second stop, and the int3 never leaves memory. Everything else is
-        single-stepped, the site RUNNING meanwhile."""
+        single-stepped, the site RUNNING meanwhile; so is every instruction while a data
+        watch is armed in the process (_data_watched)."""
         emulation = site.emulation
         if emulation is NOT_DECODED:
             emulation = site.emulation = compile_emulation(site.code) if site.code else None
-        if emulation is not None:          # (rip is at the site: on_soft_hit put it back)
-            emulation(regs, site.address, process.read, process.raw_write)
+        if emulation is not None and not ((process.guards or process.hw_slots) and self._data_watched(process)):
+            emulation(regs, site.address, process.read, process.raw_write)   # (rip is at the site)
             return False
         self.backend.hold_others(tid)        # no sibling may run past the int3 while it is out
         site.step_out(process.raw_write)
@@ -187,6 +188,16 @@ class ExceptionDispatch:
         if stepped.code == EventCode.EXCEPTION_DEBUG_EVENT or stepped.pid in self.processes:
             return self.redispatch(stepped)
         return False
+
+    def _data_watched(self, process: ProcessState) -> bool:
+        """Memory or hardware data breakpoints are armed in process: an emulated
+        instruction's memory access (a push, a load, a compare with a global) would touch
+        neither a guarded page nor a debug register, so the instruction is single-stepped
+        and the watch sees it."""
+        if process.guards:
+            return True
+        by_id = self.breakpoints.by_id
+        return any(bp_id in by_id and not by_id[bp_id].executes for bp_id in process.hw_slots.values())
 
     def hit_breakpoint(self, process: ProcessState, event: DebugEvent, bp: Breakpoint, regs: Regs,
                        address: int, *, at: float | None = None, **extra: Any) -> Stop | None:

@@ -46,3 +46,17 @@ def test_flag_setting_entries_run_as_untraced(targets, tmp_path):
     values = [int(line.split(":")[0]) for line in untraced.splitlines()[:-1]]
     assert [int(r["registers"]["rdi"], 16) for r in recs if r.get("id") == "is_zero"] == \
         [v & (2 ** 64 - 1) for v in values]
+
+
+@pytest.mark.parametrize("watch", ["type: memory\n    size: 4", "type: hardware\n    access: readwrite\n    size: 4"])
+def test_a_watched_read_under_a_breakpoint_still_reports(targets, tmp_path, watch):
+    # limit_is_small starts with `cmp dword [rip+limit], 5`: emulated, that read would not
+    # touch the guarded page nor trip the debug register. With a data watch armed in the
+    # process the instruction is single-stepped, and the watch sees every read.
+    calls = 5
+    body = ("breakpoints:\n  - id: entry\n    at: limit_is_small\n    actions:\n      - log: {registers: [rdi]}\n"
+            f"  - id: watch\n    at: limit\n    {watch}\n")
+    proc, recs = run_recipe_jsonl(tmp_path, "version: 1\nname: t\ndescription: a watched read\n" + body,
+                                  targets["entry_flags"], str(calls), extra=("--no-sampling",))
+    assert proc.returncode == 0, proc.stderr
+    assert recs[-1]["breakpoints"] == {"entry": calls, "watch": calls}
