@@ -146,6 +146,7 @@ class Closer:
         # `closed` >= n (plain ints: each written by one thread only).
         self.queued = 0
         self.closed = 0
+        self._done = threading.Condition()
 
     def close(self, fd: int) -> None:
         if self._thread is None:
@@ -163,7 +164,14 @@ class Closer:
                 os.close(fd)
             except OSError:
                 pass
-            self.closed += 1
+            with self._done:
+                self.closed += 1
+                self._done.notify_all()
+
+    def wait_for(self, ticket: int) -> None:
+        """The fds handed over up to the `ticket`-th are closed (the others may still wait)."""
+        with self._done:
+            self._done.wait_for(lambda: self.closed >= ticket)
 
     def wait(self) -> None:
         """Every fd handed over is closed (and its uprobe gone)."""

@@ -216,6 +216,12 @@ class CodeProbes:
             self._original[child] = dict(self._original.get(parent, {}))
             self.add_thread(child, child)
 
+    def settle(self) -> None:
+        """Every event taken out so far is closed, so its uprobe is gone: its int3 out of
+        every process, none of its hits single-stepped any more (each of which sets DR6's
+        single-step bit: a detach waits for this before it puts DR6 back)."""
+        self._closer.wait_for(self._closer.queued)
+
     def drop_thread(self, tid: int) -> None:
         """The thread has exited: its events go, its hits in the rings stay."""
         self._close([key for key in self._fds if key[0] == tid])
