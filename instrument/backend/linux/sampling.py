@@ -126,14 +126,18 @@ class Sampling:
             return []
         pid, code = proc.pid, EventCode.EXCEPTION_DEBUG_EVENT
         templates: dict[tuple[int, ...], ExceptionInfo] = {}     # one per set of slots
-        events = []
-        for s in samples:
-            template = templates.get(s.slots)
+        events: list[DebugEvent] = []
+        append, new, setattr_ = events.append, object.__new__, object.__setattr__
+        for tid, address, slots, at, registers in samples:
+            template = templates.get(slots)
             if template is None:
-                template = templates[s.slots] = ExceptionInfo(
-                    ExceptionCode.SINGLE_STEP, s.address, signal="SIGTRAP", si_code=_ffi.TRAP_HWBKPT,
-                    hw_slots=s.slots)
-            events.append(DebugEvent(code, pid, s.tid, template.sampled(s.registers, s.time)))
+                template = templates[slots] = ExceptionInfo(
+                    ExceptionCode.SINGLE_STEP, address, signal="SIGTRAP", si_code=_ffi.TRAP_HWBKPT,
+                    hw_slots=slots)
+            event = new(DebugEvent)      # as in collect_probes
+            setattr_(event, "__dict__", {"code": code, "pid": pid, "tid": tid,
+                                         "info": template.sampled(registers, at)})
+            append(event)
         return events
 
     def _pace(self, waiting: int = 0) -> None:
