@@ -22,6 +22,7 @@ from instrument.backend.linux.tracee import LinuxBackend
 from instrument.compiler.plan import compile_plan
 from instrument.engine.session import run
 from instrument.recipe.load import load_recipe
+from tests.integration.test_stress import debug_registers
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the ptrace backend runs on Linux")
 
@@ -211,6 +212,7 @@ def test_an_attached_target_is_left_without_a_uprobe(targets, tmp_path, how):
         assert target.stdout.readline().startswith("pid=")
         before = code_bytes(target.pid, binary)
         assert before[0] != 0xCC
+        registers_before = debug_registers(target.pid)
         recipe = tmp_path / "r.yaml"
         recipe.write_text(HEADER + "breakpoints:\n  - at: hit\n    actions:\n      - log: '{arg0}'\n")
         out = tmp_path / "out.jsonl"
@@ -227,6 +229,9 @@ def test_an_attached_target_is_left_without_a_uprobe(targets, tmp_path, how):
         _, err = tool.communicate(timeout=120)
         assert tool.returncode == 0, err
         assert code_bytes(target.pid, binary) == before       # the uprobe is gone with the tool
+        # DR6 as it was: the kernel's out-of-line steps set its single-step bit until the
+        # uprobe goes, and the detach puts it back only after that.
+        assert debug_registers(target.pid) == registers_before
         with open(f"/proc/{target.pid}/status") as status:
             text = status.read()
         assert "TracerPid:\t0" in text and "State:\tR" in text  # untraced, running on
