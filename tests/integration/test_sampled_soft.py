@@ -265,3 +265,22 @@ def test_sampled_hardware_and_soft_hits_come_in_each_threads_order(targets):
         worker = int(messages[0][1:]) // 100000
         assert messages == [m for i in range(calls) for m in (f"w{worker * 100000 + i}", f"t{i}")]
     assert records[-1]["breakpoints"] == {"work": threads * calls, "twice": threads * calls}
+
+
+@pytest.mark.parametrize("watch", ["    type: memory\n    access: write\n    size: 8\n",
+                                   "    type: hardware\n    access: write\n    size: 8\n"])
+def test_a_soft_breakpoint_on_an_instruction_that_a_data_watch_sees_stops_and_both_count_every_access(
+        targets, tmp_path, watch):
+    # tick()'s one `add` writes ticks[0]: run out of line by a uprobe, its write would escape
+    # the watch (a debug register's hit lost; a guard page's fault counted twice by the
+    # uprobe and a stray SIGTRAP for the program), so a recipe that watches data keeps
+    # its soft breakpoints as int3 stops (compiler/sampling.py).
+    from tests.conftest import run_recipe_jsonl
+
+    body = "breakpoints:\n  - id: tick\n    at: tick\n  - id: w\n    at: ticks\n" + watch
+    proc, records = run_recipe_jsonl(tmp_path, HEADER + body, targets["sig_flood"], "kill", "30", "1", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = dict(pair.split("=", 1) for pair in proc.stdout.split() if "=" in pair)
+    ticks = int(report["ticks"])
+    assert ticks >= 1 and report["trap"] == "0" and report["bad"] == "0"
+    assert records[-1]["breakpoints"] == {"tick": ticks, "w": ticks}

@@ -167,6 +167,25 @@ def test_soft_breakpoints_are_sampled_by_the_same_rule_where_the_backend_can(bod
     assert can_sample(plan, "sysv", REGS, soft=True) == (expected is not None)
 
 
+@pytest.mark.parametrize("watch, sampled", [
+    ("    type: memory\n    size: 8\n", False),
+    ("    type: hardware\n    access: write\n    size: 8\n", False),
+    ("    type: hardware\n    access: readwrite\n    size: 8\n", False),
+    ("    type: hardware\n", True),                 # execute: no data watch
+])
+def test_soft_breakpoints_stop_in_a_recipe_that_watches_data(watch, sampled):
+    # The instruction a uprobe runs out of line would escape the watch (compiler/sampling.py).
+    from instrument.compiler.sampling import choose_sampled
+    from instrument.report.explain import explain
+
+    text = HEADER + "breakpoints:\n  - id: soft\n    at: 0x401000\n  - id: watch\n    at: 0x404000\n" + watch
+    plan = compile_plan(load_recipe(text, file="t.yaml"))
+    chosen = choose_sampled(plan, "sysv", REGS, soft=True)
+    assert chosen.breakpoints[0].sampled == sampled
+    soft = explain(plan, REGS, "sysv", sampled_soft=True).split("  soft:")[1].split("  watch:")[0]
+    assert ("perf event" in soft) == sampled and ("watches data" in soft) == (not sampled)
+
+
 def test_explain_says_how_each_sampled_breakpoint_is_sampled():
     from instrument.report.explain import explain
 
