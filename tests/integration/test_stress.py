@@ -37,6 +37,9 @@ breakpoints:
     type: memory
     size: 8
 """
+# Without the memory breakpoint: the soft one is then sampled, a uprobe (a recipe that
+# watches data keeps its soft breakpoints as int3 stops: compiler/sampling.py).
+RECIPE_UPROBES = RECIPE.split("  - id: m\n")[0]
 HITS = 30            # records seen before the tool is ended (SIGINT, SIGTERM, pipe)
 DEBUG_REGS = (0, 1, 2, 3, 6, 7)
 
@@ -102,10 +105,14 @@ def end_one_session(binary: str, pid: int, ending: str, tmp: Path, n: int) -> se
     """One `instrument run --pid`, ended the way `ending` says; asserts how it ended and
     returns the ids of the breakpoints that were hit."""
     recipe = tmp / "stress.yaml"
-    recipe.write_text(RECIPE)
+    # Rounds of four sessions, one per ending: sampled (perf events for the hardware
+    # breakpoint), then stopped (--no-sampling), then sampled with the soft breakpoint
+    # as a uprobe, in turn.
+    turn = n // len(ENDINGS) % 3
+    recipe.write_text(RECIPE_UPROBES if turn == 2 else RECIPE)
     exe = str(Path(sys.executable).parent / "instrument")
     cmd = [exe, "run", str(recipe), "--pid", str(pid), "--format", "jsonl"]
-    if n % 2:
+    if turn == 1:
         cmd.append("--no-sampling")          # soft and hardware hits stop the target too
     out = tmp / f"out{n}.jsonl"
     out.unlink(missing_ok=True)       # (bench/stress.py runs rounds in one directory)
@@ -149,12 +156,13 @@ def stress_round(binary: str, tmp: Path, per_ending: int = 5) -> None:
         ready = target.stdout.readline().split()
         assert ready[0] == "ready" and ready[2] == "bad=0", ready
         before = snapshot(target.pid, binary)
-        calls, hit = 0, set()
+        calls, hit, xol = 0, set(), False
         for n in range(per_ending * len(ENDINGS)):
             ending = ENDINGS[n % len(ENDINGS)]
             hit |= end_one_session(binary, target.pid, ending, tmp, n)
             assert target.poll() is None, f"the target ended ({target.returncode}) after session {n} ({ending})"
             after = snapshot(target.pid, binary)
+            xol |= any(m[-1] == "[uprobes]" for m in after["maps"])      # type: ignore[attr-defined]
             after["maps"] = without_xol_page(after["maps"], before["maps"])
             for key, value in before.items():
                 shown = "" if key == "text" else f": {value!r} -> {after[key]!r}"
@@ -167,6 +175,8 @@ def stress_round(binary: str, tmp: Path, per_ending: int = 5) -> None:
             assert now > calls
             calls = now
         assert hit == {"s", "h", "m"}, hit        # every kind was armed and hit
+        if os.geteuid() == 0 and os.path.exists("/sys/bus/event_source/devices/uprobe/type"):
+            assert xol, "no session sampled the soft breakpoint (a uprobe's first hit maps [uprobes])"
         target.stdin.close()
         rest = target.stdout.read()
         assert target.wait(timeout=60) == 0 and "stress ok" in rest, rest
