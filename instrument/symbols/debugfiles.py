@@ -262,7 +262,10 @@ def _open_dwarf(real: str) -> Any:
         # DWARFInfo is made, so the file need not stay open.
         with open(source, "rb") as f:
             elf = ELFFile(f)
-            return elf.get_dwarf_info() if elf.has_dwarf_info() else None
+            # Only an object file (ET_REL) has relocations against its debug sections; asking
+            # pyelftools to look costs a scan of every section header per debug section.
+            relocate = elf["e_type"] == "ET_REL"
+            return elf.get_dwarf_info(relocate_dwarf_sections=relocate) if elf.has_dwarf_info() else None
     except Exception:  # noqa: BLE001 - pyelftools raises a zoo on odd files: no DWARF, then
         return None
 
