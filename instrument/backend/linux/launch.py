@@ -20,6 +20,7 @@ from ...errors import TargetError
 from ...events import DebugStringInfo
 from ..base import SpawnOptions
 from . import _ffi, seccomp
+from .sigpump import SignalPump, write_all as _write_all
 
 _STAGE_CHDIR, _STAGE_EXEC, _STAGE_FILTER = 1, 2, 3
 _WAIT_FLAGS = os.WEXITED | os.WSTOPPED | os.WNOWAIT | _ffi.WALL
@@ -37,7 +38,8 @@ class WaitAlarm:
     wait is waitid(WNOWAIT), which consumes nothing, followed by a WNOHANG
     waitpid. The timer is re-armed only when the deadline moves later, so an
     engine passing the remaining session time does not pay setitimer per stop.
-    Signals are a main-thread affair; in other threads the wait polls.
+    Signals are a main-thread affair; in other threads the wait polls. SIGIO
+    (sigpump.SignalPump's pipes) is counted and interrupts a wait likewise.
     """
 
     def __init__(self) -> None:
@@ -46,6 +48,9 @@ class WaitAlarm:
         self._previous: object = None
         self._armed_for: float | None = None
         self._waiting = False
+        self._io_previous: object = None
+        self._io_installed = False
+        self.io_count = 0
 
     def waitpid(self, deadline: float | None) -> tuple[int, int]:
         # In the main thread every blocking wait is the interruptible one: SIGINT
@@ -106,6 +111,21 @@ class WaitAlarm:
         if self._waiting:
             raise Expired()
 
+    def _on_io(self, signo: int, frame: object) -> None:
+        self.io_count += 1
+        if self._waiting:
+            raise Expired()
+
+    def watch_io(self) -> Callable[[], int] | None:
+        """Count SIGIO from now on (before any fd is made O_ASYNC: SIGIO's default is to
+        terminate); the count's reader, or None outside the main thread."""
+        if threading.get_ident() != self._main:
+            return None
+        if not self._io_installed:
+            self._io_previous = signal.signal(signal.SIGIO, self._on_io)
+            self._io_installed = True
+        return lambda: self.io_count
+
     def wake(self) -> None:
         """Called from the stderr pump thread: interrupt a blocked wait so lines go out now."""
         if self._installed and self._waiting and self._main is not None:
@@ -117,6 +137,9 @@ class WaitAlarm:
             signal.signal(signal.SIGALRM, self._previous)  # type: ignore[arg-type]
             self._installed = False
             self._armed_for = None
+        if self._io_installed and threading.get_ident() == self._main:
+            signal.signal(signal.SIGIO, self._io_previous)  # type: ignore[arg-type]
+            self._io_installed = False
 
 
 class StderrPump:
@@ -210,25 +233,19 @@ def _unread(fd: int) -> int:
         return 0
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view):]
-        except OSError:
-            return   # our own stderr is gone; the debug strings still go to the engine
-
-
 class Launcher:
     """fork + SIGSTOP + PTRACE_SEIZE + exec, so the target is traced before its first
     instruction and SEIZE semantics (PTRACE_INTERRUPT, clean detach) hold throughout."""
 
-    def __init__(self, wake: Callable[[], None]) -> None:
+    def __init__(self, wake: Callable[[], None], watch_io: Callable[[], Callable[[], int] | None] | None = None
+                 ) -> None:
         self._wake = wake
+        self._watch_io = watch_io
+        self._pumps: list[SignalPump] = []
         self._errpipes: dict[int, int] = {}
         self._saved_affinity: set[int] | None = None
 
-    def start(self, options: SpawnOptions) -> tuple[int, StderrPump | None]:
+    def start(self, options: SpawnOptions) -> tuple[int, StderrPump | SignalPump | None]:
         argv = list(options.argv)
         if not argv:
             raise TargetError("cannot start '': empty command")
@@ -258,7 +275,15 @@ class Launcher:
             if fd is not None:
                 os.close(fd)
         self._errpipes[pid] = err_r
-        return pid, (StderrPump(out_r, self._wake) if out_r is not None else None)
+        return pid, (self._pump(out_r) if out_r is not None else None)
+
+    def _pump(self, fd: int) -> StderrPump | SignalPump:
+        news = self._watch_io() if self._watch_io is not None else None
+        if news is None:
+            return StderrPump(fd, self._wake)
+        pump = SignalPump(fd, news)
+        self._pumps.append(pump)
+        return pump
 
     def seize_until_exec(self, pid: int, options: int, argv0: str = "") -> None:
         """Attach to the child stopped before exec and run it to its PTRACE_EVENT_EXEC stop."""
@@ -300,6 +325,9 @@ class Launcher:
         for fd in self._errpipes.values():
             os.close(fd)
         self._errpipes.clear()
+        for pump in self._pumps:
+            pump.close()
+        self._pumps.clear()
         if self._saved_affinity is not None:
             os.sched_setaffinity(0, self._saved_affinity)
             self._saved_affinity = None
