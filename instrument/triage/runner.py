@@ -224,6 +224,32 @@ def _target_output_hidden(hide_stderr: bool) -> Iterator[None]:
         os.close(devnull)
 
 
+@contextlib.contextmanager
+def _pinned(pin: bool) -> Iterator[None]:
+    """This process on the CPU it is on, for the inputs run here, as each parallel worker
+    is on its own (HOUSE rule 12). The engine pins per run anyway; doing it once saves
+    the migration each pin and unpin cost, 0.5-1 ms per input under load."""
+    cpu = _current_cpu() if pin and hasattr(os, "sched_setaffinity") else None
+    if cpu is None:
+        yield
+        return
+    saved = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, saved)
+
+
+def _current_cpu() -> int | None:
+    # /proc/self/stat field 39 (processor): the CPU this process last ran on.
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[36])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def recipe_path(recipe: str | None) -> str:
     from ..recipe.library import shipped_recipe_path
 
@@ -312,10 +338,11 @@ def triage(config: TriageConfig, progress: Progress | None = None) -> dict[str, 
     # run imported. A forked worker inherits them; a spawned one (another thread running)
     # starts cold as before.
     serial = paths if config.jobs <= 1 or len(paths) <= 1 else paths[:1]
-    for done, path in enumerate(serial, 1):
-        outcomes.append(worker.run(path))
-        if progress is not None:
-            progress(done, len(paths), outcomes[-1])
+    with _pinned(config.pin_cpu and not config.cores):
+        for done, path in enumerate(serial, 1):
+            outcomes.append(worker.run(path))
+            if progress is not None:
+                progress(done, len(paths), outcomes[-1])
     if len(serial) < len(paths):
         outcomes += _run_parallel(config, paths[len(serial):], progress, worker, done_before=len(serial))
     return build_report(report_meta(config, worker, cores[0] if cores else None), outcomes)
