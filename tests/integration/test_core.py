@@ -268,3 +268,42 @@ def test_a_core_names_the_crashing_thread_and_process(cores, targets):
     assert crash["thread"] == {"index": 2, "main": False, "start_routine": "crasher", "name": "crash_thread3"}
     assert crash["process"]["depth"] == 0 and crash["process"]["exe"] == targets["crash_thread3"]
     assert crash["process"]["argv"][0].endswith("crash_thread3")
+
+
+def _other_crashes() -> list[tuple[str, str, tuple[str, ...]]]:
+    """(name, program, args) of the crash programs beside crash_*.c that die by a signal
+    dumping core: every mode of triage_rules (each classification rule and gap it reaches),
+    the forked child of fork_crash, bk_segv. Not here: raise(SIGTERM) (dumps no core), and
+    the sanitizer programs, whose class is read from their stderr report, not a core."""
+    from tests.integration.test_triage_rules import CORPUS, GAPS
+
+    modes = sorted({mode for program, mode, *_ in CORPUS + GAPS if program == "triage_rules" and mode})
+    out = [(f"triage_rules {m}", "triage_rules", (m,)) for m in modes if m != "sigterm"]
+    return out + [("fork_crash", "fork_crash", ()), ("bk_segv", "bk_segv", ())]
+
+
+@pytest.mark.skipif(not kernel_can_dump(), reason="core_pattern does not write plain core files here")
+def test_every_other_crash_program_core_matches_the_live_record(targets, tmp_path):
+    """As test_every_crash_program_core_matches_the_live_record, for the crash programs that
+    take a mode or crash in a child (kernel cores: one run each, no gdb)."""
+    made: dict[str, tuple[Path, tuple[str, ...]]] = {}
+    for name, program, args in _other_crashes():
+        folder = tmp_path / name.replace(" ", "-")
+        folder.mkdir()
+        subprocess.run([targets[program], *args], cwd=folder, preexec_fn=_unlimited_core, capture_output=True,
+                       timeout=60)
+        found = [p for p in folder.iterdir() if p.is_file()]
+        assert len(found) == 1, f"{name}: {found}"
+        made[name] = (found[0], (targets[program], *args))
+    proc = run_cli("triage", "--quiet", "--jobs", "1", "--core", *[str(c) for c, _ in made.values()], timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    from_cores = by_input(json.loads(proc.stdout))
+    mismatches = []
+    for name, (core, argv) in made.items():
+        got = run_cli("triage", "--quiet", "--", *argv, timeout=120)
+        assert got.returncode == 1, got.stderr
+        bucket = json.loads(got.stdout)["buckets"][0]
+        expected = (bucket["class"], bucket["hash"]["major"], bucket["crash"].get("errors", []))
+        if from_cores[str(core)] != expected:
+            mismatches.append(f"{name}: core {from_cores[str(core)]} != live {expected}")
+    assert not mismatches, "\n".join(mismatches)
