@@ -9,14 +9,16 @@ takes pyelftools' parsed header (the file and directory tables stay its job) and
 gives up, returning None, on what it does not handle: VLIW op_index
 (maximum_operations_per_instruction > 1), big-endian files, DW_LNE_define_file;
 the caller then uses pyelftools. .debug_aranges (address -> CU, some 2000 sets in
-libc's debug file, 30-40 ms through construct) is read with struct likewise.
+libc's debug file, 30-40 ms through construct) is read with struct likewise, and
+so are abbreviation tables (.debug_abbrev), handed to pyelftools in its own shape.
 """
 
 from __future__ import annotations
 
+import functools
 import struct
 from bisect import bisect_right
-from typing import Any
+from typing import Any, NamedTuple
 
 # (address, file index, line, is_stmt, end_sequence): one row of the line table.
 Row = tuple[int, int, int, bool, bool]
@@ -191,3 +193,91 @@ def read_aranges(dwarf: Any) -> Aranges | None:
             spans.append((start, size, info))
         offset = end
     return Aranges(spans)
+
+
+# -- .debug_abbrev ------------------------------------------------------------------
+class AttrSpec(NamedTuple):
+    name: Any            # DW_AT_* name, or the number where pyelftools has none
+    form: Any
+    value: int | None    # DW_FORM_implicit_const's value
+
+
+def _names(enum: dict[str, Any]) -> dict[int, str]:
+    return {v: k for k, v in enum.items() if isinstance(v, int)}
+
+
+@functools.lru_cache(maxsize=1)
+def _enums() -> tuple[dict[int, str], dict[int, str], dict[int, str]]:
+    from elftools.dwarf.enums import ENUM_DW_AT, ENUM_DW_FORM, ENUM_DW_TAG
+
+    return _names(ENUM_DW_TAG), _names(ENUM_DW_AT), _names(ENUM_DW_FORM)
+
+
+class AbbrevTable:
+    """One abbreviation table, as pyelftools' AbbrevTable answers it (get_abbrev(code))."""
+
+    def __init__(self, decls: dict[int, Any]) -> None:
+        self._abbrev_map = decls
+
+    def get_abbrev(self, code: int) -> Any:
+        return self._abbrev_map[code]
+
+
+_IMPLICIT_CONST = 0x21
+
+
+def read_abbrev_table(data: bytes, offset: int) -> AbbrevTable:
+    """The table at `offset` of .debug_abbrev's bytes, decoded straight: pyelftools parses
+    each declaration through construct, some 5 ms for one of libc's CUs, read for the
+    first frame in each CU (its top DIE names the CU's directory)."""
+    from elftools.dwarf.abbrevtable import AbbrevDecl
+
+    tags, ats, forms = _enums()
+    decls: dict[int, Any] = {}
+    i = offset
+    while True:
+        code, i = _uleb(data, i)
+        if code == 0:
+            break
+        tag, i = _uleb(data, i)
+        children = data[i]
+        i += 1
+        specs: list[AttrSpec] = []
+        while True:
+            name, i = _uleb(data, i)
+            form, i = _uleb(data, i)
+            if name == 0 and form == 0:
+                break
+            value = None
+            if form == _IMPLICIT_CONST:
+                value, i = _sleb(data, i)
+            specs.append(AttrSpec(ats.get(name, name), forms.get(form, form), value))
+        decl: Any = {"tag": tags.get(tag, tag), "attr_spec": specs,     # read as pyelftools' Container is
+                     "children_flag": "DW_CHILDREN_yes" if children else "DW_CHILDREN_no"}
+        decls[code] = AbbrevDecl(code, decl)
+    return AbbrevTable(decls)
+
+
+def fast_abbrevs(dwarf: Any) -> None:
+    """Have a pyelftools DWARFInfo read its abbreviation tables with read_abbrev_table
+    (an instance attribute in front of its method; its own parser where this one fails)."""
+    sec = dwarf.debug_abbrev_sec
+    getbuffer = getattr(getattr(sec, "stream", None), "getbuffer", None)
+    if getbuffer is None:
+        return
+    with getbuffer() as view:
+        data = bytes(view[:sec.size])
+    cache: dict[int, Any] = {}
+    slow = dwarf.get_abbrev_table
+
+    def get_abbrev_table(offset: int) -> Any:
+        table = cache.get(offset)
+        if table is None:
+            try:
+                table = read_abbrev_table(data, offset)
+            except IndexError:
+                table = slow(offset)
+            cache[offset] = table
+        return table
+
+    dwarf.get_abbrev_table = get_abbrev_table

@@ -77,3 +77,35 @@ def test_aranges_agree_with_pyelftools(targets) -> None:
     debug = find_debug_file(libc) if shutil.os.path.exists(libc) else None
     if debug is not None:
         assert _check_aranges(debug) > 1000
+
+
+def _check_abbrevs(path: str, limit: int) -> int:
+    from instrument.symbols.lineprog import read_abbrev_table
+
+    with open(path, "rb") as f:
+        dwarf = ELFFile(f).get_dwarf_info()
+    data = dwarf.debug_abbrev_sec.stream.getvalue()
+    seen = 0
+    for cu in dwarf.iter_CUs():
+        offset = cu["debug_abbrev_offset"]
+        theirs = dwarf.get_abbrev_table(offset)._abbrev_map
+        ours = read_abbrev_table(data, offset)._abbrev_map
+        assert ours.keys() == theirs.keys()
+        for code, decl in theirs.items():
+            mine = ours[code]
+            assert (mine["tag"], mine.has_children()) == (decl["tag"], decl.has_children())
+            assert [(a.name, a.form, a.value if a.form == "DW_FORM_implicit_const" else None)
+                    for a in mine["attr_spec"]] == \
+                [(a.name, a.form, a.value if a.form == "DW_FORM_implicit_const" else None) for a in decl["attr_spec"]]
+        seen += 1
+        if seen >= limit:
+            break
+    return seen
+
+
+def test_abbreviation_tables_agree_with_pyelftools(targets) -> None:
+    assert _check_abbrevs(targets["dwarf_vars"], 50) >= 1
+    libc = "/lib/x86_64-linux-gnu/libc.so.6"
+    debug = find_debug_file(libc) if shutil.os.path.exists(libc) else None
+    if debug is not None:
+        assert _check_abbrevs(debug, 150) == 150
