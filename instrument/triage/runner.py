@@ -25,6 +25,7 @@ SKIPPED_NAMES = frozenset({"README.txt", "README", "README.md"})
 DEFAULT_TIMEOUT = 10.0
 NO_INPUT = "-"       # the input name of a run without --inputs
 MAX_STDERR_LINES = 2000
+WARM_INPUTS = 8      # at most this many inputs run before parallel workers fork (triage())
 
 Progress = Callable[[int, int, dict[str, Any]], None]
 
@@ -332,12 +333,14 @@ def triage(config: TriageConfig, progress: Progress | None = None) -> dict[str, 
         paths = [None]
     worker = Worker(config, quiet_stderr=True)     # compiles here first: recipe errors surface once
     outcomes = []
-    # With jobs > 1 the first input runs here, before the workers fork: they start with the
-    # program's and its libraries' symbols, CFI and line tables read (0.3-0.5 s of CPU a
-    # worker otherwise spends on its first crash, each worker again) and every module of a
-    # run imported. A forked worker inherits them; a spawned one (another thread running)
-    # starts cold as before.
-    serial = paths if config.jobs <= 1 or len(paths) <= 1 else paths[:1]
+    # With jobs > 1 the first tenth of the inputs (1 to WARM_INPUTS) runs here, before the
+    # workers fork: they start with the program's and its libraries' symbols, CFI, line
+    # tables and inlined calls read for the code those crashes went through (50-300 ms of
+    # CPU per new path, that each worker would otherwise spend again) and every module of
+    # a run imported. A forked worker inherits them; a spawned one (another thread
+    # running) starts cold as before.
+    warm = max(1, min(WARM_INPUTS, len(paths) // 10))
+    serial = paths if config.jobs <= 1 or len(paths) <= warm else paths[:warm]
     with _pinned(config.pin_cpu and not config.cores):
         for done, path in enumerate(serial, 1):
             outcomes.append(worker.run(path))
