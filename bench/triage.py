@@ -23,7 +23,9 @@ credits the second core to one side only. The measurements are interleaved in
 inputs through each gdb reference, and again), so a burst of load from the
 machine's other users falls on both sides of a ratio, not on whichever ran
 during it. Prints milliseconds per crash, the ratios and the load average;
-asserts nothing.
+asserts nothing. Beside the wall-time ratios it prints CPU-time ones (user +
+system of each side's whole process tree: the tool, gdb, the targets), which
+the other users of a shared machine disturb far less than wall time.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -64,6 +67,28 @@ def triage_env(tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
     return env
+
+
+def _children_cpu() -> float:
+    """CPU seconds of every reaped child process so far (each reaps its own: the targets
+    count into the tool's or gdb's figure, and that into ours)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Clock:
+    """Wall and CPU seconds spent in the `with` blocks, summed."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+
+    def __enter__(self) -> "Clock":
+        self._start = (time.perf_counter(), _children_cpu())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall += time.perf_counter() - self._start[0]
+        self.cpu += _children_cpu() - self._start[1]
 
 
 def time_triage(program: Path, inputs: Path, jobs: int, out: Path, env: dict[str, str]) -> float:
@@ -135,27 +160,31 @@ def main() -> None:
         print(f"{n} crashing inputs ({', '.join(KINDS)} in turn); gdb references on {len(files)} of them; "
               f"{rounds} interleaved rounds; load average {_load()}")
         for jobs in (1, 2):
-            ours = bt = expl = 0.0
+            ours, bt, expl = Clock(), Clock(), Clock()
             for r in range(rounds):
                 share = files[r::rounds]
-                ours += time_triage(program, inputs, jobs, tmp / f"jobs{jobs}.json", env)
+                with ours:
+                    time_triage(program, inputs, jobs, tmp / f"jobs{jobs}.json", env)
                 if have_gdb:
-                    bt += time_gdb(program, share, jobs, None)
+                    with bt:
+                        time_gdb(program, share, jobs, None)
                     if plugin is not None:
-                        expl += time_gdb(program, share, jobs, plugin)
-            ours /= n * rounds
-            print(f"--jobs {jobs}: instrument triage      {ours * 1000:8.1f} ms per crash")
+                        with expl:
+                            time_gdb(program, share, jobs, plugin)
+            per = n * rounds
+            print(f"--jobs {jobs}: instrument triage      {ours.wall / per * 1000:8.1f} ms per crash"
+                  f"   (CPU {ours.cpu / per * 1000:6.1f} ms)")
             if not have_gdb:
                 print("          gdb not found: no reference")
                 continue
-            bt /= len(files)
-            print(f"          gdb -batch run+bt       {bt * 1000:8.1f} ms per crash  -> {bt / ours:6.1f}x")
-            if plugin is None:
-                print("          gdb + exploitable       not measured: the plugin is not installed "
-                      "(not on PyPI or in Debian; pass --exploitable PATH/exploitable.py)")
-                continue
-            expl /= len(files)
-            print(f"          gdb + exploitable       {expl * 1000:8.1f} ms per crash  -> {expl / ours:6.1f}x")
+            for name, clock in (("gdb -batch run+bt", bt), ("gdb + exploitable", expl)):
+                if clock is expl and plugin is None:
+                    print("          gdb + exploitable       not measured: the plugin is not installed "
+                          "(not on PyPI or in Debian; pass --exploitable PATH/exploitable.py)")
+                    continue
+                wall, cpu = clock.wall / len(files), clock.cpu / len(files)
+                print(f"          {name:22s}  {wall * 1000:8.1f} ms per crash  -> {wall / (ours.wall / per):6.1f}x"
+                      f"   (CPU {cpu * 1000:6.1f} ms -> {cpu / (ours.cpu / per):6.1f}x)")
         print(f"load average at the end {_load()}")
 
 
