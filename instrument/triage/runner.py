@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import multiprocessing
 import os
 import sys
 import threading
@@ -290,6 +289,10 @@ def _run_parallel(config: TriageConfig, paths: list[str | None], progress: Progr
     # imported and its plan compiled (a spawned worker redoes both, about a second of
     # CPU each, more than 50 crashes take). 'spawn' otherwise: fork would copy
     # another thread's locks half-held (a stderr pump of an embedding program's run).
+    # Imported here: multiprocessing brings socket, selectors and pickle, 30-80 ms of
+    # start-up that a --jobs 1 run never uses.
+    import multiprocessing
+
     forking = threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if forking else "spawn")
     _inherited = parent if forking else None
