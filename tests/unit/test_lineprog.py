@@ -109,3 +109,40 @@ def test_abbreviation_tables_agree_with_pyelftools(targets) -> None:
     debug = find_debug_file(libc) if shutil.os.path.exists(libc) else None
     if debug is not None:
         assert _check_abbrevs(debug, 150) == 150
+
+
+def _check_inline_walks(path: str, spans: int, step: int) -> int:
+    """The raw DIE walk (lineprog.DieReader) finds the inlined-call chain pyelftools' walk finds."""
+    from instrument.symbols.debugfiles import load_dwarf
+    from instrument.symbols.inlines import InlineIndex, _attr
+    from instrument.symbols.lines import ModuleLines
+
+    lines = ModuleLines(load_dwarf(path))
+    index = InlineIndex(lines)
+    lines._cu_offset_at(0)                 # reads .debug_aranges
+    aranges = lines._aranges
+    assert aranges is not None and aranges.spans
+    compared = nonempty = 0
+    for start, length, _ in aranges.spans[:spans]:
+        for address in range(start, start + length, step):
+            cu = lines.cu_at(address)
+            if cu is None:
+                continue
+            top = cu.get_top_DIE()
+            base = _attr(top, "DW_AT_low_pc") or 0
+            fast = index._fast_chain(cu, top, address, base)
+            slow: list = []
+            index._walk(top, address, cu, base, slow, 0)
+            assert fast == [d.offset for d in slow], f"{path} at {address:#x}"
+            compared += 1
+            nonempty += bool(fast)
+    assert compared
+    return nonempty
+
+
+def test_raw_die_walk_agrees_with_pyelftools(targets) -> None:
+    _check_inline_walks(targets["crash_deep"], 20, 3)
+    libc = "/lib/x86_64-linux-gnu/libc.so.6"
+    if not shutil.os.path.exists(libc) or find_debug_file(libc) is None:
+        pytest.skip("libc6-dbg (libc's separate debug file) is not installed")
+    assert _check_inline_walks(libc, 60, 41) > 10         # -O2 code: inlined calls found, and agreed on
