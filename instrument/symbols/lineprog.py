@@ -1,4 +1,4 @@
-"""DWARF line programs (.debug_line) and .debug_aranges decoded straight from their bytes.
+"""DWARF read straight from its bytes where pyelftools is slow: line programs, aranges, abbreviations, the DIEs on the way to a pc.
 
 pyelftools' decoder (LineProgram.get_entries) parses each opcode through
 construct and copies its whole state object per row: libc's malloc.c CU, the
@@ -11,6 +11,8 @@ gives up, returning None, on what it does not handle: VLIW op_index
 the caller then uses pyelftools. .debug_aranges (address -> CU, some 2000 sets in
 libc's debug file, 30-40 ms through construct) is read with struct likewise, and
 so are abbreviation tables (.debug_abbrev), handed to pyelftools in its own shape.
+DieReader walks .debug_info reading only what finding the inlined calls at a pc
+needs (symbols/inlines.py), skipping every other attribute by its form.
 """
 
 from __future__ import annotations
