@@ -234,8 +234,9 @@ def _unread(fd: int) -> int:
 
 
 class Launcher:
-    """fork + SIGSTOP + PTRACE_SEIZE + exec, so the target is traced before its first
-    instruction and SEIZE semantics (PTRACE_INTERRUPT, clean detach) hold throughout."""
+    """fork (or posix_spawn of a shell trampoline) + SIGSTOP + PTRACE_SEIZE + exec, so the
+    target is traced before its first instruction and SEIZE semantics (PTRACE_INTERRUPT,
+    clean detach) hold throughout."""
 
     def __init__(self, wake: Callable[[], None], watch_io: Callable[[], Callable[[], int] | None] | None = None
                  ) -> None:

@@ -10,15 +10,19 @@ thread's wake-up did; the lines are read in the main thread, when the backend
 looks for them before its next wait. Signal handlers are a main-thread affair,
 so a backend used from another thread keeps the threaded pump.
 
-When the target has exited, `take(final=True)` reads what is in the pipe (all
-the target wrote before it went) and closes it: a background child still holding
-the pipe gets EPIPE for later writes instead of keeping a reader alive.
+When the target has exited, `take(final=True)` reads what is in the pipe: all
+the target wrote before it went (the kernel closes a process's files before its
+exit status is reported). Then the pipe is at end of file and closed, unless a
+child of the target still holds it: a thread then passes its later writes
+through to our stderr until it closes its end, as launch.StderrPump would, so
+it never blocks on a full pipe or dies of SIGPIPE for want of a reader.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from collections import deque
 from typing import Callable
 
@@ -66,11 +70,19 @@ class SignalPump:
         """The lines read so far; with `final` (the target has exited) every line it wrote."""
         if final and self._fd is not None:
             self._read()
+            if self._fd is not None:          # not at end of file: a child holds the pipe
+                self._hand_over()
             self.close()
         out: list[DebugStringInfo] = []
         while self._lines:
             out.append(self._lines.popleft())
         return out
+
+    def _hand_over(self) -> None:
+        fd, self._fd = self._fd, None
+        assert fd is not None
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~(os.O_NONBLOCK | os.O_ASYNC))
+        threading.Thread(target=_pass_through, args=(fd,), name=f"instrument-stderr-{fd}", daemon=True).start()
 
     def join(self, timeout: float) -> None:
         self.take(final=True)
@@ -82,6 +94,20 @@ class SignalPump:
         if self._partial:          # the target is gone: its last line has no newline to wait for
             self._lines.append(DebugStringInfo(self._partial.decode("utf-8", "replace")))
             self._partial = b""
+
+
+def _pass_through(fd: int) -> None:
+    try:
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            write_all(2, chunk)
+    finally:
+        os.close(fd)
 
 
 def write_all(fd: int, data: bytes) -> None:
