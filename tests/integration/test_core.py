@@ -270,16 +270,23 @@ def test_a_core_names_the_crashing_thread_and_process(cores, targets):
     assert crash["process"]["argv"][0].endswith("crash_thread3")
 
 
-def _other_crashes() -> list[tuple[str, str, tuple[str, ...]]]:
-    """(name, program, args) of the crash programs beside crash_*.c that die by a signal
-    dumping core: every mode of triage_rules (each classification rule and gap it reaches),
-    the forked child of fork_crash, bk_segv. Not here: raise(SIGTERM) (dumps no core), and
-    the sanitizer programs, whose class is read from their stderr report, not a core."""
+# triage_input's crash words (its input file names one; `hang` does not crash).
+TRIAGE_INPUT_WORDS = ("null-read", "null-write", "wild-write", "div", "abort", "double-free", "fork", "thread")
+
+
+def _other_crashes() -> list[tuple[str, str, tuple[str, ...], str | None]]:
+    """(name, program, args, input file's text) of the crash programs beside crash_*.c
+    that die by a signal dumping core: every mode of triage_rules (each classification
+    rule and gap it reaches), every crash word of triage_input (an input file holds it),
+    the forked child of fork_crash, bk_segv. Not here: raise(SIGTERM) (dumps no core),
+    and the sanitizer programs, whose class is read from their stderr report, not a core."""
     from tests.integration.test_triage_rules import CORPUS, GAPS
 
     modes = sorted({mode for program, mode, *_ in CORPUS + GAPS if program == "triage_rules" and mode})
-    out = [(f"triage_rules {m}", "triage_rules", (m,)) for m in modes if m != "sigterm"]
-    return out + [("fork_crash", "fork_crash", ()), ("bk_segv", "bk_segv", ())]
+    out: list[tuple[str, str, tuple[str, ...], str | None]] = [
+        (f"triage_rules {m}", "triage_rules", (m,), None) for m in modes if m != "sigterm"]
+    out += [(f"triage_input {w}", "triage_input", (), w) for w in TRIAGE_INPUT_WORDS]
+    return out + [("fork_crash", "fork_crash", (), None), ("bk_segv", "bk_segv", (), None)]
 
 
 @pytest.mark.skipif(not kernel_can_dump(), reason="core_pattern does not write plain core files here")
@@ -287,9 +294,12 @@ def test_every_other_crash_program_core_matches_the_live_record(targets, tmp_pat
     """As test_every_crash_program_core_matches_the_live_record, for the crash programs that
     take a mode or crash in a child (kernel cores: one run each, no gdb)."""
     made: dict[str, tuple[Path, tuple[str, ...]]] = {}
-    for name, program, args in _other_crashes():
+    for name, program, args, text in _other_crashes():
         folder = tmp_path / name.replace(" ", "-")
         folder.mkdir()
+        if text is not None:
+            (tmp_path / f"{name.replace(' ', '-')}.input").write_text(text + "\n")
+            args = (*args, str(tmp_path / f"{name.replace(' ', '-')}.input"))
         subprocess.run([targets[program], *args], cwd=folder, preexec_fn=_unlimited_core, capture_output=True,
                        timeout=60)
         found = [p for p in folder.iterdir() if p.is_file()]
