@@ -628,3 +628,14 @@ def test_a_status_taken_as_a_signal_handler_raises_is_kept(monkeypatch):
     assert pid == 4242 and os.WIFSTOPPED(status) and os.WSTOPSIG(status) == signal.SIGTRAP
     assert status >> 16 == _ffi.PTRACE_EVENT_CLONE
     alarm.close()
+
+
+def test_a_child_writing_stderr_after_its_parent_exited_lives(targets, tmp_path):
+    """The stderr pipe outlives the started process while a child holds it: the child's
+    later write is read (never EPIPE, SIGPIPE or a full pipe), and the child goes on."""
+    from instrument.triage.runner import TriageConfig, Worker
+
+    marker = tmp_path / "survived"
+    outcome = Worker(TriageConfig(command=(targets["stderr_orphan"], str(marker)), timeout=20)).run(None)
+    assert outcome["status"] == "clean", outcome
+    assert marker.exists()

@@ -93,7 +93,7 @@ class LinuxBackend:
         self._stopped_thread, self._regs = t.stopped_thread, t.regs
         self._alarm = WaitAlarm()
         self._alarm.taken = t.deferred      # a status a signal's raise cut short is handled first
-        self._launcher = Launcher(self._alarm.wake)
+        self._launcher = Launcher(self._alarm.wake, self._alarm.watch_io)
         self._closed = False
         self.patched_bytes: Callable[[int], Mapping[int, bytes]] | None = None
 
@@ -149,6 +149,10 @@ class LinuxBackend:
         if proc is None:
             return
         t.close_sampler(proc)
+        # Its uprobes gone before DR6 is put back: until then their int3s stay and every
+        # hit, single-stepped out of line by the kernel, sets DR6.BS again. The target
+        # runs meanwhile (its hits are no longer counted: the session has ended for it).
+        t.probes.settle()
         if proc.paused is not None:
             for th, sig in proc.paused:
                 th.signal = sig or th.signal    # delivered by the detach
