@@ -24,6 +24,9 @@ class GuardBook(WatchBook):
     applied: dict[int, int] = field(default_factory=dict)              # page -> protection we set
     syscall: int | None = None                                         # a `syscall` instruction
     released: dict[int, int] = field(default_factory=dict)             # page -> protection given back
+    # page -> the threads whose system call has it open now (guardcalls.py): kept open
+    # until the last of those calls ends, whatever else wants it closed meanwhile.
+    lent: dict[int, set[int]] = field(default_factory=dict)
 
     def copy(self) -> GuardBook:
         """The same book for a fork child: its memory, protections included, is a copy."""

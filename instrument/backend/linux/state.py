@@ -26,7 +26,7 @@ import ctypes
 import enum
 from dataclasses import dataclass
 import os
-from typing import Callable, Iterator, MutableMapping
+from typing import TYPE_CHECKING, Callable, Iterator, MutableMapping
 
 from ...arch.x86_64 import MASK64
 from ...errors import DebuggerError, TargetLost
@@ -34,6 +34,8 @@ from ...events import ExceptionInfo
 from . import _ffi, debugregs, perfbp, procfs
 from .launch import StderrPump
 from .pages import GuardBook, GuardFault
+if TYPE_CHECKING:
+    from .guardcalls import GuardCall
 from .rendezvous import Rendezvous
 
 
@@ -91,7 +93,7 @@ class Thread:
 
     __slots__ = ("tid", "pid", "state", "signal", "trap", "group_stop", "in_vfork", "regs",
                  "regs_valid", "regs_dirty", "siginfo", "view", "guard", "owed", "syscall_stops", "sys_call",
-                 "at_entry")
+                 "at_entry", "guard_calls", "guard_call")
 
     def __init__(self, tid: int, pid: int, load: Callable[[Thread], _ffi.UserRegs]) -> None:
         self.tid = tid
@@ -115,6 +117,10 @@ class Thread:
         self.syscall_stops = False
         self.sys_call: tuple[int, tuple[int, ...]] | None = None
         self.at_entry = False      # this stop is a system call's entry (no code can be injected here)
+        # Continued with PTRACE_SYSCALL because its process has guarded pages, and the call
+        # it has guarded pages opened for (guardcalls.py).
+        self.guard_calls = False
+        self.guard_call: GuardCall | None = None
 
     @property
     def stopped(self) -> bool:

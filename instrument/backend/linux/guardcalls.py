@@ -1,0 +1,455 @@
+"""System calls on guarded pages: the guard lifted around a call that touches one, and the access reported as a hit.
+
+The kernel never raises SIGSEGV for a system call's own access to user memory:
+`read(fd, buf, n)` into a PROT_NONE page fails with EFAULT. So while a process
+has guarded pages (memory breakpoints, guard.py), its threads are continued with
+PTRACE_SYSCALL, and at each syscall-entry-stop the buffers the call will touch
+are worked out from the system call table (arch/x86_64/syscalls.py: buffer and
+length pairs, iovec arrays, C strings, and 256 bytes behind any other pointer)
+plus a few sizes kept here (struct stat, a futex word). A call none of whose
+buffers reaches a guarded page runs on untouched. One that does is swapped for
+`mprotect(page, length, the page's own protection)` (orig_rax and the argument
+registers changed at its entry stop, so no code is injected there, where none
+can be); at that mprotect's exit the thread's registers are put back with rip
+on its `syscall` instruction again (rip -= 2, rax = its number), so it re-enters
+its own call with the pages open. At that call's exit the pages are guarded
+again (an mprotect injected, calls.py) and the access is reported as GUARD_PAGE
+hits, one per watched range, where the range's `access` takes it: a read()
+INTO a watched buffer is a WRITE to it, a write() FROM it a READ. The address
+is the first watched byte the call touched (only the bytes the result says
+were transferred count), the pc the thread's `syscall` instruction.
+
+A process traced with a seccomp filter (a `syscalls:` section, syscalls.py) gets
+its entries reported by their seccomp stop only, which comes after the
+syscall-entry-stop: the swapped mprotect's own seccomp stop, should the recipe
+name mprotect, is ours and swallowed, and the re-entered call's is reported
+once.
+
+Known limits:
+- While a call has a page open, other threads of the process run through that
+  page unseen (a blocking read() can keep it open long: the other threads
+  cannot be stopped for that long).
+- A pointer whose size the table does not give (most `ptr` arguments, ioctl's
+  argument, the buffers behind a msghdr) gets its first 256 bytes opened, so the
+  call works where it touches no more, but no hit is reported for it; nor for
+  the calls the table does not know (known=False), which still fail with EFAULT.
+- The memory-management calls (mmap, mprotect, munmap, brk, mremap, msync,
+  madvise, mincore, mlock, pkey_mprotect) and clone/fork/exit are left alone:
+  they do not access the memory they name (guard.py tracks what they do).
+- Every system call of every thread stops twice while any page is guarded
+  (PTRACE_SYSCALL; bench/syscalls.py measures it): the seccomp filter, which
+  would stop only the calls with pointers, can only be installed before exec and
+  never taken off, so it cannot follow memory breakpoints armed and cleared at
+  run time, nor be used in an attached process.
+- A thread that never re-enters its call after the pages were opened (a signal
+  handler that longjmps out) leaves them open until its next such call ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from ...arch.x86_64 import MASK64, PAGE_SIZE as PAGE, page_of, to_signed64
+from ...arch.x86_64.syscalls import BY_NAME, TABLE, Syscall
+from ...errors import DebuggerError
+from ...events import Access, DebugEvent, EventCode, ExceptionCode, ExceptionInfo
+from . import _ffi
+from .pages import GuardBook
+from .state import Process, Thread
+from .stops import Events, Tracees
+
+SYS_MPROTECT = 10
+_NEG_ENOSYS = -38 & MASK64
+_EFAULT = -14
+_UNSIZED = 256             # opened behind a pointer of unknown size
+_PATH_MAX = 4096
+_IOV_MAX = 1024
+_FUTEX_WAITS = (0, 9)      # FUTEX_WAIT, FUTEX_WAIT_BITSET (the op without PRIVATE / CLOCK_REALTIME)
+_SYSCALL_INSN_LEN = 2
+
+# Calls left alone: they manage memory rather than access it, or never come back.
+_LEFT_ALONE = frozenset({
+    "mmap", "mprotect", "munmap", "brk", "mremap", "msync", "madvise", "mincore", "mlock", "munlock",
+    "pkey_mprotect", "remap_file_pages", "clone", "clone3", "fork", "vfork", "exit", "exit_group",
+    "rt_sigreturn", "shmat", "shmdt",
+})
+
+R, W = Access.READ, Access.WRITE
+
+
+@dataclass(frozen=True)
+class Arg:
+    """How one pointer argument is touched: `kind` len (length in argument `n`),
+    fixed (`n` bytes), iov (iovec array, count in argument `n`), cstr (a NUL-terminated
+    string), unsized (unknown size: opened, never reported). `access` is what the kernel
+    does to the memory (READ: it reads the user's buffer, as write() does); `result`
+    which part counts once the call is done: "bytes" as many as it returns, "success"
+    all of it if it did not fail, "futex" all of it for a wait operation, "any" all."""
+
+    index: int
+    kind: str
+    n: int = 0
+    access: Access = R
+    result: str = "any"        # "bytes" | "success" | "any"
+
+
+# Sizes and directions the generated table leaves out (its `ptr` arguments).
+_STAT = 144                    # sizeof(struct stat) on x86-64
+_KNOWN: dict[str, tuple[Arg, ...]] = {
+    "stat": (Arg(0, "cstr"), Arg(1, "fixed", _STAT, W, "success")),
+    "lstat": (Arg(0, "cstr"), Arg(1, "fixed", _STAT, W, "success")),
+    "fstat": (Arg(1, "fixed", _STAT, W, "success"),),
+    "newfstatat": (Arg(1, "cstr"), Arg(2, "fixed", _STAT, W, "success")),
+    "statx": (Arg(1, "cstr"), Arg(4, "fixed", 256, W, "success")),
+    "futex": (Arg(0, "fixed", 4, R, "futex"), Arg(3, "unsized"), Arg(4, "unsized")),
+    "pipe": (Arg(0, "fixed", 8, W, "success"),),
+    "pipe2": (Arg(0, "fixed", 8, W, "success"),),
+    "nanosleep": (Arg(0, "fixed", 16, R), Arg(1, "unsized")),
+    "clock_nanosleep": (Arg(2, "fixed", 16, R), Arg(3, "unsized")),
+    "readv": (Arg(1, "iov", 2, W, "bytes"),),
+    "writev": (Arg(1, "iov", 2, R, "bytes"),),
+    "preadv": (Arg(1, "iov", 2, W, "bytes"),),
+    "pwritev": (Arg(1, "iov", 2, R, "bytes"),),
+    "getdents": (Arg(1, "len", 2, W, "bytes"),),
+    "getdents64": (Arg(1, "len", 2, W, "bytes"),),
+    "getcwd": (Arg(0, "len", 1, W, "bytes"),),
+}
+
+
+def _plan(call: Syscall) -> tuple[Arg, ...]:
+    known = _KNOWN.get(call.name)
+    if known is not None:
+        return known
+    plan: list[Arg] = []
+    for i, a in enumerate(call.args):
+        if a.kind in ("buf", "obuf") and isinstance(a.detail, int):
+            plan.append(Arg(i, "len", a.detail, R if a.kind == "buf" else W, "bytes"))
+        elif a.kind in ("path", "str"):
+            plan.append(Arg(i, "cstr"))
+        elif a.kind == "ptr":
+            plan.append(Arg(i, "unsized"))
+    return tuple(plan)
+
+
+# number -> how its pointer arguments are touched: only calls that have any.
+PLANS: dict[int, tuple[Arg, ...]] = {
+    c.number: p for c in TABLE if c.known and c.name not in _LEFT_ALONE for p in [_plan(c)] if p}
+assert all(name in BY_NAME for name in _KNOWN)
+
+
+class Protector(Protocol):
+    """What this needs of guard.py: pages given protections by mprotects that stopped
+    thread th (not at a call's entry) runs, one per run of pages."""
+
+    def protect_pages(self, proc: Process, th: Thread, changes: list[tuple[int, int]]) -> None: ...
+
+
+@dataclass
+class GuardCall:
+    """A thread's call that has (or is getting) guarded pages opened for it."""
+
+    saved: _ffi.UserRegs                  # the registers at its entry, as the thread had them
+    pages: list[int]                      # the pages lent to it (book.lent)
+    runs: list[tuple[int, int, int]]      # mprotects still to make before it re-enters
+    opening: bool = True                  # the swapped mprotect has not come back yet
+    entered: tuple[int, tuple[int, ...]] | None = None   # (number, args) of the re-entered call
+    spans: list[tuple[int, int, Access, str]] = field(default_factory=list)
+
+
+def _end(proc: Process, th: Thread) -> None:
+    th.guard_call = None
+    th.guard_calls = proc.guards is not None and bool(proc.guards.applied)
+
+
+def _args(regs: _ffi.UserRegs) -> tuple[int, ...]:
+    return (regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9)
+
+
+def _runs(book: GuardBook, pages: list[int]) -> list[tuple[int, int, int]]:
+    """[start, length, original protection] of contiguous pages of one protection."""
+    runs: list[list[int]] = []
+    for page in sorted(pages):
+        prot = book.original[page]
+        if runs and runs[-1][0] + runs[-1][1] == page and runs[-1][2] == prot:
+            runs[-1][1] += PAGE
+        else:
+            runs.append([page, PAGE, prot])
+    return [(s, n, p) for s, n, p in runs]
+
+
+class GuardCalls:
+    """The syscall-stop side of memory breakpoints (decode.py calls it, guard.py owns it)."""
+
+    def __init__(self, tracees: Tracees, protector: Protector) -> None:
+        self._t = tracees
+        self._protect = protector
+        self._info = _ffi.SyscallInfoHead()
+
+    # -- which threads stop at every call ------------------------------------------------
+    @staticmethod
+    def sync(proc: Process) -> None:
+        """PTRACE_SYSCALL for every thread of proc while it has a guarded page (taking
+        effect at each thread's next continue)."""
+        on = proc.guards is not None and bool(proc.guards.applied)
+        for th in proc.threads.values():
+            th.guard_calls = on or th.guard_call is not None
+
+    def release(self, proc: Process) -> None:
+        """Detach, every page about to get its protection back: a thread stopped before
+        its swapped mprotect ran (at that entry, or its seccomp stop) gets its own call
+        back, skipped now and made again when it runs (orig_rax -1 skips a call at its
+        entry, and rax is left as set)."""
+        for th in proc.threads.values():
+            call, th.guard_call = th.guard_call, None
+            th.guard_calls = False
+            if call is not None and call.opening and th.stopped:
+                regs = self._t.regs(th)
+                _copy_regs(regs, call.saved)
+                regs.rip = (call.saved.rip - _SYSCALL_INSN_LEN) & MASK64
+                regs.rax, regs.orig_rax = call.saved.orig_rax, MASK64
+                th.regs_dirty = True
+        if proc.guards is not None:
+            proc.guards.lent.clear()
+
+    # -- stops ---------------------------------------------------------------------------
+    def swallows_seccomp(self, th: Thread) -> bool:
+        """A seccomp stop of our swapped mprotect (the recipe names mprotect): not the
+        program's call, not reported; it goes on to its exit."""
+        call = th.guard_call
+        return call is not None and call.opening
+
+    def on_syscall_stop(self, proc: Process, th: Thread,
+                        then: Callable[[Process, Thread], Events]) -> Events | None:
+        """A syscall-stop of a thread of a process with guarded pages (or with a call of
+        ours under way). None: nothing of ours, the stop is syscalls.py's as usual; []:
+        a stop of ours (internal); at the exit of a call we opened pages for, its hits
+        (the thread then held) and what `then` (syscalls.py) makes of that exit."""
+        regs = self._t.regs(th)
+        call = th.guard_call
+        number = int(regs.orig_rax)
+        plan = PLANS.get(number)
+        if call is None and plan is None:
+            if regs.rax == _NEG_ENOSYS:
+                # Likely an entry (every entry has -ENOSYS in rax): no mprotect may be
+                # injected through this thread now (guard.py chooses one that is not).
+                th.at_entry = True
+            return None                      # the hot path: a call without pointers
+        op = _ffi.syscall_op(th.tid, self._info)
+        if op == _ffi.PTRACE_SYSCALL_INFO_ENTRY:
+            th.at_entry = True               # no mprotect can be injected in it here
+            if plan is None:
+                return None
+            return self._entry(proc, th, call, number, plan, regs)
+        if op != _ffi.PTRACE_SYSCALL_INFO_EXIT or call is None:
+            return None
+        if call.opening:
+            return self._opened(proc, th, call, regs)
+        if call.entered is None:
+            return None                      # another call made meanwhile (a signal handler's)
+        # syscalls.py's part first: guarding the pages again injects an mprotect, after
+        # which the thread is no longer in this syscall-exit-stop for it to look at.
+        theirs = then(proc, th)
+        return self._exit(proc, th, call, regs) + theirs
+
+    def _entry(self, proc: Process, th: Thread, call: GuardCall | None, number: int,
+               plan: tuple[Arg, ...], regs: _ffi.UserRegs) -> Events | None:
+        book = proc.guards
+        if book is None or not book.applied and not book.lent:
+            return None
+        args = _args(regs)
+        spans = self._spans(proc, plan, args)
+        need = self._guarded_pages(book, spans)
+        have = set(call.pages) if call is not None else set()
+        new = [p for p in need if p not in have]
+        if not new:
+            if call is None:
+                return None
+            call.entered, call.spans = (number, args), spans
+            return None                      # pages open: the call runs, reported as usual
+        closed = [p for p in new if not book.lent.get(p)]     # not open for another thread's call
+        for p in new:
+            book.lent.setdefault(p, set()).add(th.tid)
+        saved = _ffi.UserRegs.from_buffer_copy(regs)
+        if call is None:
+            call = th.guard_call = GuardCall(saved, [], [])
+            th.guard_calls = True         # to this call's end, whatever happens to the guards
+        call.pages += new
+        call.saved, call.entered = saved, None
+        runs = _runs(book, closed)
+        if not runs:
+            call.entered, call.spans = (number, args), spans
+            return None
+        # Swap the call for the first mprotect; the others are injected at its exit.
+        call.opening, call.runs = True, runs[1:]
+        start, length, prot = runs[0]
+        regs.orig_rax, regs.rdi, regs.rsi, regs.rdx = SYS_MPROTECT, start, length, prot
+        th.regs_dirty = True
+        th.at_entry = True
+        return []
+
+    def _opened(self, proc: Process, th: Thread, call: GuardCall, regs: _ffi.UserRegs) -> Events:
+        """The exit of the swapped mprotect: the other runs opened, the thread sent back to
+        its own `syscall` instruction with its registers as they were."""
+        result = to_signed64(int(regs.rax))
+        runs, call.runs, call.opening = call.runs, [], False
+        th.at_entry = False
+        if result < 0:
+            self._give_back(proc, th, call)      # the call runs as it would have: EFAULT
+            _end(proc, th)
+        else:
+            self._protect.protect_pages(proc, th, [(page, prot) for start, length, prot in runs
+                                                   for page in range(start, start + length, PAGE)])
+        back = self._t.regs(th)
+        _copy_regs(back, call.saved)
+        back.rip = (call.saved.rip - _SYSCALL_INSN_LEN) & MASK64
+        back.rax = call.saved.orig_rax
+        th.regs_dirty = True
+        return []
+
+    def _exit(self, proc: Process, th: Thread, call: GuardCall, regs: _ffi.UserRegs) -> Events:
+        """The exit of the thread's own call: its pages guarded again, its accesses reported."""
+        _end(proc, th)
+        assert call.entered is not None
+        result = to_signed64(int(regs.rax))
+        pc = (int(regs.rip) - _SYSCALL_INSN_LEN) & MASK64
+        self._give_back(proc, th, call)
+        book = proc.guards
+        if book is None or result == _EFAULT:
+            return []
+        events: Events = []
+        seen: set[int] = set()
+        for lo, hi, access in self._touched(proc, call.spans, call.entered, result):
+            for r in book.ranges.values():
+                first = max(lo, r.address)
+                if r.address in seen or not r.watches(access) or first >= min(hi, r.end):
+                    continue
+                seen.add(r.address)
+                events.append(DebugEvent(EventCode.EXCEPTION_DEBUG_EVENT, proc.pid, th.tid,
+                                         ExceptionInfo(ExceptionCode.GUARD_PAGE, pc, True, first, access)))
+        if events:
+            th.hold()
+        return events
+
+    def _give_back(self, proc: Process, th: Thread, call: GuardCall) -> None:
+        """The pages the call borrowed guarded again, those no other thread's call still has."""
+        book = proc.guards
+        if book is None:
+            return
+        closing: list[int] = []
+        for p in call.pages:
+            lenders = book.lent.get(p)
+            if lenders is None:
+                continue
+            lenders.discard(th.tid)
+            lenders.intersection_update(proc.threads)       # threads gone meanwhile
+            if not lenders:
+                del book.lent[p]
+                if p in book.applied:
+                    closing.append(p)
+        call.pages = []
+        if closing:
+            self._protect.protect_pages(proc, th, [(p, book.applied[p]) for p in closing])
+
+    # -- the buffers of a call -------------------------------------------------------------
+    def _spans(self, proc: Process, plan: tuple[Arg, ...],
+               args: tuple[int, ...]) -> list[tuple[int, int, Access, str]]:
+        """(lo, hi, access, kind) of the memory the call may touch, at its entry."""
+        spans: list[tuple[int, int, Access, str]] = []
+        for a in plan:
+            p = int(args[a.index])
+            if not p:
+                continue
+            if a.kind == "len":
+                spans.append((p, p + (int(args[a.n]) & 0x7FFFFFFFFFFF), a.access, a.result))
+            elif a.kind == "fixed":
+                spans.append((p, p + a.n, a.access, a.result))
+            elif a.kind == "cstr":
+                spans.append((p, p + _PATH_MAX, R, "cstr"))
+            elif a.kind == "unsized":
+                spans.append((p, p + _UNSIZED, R, "unsized"))
+            elif a.kind == "iov":
+                count = min(int(args[a.n]) & 0xFFFFFFFF, _IOV_MAX)
+                spans.append((p, p + 16 * count, R, "any"))
+                for base, length in self._iovecs(proc, p, count):
+                    spans.append((base, base + length, a.access, "iov"))
+        return spans
+
+    @staticmethod
+    def _iovecs(proc: Process, address: int, count: int) -> list[tuple[int, int]]:
+        try:
+            data = proc.read(address, 16 * count)
+        except DebuggerError:
+            return []
+        out = []
+        for i in range(count):
+            base = int.from_bytes(data[16 * i:16 * i + 8], "little")
+            length = int.from_bytes(data[16 * i + 8:16 * i + 16], "little")
+            if base and length:
+                out.append((base, length))
+        return out
+
+    @staticmethod
+    def _guarded_pages(book: GuardBook, spans: list[tuple[int, int, Access, str]]) -> list[int]:
+        """The guarded (or lent) pages the spans reach. Checked page by guarded page, not
+        page by span: a read() of a gigabyte is one comparison per guarded page."""
+        pages: list[int] = []
+        for page in list(book.applied) + [p for p in book.lent if p not in book.applied]:
+            if any(lo < page + PAGE and page < hi for lo, hi, _, _ in spans):
+                pages.append(page)
+        return pages
+
+    def _touched(self, proc: Process, spans: list[tuple[int, int, Access, str]],
+                 entered: tuple[int, tuple[int, ...]], result: int) -> list[tuple[int, int, Access]]:
+        """[lo, hi) and access of what the finished call did touch, by its result."""
+        number, args = entered
+        out: list[tuple[int, int, Access]] = []
+        moved = result                               # bytes left to spread over the iovecs
+        for lo, hi, access, how in spans:
+            if how == "unsized":
+                continue
+            if how == "bytes":
+                if result > 0:
+                    out.append((lo, min(hi, lo + result), access))
+            elif how == "iov":
+                if moved > 0:
+                    out.append((lo, min(hi, lo + moved), access))
+                    moved -= hi - lo
+            elif how == "success":
+                if result >= 0:
+                    out.append((lo, hi, access))
+            elif how == "cstr":
+                out.append((lo, lo + self._cstr_size(proc, lo), access))
+            elif how == "futex":
+                # Only the wait operations read the word; a wake names it but leaves it be.
+                if int(args[1]) & 0x7F in _FUTEX_WAITS:
+                    out.append((lo, hi, access))
+            else:
+                out.append((lo, hi, access))
+        return out
+
+    @staticmethod
+    def _cstr_size(proc: Process, address: int) -> int:
+        """The length of the string at `address` with its NUL, read a page at a time."""
+        size, at = 0, address
+        while size < _PATH_MAX:
+            chunk = PAGE - (at & (PAGE - 1))
+            try:
+                data = proc.read(at, chunk)
+            except DebuggerError:
+                return max(size, 1)
+            nul = data.find(b"\0")
+            if nul >= 0:
+                return size + nul + 1
+            size += chunk
+            at += chunk
+        return _PATH_MAX
+
+
+def _copy_regs(into: _ffi.UserRegs, source: _ffi.UserRegs) -> None:
+    """One register buffer over another, in place (the thread's cached buffer is kept)."""
+    for name in _REG_FIELDS:
+        setattr(into, name, getattr(source, name))
+
+
+_REG_FIELDS = tuple(f[0] for f in _ffi.UserRegs._fields_)
