@@ -1,0 +1,116 @@
+"""System calls whose buffers lie on a page a memory breakpoint guards: they behave as
+untraced (no EFAULT), and the kernel's access is reported as a hit of the right kind
+(a read() INTO the watched buffer writes it, a write() FROM it reads it)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_recipe_jsonl
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the ptrace backend runs on Linux")
+
+# The window (8 bytes at watched+0x804) is armed when ready() runs and disarmed when
+# done() runs, right after the call: only the call's own access can hit it.
+RECIPE = """version: 1
+name: guard-syscalls
+description: memory breakpoint on a system call's buffer
+breakpoints:
+  - id: arm
+    at: ready
+    actions:
+      - enable: win{also}
+  - id: quiet
+    at: done
+    actions:
+      - disable: win
+  - id: win
+    at: u64[watch_ptr]
+    type: memory
+    size: 8
+    access: {access}
+    enabled: false
+"""
+# Another window on the same page, never touched, watched for any access: the page is
+# PROT_NONE, not read-only, whatever the first window's `access`.
+OTHER = """  - id: other
+    at: watched+0x100
+    type: memory
+    size: 8
+    enabled: false
+"""
+ALSO = "\n      - enable: other"
+
+# (target, mode, the access the kernel makes to the window)
+CALLS = [
+    ("guard_syscall", "read", "write"),
+    ("guard_syscall", "write", "read"),
+    ("guard_syscall", "stat", "write"),
+    ("guard_syscall", "futex", "read"),
+    ("guard_iov", "readv", "write"),
+    ("guard_iov", "writev", "read"),
+]
+
+
+def untraced(binary: str, mode: str) -> str:
+    out = subprocess.run([binary, mode], capture_output=True, text=True, timeout=30, check=True).stdout
+    assert "errno=0" in out or mode == "futex", out
+    return out
+
+
+def wins(recs: list[dict]) -> list[dict]:
+    return [r for r in recs if r["event"] == "breakpoint" and r["id"] == "win"]
+
+
+@pytest.mark.parametrize("name,mode,access", CALLS, ids=[c[1] for c in CALLS])
+def test_call_on_a_guarded_page_runs_as_untraced_and_is_a_hit(targets, tmp_path: Path, name, mode, access):
+    binary = targets[name]
+    proc, recs = run_recipe_jsonl(tmp_path, RECIPE.format(access="any", also=""), binary, mode, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    # The call's result and the bytes it moved are the untraced run's (EFAULT before).
+    assert proc.stdout == untraced(binary, mode)
+    assert "errno=14" not in proc.stdout
+    hits = wins(recs)
+    assert len(hits) == 1, hits
+    assert hits[0]["access"] == access
+    assert hits[0]["symbol"] == "watched+0x804"          # the first watched byte the call touched
+    assert hits[0]["pc"] != hits[0]["address"]
+    summary = recs[-1]
+    assert summary["event"] == "summary" and summary["breakpoints"]["win"] == 1
+
+
+@pytest.mark.parametrize("name,mode,access", CALLS, ids=[c[1] for c in CALLS])
+def test_access_write_reports_only_the_calls_that_write(targets, tmp_path: Path, name, mode, access):
+    binary = targets[name]
+    proc, recs = run_recipe_jsonl(tmp_path, RECIPE.format(access="write", also=ALSO) + OTHER, binary, mode, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == untraced(binary, mode)
+    assert not [r for r in recs if r["event"] == "breakpoint" and r["id"] == "other"]
+    hits = wins(recs)
+    if access == "write":
+        assert [h["access"] for h in hits] == ["write"]
+    else:
+        assert hits == []        # a write() FROM the buffer only reads it
+
+
+@pytest.mark.parametrize("seccomp", [True, False], ids=["seccomp", "ptrace-syscall"])
+def test_a_named_call_is_reported_once_and_our_mprotect_never(targets, tmp_path: Path, seccomp):
+    binary = targets["guard_syscall"]
+    text = RECIPE.format(access="any", also="") + "syscalls:\n  read:\n    on: both\n  mprotect:\n    on: both\n"
+    extra = () if seccomp else ("--no-seccomp",)
+    proc, recs = run_recipe_jsonl(tmp_path, text, binary, "read", extra=extra, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == untraced(binary, "read")
+    start = next(i for i, r in enumerate(recs) if r.get("id") == "arm")
+    end = next(i for i, r in enumerate(recs) if r.get("id") == "quiet")
+    between = recs[start + 1:end]
+    calls = [(r["name"], r["phase"]) for r in between if r["event"] == "syscall"]
+    # The read, entry and exit, once each; the mprotects that opened and closed the page
+    # for it are the debugger's, never reported.
+    assert calls == [("read", "entry"), ("read", "exit")], calls
+    assert between[-1]["event"] == "syscall" and between[-1]["retval"] == 11
+    assert [h["access"] for h in wins(between)] == ["write"]
