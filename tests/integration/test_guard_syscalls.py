@@ -58,7 +58,7 @@ CALLS = [
 
 def untraced(binary: str, mode: str) -> str:
     out = subprocess.run([binary, mode], capture_output=True, text=True, timeout=30, check=True).stdout
-    assert "errno=0" in out or mode == "futex", out
+    assert "errno=0" in out or mode in ("futex", "threads"), out
     return out
 
 
@@ -114,3 +114,15 @@ def test_a_named_call_is_reported_once_and_our_mprotect_never(targets, tmp_path:
     assert calls == [("read", "entry"), ("read", "exit")], calls
     assert between[-1]["event"] == "syscall" and between[-1]["retval"] == 11
     assert [h["access"] for h in wins(between)] == ["write"]
+
+
+def test_two_threads_calls_on_one_page_keep_it_open_for_each_other(targets, tmp_path: Path):
+    # Thread 1's read (beside the window) ends while thread 0's (over it) still has the
+    # page open: guarding it again then would fail thread 0's read with EFAULT.
+    binary = targets["guard_syscall"]
+    proc, recs = run_recipe_jsonl(tmp_path, RECIPE.format(access="any", also=""), binary, "threads", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == untraced(binary, "threads") == "threads ret=8,8 data=thread-0,thread-1\n"
+    hits = wins(recs)
+    assert [(h["access"], h["symbol"]) for h in hits] == [("write", "watched+0x804")]
+    assert hits[0]["tid"] != hits[0]["pid"]

@@ -9,11 +9,15 @@
 //   stat:  stat("/") into a struct stat at watched.b[2048] (written by the kernel)
 //   futex: FUTEX_WAIT on the word at watched.b[2052] with a value it does not hold (EAGAIN)
 //   loop:  N getppid() and N read()s of /dev/zero into a buffer off the page, the window armed
+//   threads: two threads block in read()s into the page at once (thread 0 over the window,
+//          thread 1 beside it); thread 1's read is fed first, so its call ends while
+//          thread 0's still has the page open
 //! cflags: -g -O0 -no-pie
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +31,15 @@ unsigned char *volatile watch_ptr;
 
 __attribute__((noinline)) void ready(void) { __asm__ volatile("" ::: "memory"); }
 __attribute__((noinline)) void done(void) { __asm__ volatile("" ::: "memory"); }
+
+static int tpipes[2][2];
+static long tret[2];
+
+static void *reader(void *arg) {
+    long i = (long)arg;
+    tret[i] = read(tpipes[i][0], watched.b + 2048 + 16 * i, 8);
+    return NULL;
+}
 
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "read";
@@ -68,6 +81,18 @@ int main(int argc, char **argv) {
         err = ret < 0 ? errno : 0;
         done();
         printf("futex ret=%ld errno=%d word=%u\n", ret, err, *word);
+    } else if (strcmp(mode, "threads") == 0) {
+        pthread_t th[2];
+        if (pipe(tpipes[0]) != 0 || pipe(tpipes[1]) != 0) return 2;
+        for (long i = 0; i < 2; i++) pthread_create(&th[i], NULL, reader, (void *)i);
+        usleep(100000);
+        if (write(tpipes[1][1], "thread-1", 8) != 8) return 2;
+        pthread_join(th[1], NULL);
+        usleep(50000);
+        if (write(tpipes[0][1], "thread-0", 8) != 8) return 2;
+        pthread_join(th[0], NULL);
+        done();
+        printf("threads ret=%ld,%ld data=%.8s,%.8s\n", tret[0], tret[1], (char *)buf, (char *)buf + 16);
     } else if (strcmp(mode, "loop") == 0) {
         int zero = open("/dev/zero", O_RDONLY);
         char small[8];

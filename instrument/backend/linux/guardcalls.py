@@ -152,7 +152,7 @@ class GuardCall:
     saved: _ffi.UserRegs                  # the registers at its entry, as the thread had them
     pages: list[int]                      # the pages lent to it (book.lent)
     runs: list[tuple[int, int, int]]      # mprotects still to make before it re-enters
-    opening: bool = True                  # the swapped mprotect has not come back yet
+    opening: bool = False                 # the swapped mprotect has not come back yet
     entered: tuple[int, tuple[int, ...]] | None = None   # (number, args) of the re-entered call
     spans: list[tuple[int, int, Access, str]] = field(default_factory=list)
 
@@ -277,7 +277,8 @@ class GuardCalls:
         call.pages += new
         call.saved, call.entered = saved, None
         runs = _runs(book, closed)
-        if not runs:
+        if not runs:                     # open for another thread's call already: it runs now
+            call.opening, call.runs = False, []
             call.entered, call.spans = (number, args), spans
             return None
         # Swap the call for the first mprotect; the others are injected at its exit.
