@@ -4,13 +4,17 @@ untraced (no EFAULT), and the kernel's access is reported as a hit of the right 
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import run_recipe_jsonl
+from tests.integration.test_memory_breakpoints import perms
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the ptrace backend runs on Linux")
 
@@ -126,3 +130,40 @@ def test_two_threads_calls_on_one_page_keep_it_open_for_each_other(targets, tmp_
     hits = wins(recs)
     assert [(h["access"], h["symbol"]) for h in hits] == [("write", "watched+0x804")]
     assert hits[0]["tid"] != hits[0]["pid"]
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_attached_call_heavy_program_is_let_go_as_it_was(targets, tmp_path: Path, attempt):
+    # Every call of this program stops while the window is armed, so the tool's end finds
+    # threads at system call entries (they are backed out of them to restore the page),
+    # and the program's each 1000th read() goes INTO the window.
+    binary = targets["guard_syscall"]
+    rounds = 3_000_000
+    target = subprocess.Popen([binary, "attach", str(rounds)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert target.stdout is not None and target.stdout.readline().startswith("pid=")
+        before = perms(target.pid)
+        recipe = tmp_path / "r.yaml"
+        recipe.write_text("version: 1\nname: t\nbreakpoints:\n  - id: win\n    at: watched+0x804\n"
+                          "    type: memory\n    size: 8\n")
+        out = tmp_path / "out.jsonl"
+        tool = subprocess.Popen([str(Path(sys.executable).parent / "instrument"), "run", str(recipe),
+                                 "--pid", str(target.pid), "--format", "jsonl", "-o", str(out)],
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 30
+        while time.time() < deadline and (not out.exists() or out.read_text().count('"breakpoint"') < 3):
+            time.sleep(0.02)
+        tool.send_signal(signal.SIGTERM)
+        _, err = tool.communicate(timeout=60)
+        assert tool.returncode == 0, err
+        assert perms(target.pid) == before
+        with open(f"/proc/{target.pid}/status") as status:
+            assert "TracerPid:\t0" in status.read()
+        rest = target.communicate(timeout=120)[0]
+        assert target.returncode == 0 and f"loop n={rounds} ok=1" in rest, rest
+        recs = [json.loads(line) for line in out.read_text().splitlines()]
+        hits = [r for r in recs if r["event"] == "breakpoint"]
+        assert len(hits) >= 3 and {r["access"] for r in hits} == {"write"}
+    finally:
+        if target.poll() is None:
+            target.kill()

@@ -9,6 +9,7 @@
 //   stat:  stat("/") into a struct stat at watched.b[2048] (written by the kernel)
 //   futex: FUTEX_WAIT on the word at watched.b[2052] with a value it does not hold (EAGAIN)
 //   loop:  N getppid() and N read()s of /dev/zero into a buffer off the page, the window armed
+//   attach: prints its pid, then the loop, each 1000th read INTO the window instead
 //   threads: two threads block in read()s into the page at once (thread 0 over the window,
 //          thread 1 beside it); thread 1's read is fed first, so its call ends while
 //          thread 0's still has the page open
@@ -93,13 +94,18 @@ int main(int argc, char **argv) {
         pthread_join(th[0], NULL);
         done();
         printf("threads ret=%ld,%ld data=%.8s,%.8s\n", tret[0], tret[1], (char *)buf, (char *)buf + 16);
-    } else if (strcmp(mode, "loop") == 0) {
+    } else if (strcmp(mode, "loop") == 0 || strcmp(mode, "attach") == 0) {
         int zero = open("/dev/zero", O_RDONLY);
+        int attach = strcmp(mode, "attach") == 0;
         char small[8];
         long sum = 0;
+        if (attach) {
+            printf("pid=%d\n", (int)getpid());
+            fflush(stdout);
+        }
         for (long i = 0; i < n; i++) {
             sum += syscall(SYS_getppid) > 0;
-            sum += read(zero, small, sizeof small) == 8;
+            sum += read(zero, attach && i % 1000 == 0 ? (char *)buf : small, sizeof small) == 8;
         }
         done();
         printf("loop n=%ld ok=%d\n", n, sum == 2 * n);

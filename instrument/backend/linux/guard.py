@@ -103,9 +103,11 @@ class Guards:
     def release(self, proc: Process) -> None:
         """Give every guarded page its protection back (detach); all threads are stopped."""
         book = proc.guards
-        if book is None or not book.applied:
+        if book is None:
             return
         self.calls.release(proc)
+        if not book.applied:
+            return
         book.ranges.clear()
         self._sync_pages(proc, list(book.applied))
         for th in proc.threads.values():
@@ -147,12 +149,18 @@ class Guards:
                 self._mprotect_runs(proc, self._injection_thread(proc), changes)
             self.calls.sync(proc)
 
-    @staticmethod
-    def _injection_thread(proc: Process) -> Thread:
+    def _injection_thread(self, proc: Process) -> Thread:
         # Not a thread stopped at a system call's entry: resuming it to run our mprotect
         # would make (or skip) its own call first (syscalls.py).
-        for th in sorted(proc.threads.values(), key=lambda t: t.tid != proc.pid):
+        ordered = sorted(proc.threads.values(), key=lambda t: t.tid != proc.pid)
+        for th in ordered:
             if th.stopped and not th.at_entry:
+                return th
+        # Under PTRACE_SYSCALL (guardcalls.py) an interrupted thread often stops at an
+        # entry of its own: one in an internal stop is backed out of it (its call made
+        # again when it runs on).
+        for th in ordered:
+            if th.stopped and not th.held and self.calls.back_out(proc, th):
                 return th
         if any(th.stopped for th in proc.threads.values()):
             raise DebuggerError(f"cannot change page protections in process {proc.pid} while its threads stand "

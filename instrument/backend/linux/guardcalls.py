@@ -47,7 +47,9 @@ Known limits:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+import signal
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from ...arch.x86_64 import MASK64, PAGE_SIZE as PAGE, page_of, to_signed64
@@ -55,11 +57,12 @@ from ...arch.x86_64.syscalls import BY_NAME, TABLE, Syscall
 from ...errors import DebuggerError
 from ...events import Access, DebugEvent, EventCode, ExceptionCode, ExceptionInfo
 from . import _ffi
-from .pages import GuardBook
+from .pages import GuardBook, GuardCall
 from .state import Process, Thread
 from .stops import Events, Tracees
 
 SYS_MPROTECT = 10
+_SYSCALL_TRAP = signal.SIGTRAP | 0x80
 _NEG_ENOSYS = -38 & MASK64
 _EFAULT = -14
 _UNSIZED = 256             # opened behind a pointer of unknown size
@@ -145,18 +148,6 @@ class Protector(Protocol):
     def protect_pages(self, proc: Process, th: Thread, changes: list[tuple[int, int]]) -> None: ...
 
 
-@dataclass
-class GuardCall:
-    """A thread's call that has (or is getting) guarded pages opened for it."""
-
-    saved: _ffi.UserRegs                  # the registers at its entry, as the thread had them
-    pages: list[int]                      # the pages lent to it (book.lent)
-    runs: list[tuple[int, int, int]]      # mprotects still to make before it re-enters
-    opening: bool = False                 # the swapped mprotect has not come back yet
-    entered: tuple[int, tuple[int, ...]] | None = None   # (number, args) of the re-entered call
-    spans: list[tuple[int, int, Access, str]] = field(default_factory=list)
-
-
 def _end(proc: Process, th: Thread) -> None:
     th.guard_call = None
     th.guard_calls = proc.guards is not None and bool(proc.guards.applied)
@@ -211,6 +202,33 @@ class GuardCalls:
                 th.regs_dirty = True
         if proc.guards is not None:
             proc.guards.lent.clear()
+
+    def back_out(self, proc: Process, th: Thread) -> bool:
+        """Take internally stopped thread th out of the syscall-entry-stop it stands in, so
+        code can be injected through it: its call is skipped now (orig_rax -1) and made
+        again when it runs on (rip back on its `syscall`, rax its number), as a restarted
+        call is. True: th is in a stop where injecting is safe now."""
+        try:
+            if _ffi.syscall_op(th.tid, self._info) != _ffi.PTRACE_SYSCALL_INFO_ENTRY:
+                th.at_entry = False      # an exit that returned -ENOSYS, or no syscall-stop at all
+                return True
+            regs = self._t.regs(th)
+            number = int(regs.orig_rax)
+            regs.rip = (regs.rip - _SYSCALL_INSN_LEN) & MASK64
+            regs.rax, regs.orig_rax = number, MASK64
+            self._t.flush(th)
+            th.step()                    # (its signal and trap stand, as for a step)
+            _ffi.syscall_cont(th.tid, 0)
+        except _ffi.SyscallError:
+            return False
+        status = self._t.waitpid_tid(th.tid)
+        if not (os.WIFSTOPPED(status) and os.WSTOPSIG(status) == _SYSCALL_TRAP):
+            self._t.queue.extend(self._t.decode(th.tid, status))
+            return False
+        signal_kept = th.signal
+        th.stop()
+        th.signal = signal_kept
+        return True
 
     # -- stops ---------------------------------------------------------------------------
     def swallows_seccomp(self, th: Thread) -> bool:

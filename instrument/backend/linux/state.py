@@ -26,16 +26,14 @@ import ctypes
 import enum
 from dataclasses import dataclass
 import os
-from typing import TYPE_CHECKING, Callable, Iterator, MutableMapping
+from typing import Callable, Iterator, MutableMapping
 
 from ...arch.x86_64 import MASK64
 from ...errors import DebuggerError, TargetLost
 from ...events import ExceptionInfo
 from . import _ffi, debugregs, perfbp, procfs
 from .launch import StderrPump
-from .pages import GuardBook, GuardFault
-if TYPE_CHECKING:
-    from .guardcalls import GuardCall
+from .pages import GuardBook, GuardCall, GuardFault
 from .rendezvous import Rendezvous
 
 
