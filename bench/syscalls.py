@@ -16,7 +16,9 @@ page is guarded every call stops twice (PTRACE_SYSCALL, so that a call whose
 buffer is on a guarded page can have it opened: backend/linux/guardcalls.py).
 tests/targets/guard_syscall.c `loop` makes M getppid() and M read()s of
 /dev/zero into a buffer off the page, under a recipe that arms a memory
-breakpoint on the page and under the same recipe without it.
+breakpoint on the page and under the same recipe without it; then with
+`follow_forks: true`, where the target gets a seccomp filter that stops only
+the calls that take pointers (the getppid()s run on, each read() stops once).
 Prints seconds and ratios; nothing here asserts a time (HOUSE.md rule 11).
 """
 
@@ -32,7 +34,7 @@ from run import ROOT, best, instrument_exe  # bench/ is sys.path[0]
 
 RECIPE = "version: 1\ntarget:\n  follow_forks: true\nsyscalls:\n  write:\n    on: exit\n"
 GUARD = """version: 1
-breakpoints:
+{target}breakpoints:
   - id: arm
     at: ready
     actions:
@@ -92,8 +94,9 @@ def guard_calls(tmp: Path, rounds: int, runs: int) -> None:
                    check=True)
     # `hardware` stands in for "no memory breakpoint": the same recipe, the same soft
     # breakpoint at ready(), a watch (DR0) that costs nothing while untouched.
-    (tmp / "memory.yaml").write_text(GUARD.format(type="memory"))
-    (tmp / "plain.yaml").write_text(GUARD.format(type="hardware"))
+    (tmp / "memory.yaml").write_text(GUARD.format(type="memory", target=""))
+    (tmp / "plain.yaml").write_text(GUARD.format(type="hardware", target=""))
+    (tmp / "filtered.yaml").write_text(GUARD.format(type="memory", target="target:\n  follow_forks: true\n"))
     argv = [str(target), "loop", str(rounds)]
     untraced = best(argv, runs)
 
@@ -101,7 +104,7 @@ def guard_calls(tmp: Path, rounds: int, runs: int) -> None:
         return best([*instrument_exe(), "run", str(tmp / recipe), "--format", "jsonl", "-o", str(tmp / "g.jsonl"),
                      "--", *argv], runs)
 
-    plain, memory = under("plain.yaml"), under("memory.yaml")
+    plain, memory, filtered = under("plain.yaml"), under("memory.yaml"), under("filtered.yaml")
     fixed = best([*instrument_exe(), "run", str(tmp / "memory.yaml"), "--format", "jsonl", "-o",
                   str(tmp / "g.jsonl"), "--", str(target), "loop", "0"], runs)
     calls = 2 * rounds
@@ -110,8 +113,11 @@ def guard_calls(tmp: Path, rounds: int, runs: int) -> None:
     print(f"  untraced                                          {untraced * 1000:9.1f} ms")
     print(f"  instrument, no memory breakpoint                  {plain * 1000:9.1f} ms  ({plain / untraced:6.1f}x untraced)")
     print(f"  instrument, memory breakpoint armed               {memory * 1000:9.1f} ms  ({memory / untraced:6.1f}x untraced)")
-    print(f"  armed / not armed: {memory / plain:.1f}x; "
-          f"{(memory - fixed) / calls * 1e6:.1f} us per system call past the fixed cost ({fixed * 1000:.0f} ms)")
+    print(f"  ... armed, follow_forks (seccomp filter)         {filtered * 1000:9.1f} ms  "
+          f"({filtered / untraced:6.1f}x untraced)")
+    print(f"  armed / not armed: {memory / plain:.1f}x PTRACE_SYSCALL, {filtered / plain:.1f}x seccomp filter; "
+          f"{(memory - fixed) / calls * 1e6:.1f} / {(filtered - fixed) / calls * 1e6:.1f} us per system call "
+          f"past the fixed cost ({fixed * 1000:.0f} ms)")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="th
 RECIPE = """version: 1
 name: guard-syscalls
 description: memory breakpoint on a system call's buffer
-breakpoints:
+{target}breakpoints:
   - id: arm
     at: ready
     actions:
@@ -48,6 +48,10 @@ OTHER = """  - id: other
     enabled: false
 """
 ALSO = "\n      - enable: other"
+# With follow_forks the target is started with a seccomp filter that stops only the calls
+# that take pointers; without it every call stops while a page is guarded (PTRACE_SYSCALL).
+FILTERED = "target:\n  follow_forks: true\n"
+MODES = pytest.mark.parametrize("target", ["", FILTERED], ids=["ptrace-syscall", "seccomp"])
 
 # (target, mode, the access the kernel makes to the window)
 CALLS = [
@@ -70,10 +74,12 @@ def wins(recs: list[dict]) -> list[dict]:
     return [r for r in recs if r["event"] == "breakpoint" and r["id"] == "win"]
 
 
+@MODES
 @pytest.mark.parametrize("name,mode,access", CALLS, ids=[c[1] for c in CALLS])
-def test_call_on_a_guarded_page_runs_as_untraced_and_is_a_hit(targets, tmp_path: Path, name, mode, access):
+def test_call_on_a_guarded_page_runs_as_untraced_and_is_a_hit(targets, tmp_path: Path, name, mode, access, target):
     binary = targets[name]
-    proc, recs = run_recipe_jsonl(tmp_path, RECIPE.format(access="any", also=""), binary, mode, timeout=60)
+    proc, recs = run_recipe_jsonl(tmp_path, RECIPE.format(access="any", also="", target=target), binary, mode,
+                                  timeout=60)
     assert proc.returncode == 0, proc.stderr
     # The call's result and the bytes it moved are the untraced run's (EFAULT before).
     assert proc.stdout == untraced(binary, mode)
@@ -90,7 +96,7 @@ def test_call_on_a_guarded_page_runs_as_untraced_and_is_a_hit(targets, tmp_path:
 @pytest.mark.parametrize("name,mode,access", CALLS, ids=[c[1] for c in CALLS])
 def test_access_write_reports_only_the_calls_that_write(targets, tmp_path: Path, name, mode, access):
     binary = targets[name]
-    proc, recs = run_recipe_jsonl(tmp_path, RECIPE.format(access="write", also=ALSO) + OTHER, binary, mode, timeout=60)
+    proc, recs = run_recipe_jsonl(tmp_path, RECIPE.format(access="write", also=ALSO, target="") + OTHER, binary, mode, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == untraced(binary, mode)
     assert not [r for r in recs if r["event"] == "breakpoint" and r["id"] == "other"]
@@ -101,10 +107,12 @@ def test_access_write_reports_only_the_calls_that_write(targets, tmp_path: Path,
         assert hits == []        # a write() FROM the buffer only reads it
 
 
-@pytest.mark.parametrize("seccomp", [True, False], ids=["seccomp", "ptrace-syscall"])
-def test_a_named_call_is_reported_once_and_our_mprotect_never(targets, tmp_path: Path, seccomp):
+@pytest.mark.parametrize("seccomp,target", [(True, ""), (False, ""), (True, FILTERED)],
+                         ids=["seccomp", "ptrace-syscall", "seccomp-with-pointer-calls"])
+def test_a_named_call_is_reported_once_and_our_mprotect_never(targets, tmp_path: Path, seccomp, target):
     binary = targets["guard_syscall"]
-    text = RECIPE.format(access="any", also="") + "syscalls:\n  read:\n    on: both\n  mprotect:\n    on: both\n"
+    text = (RECIPE.format(access="any", also="", target=target)
+            + "syscalls:\n  read:\n    on: both\n  mprotect:\n    on: both\n")
     extra = () if seccomp else ("--no-seccomp",)
     proc, recs = run_recipe_jsonl(tmp_path, text, binary, "read", extra=extra, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -120,11 +128,13 @@ def test_a_named_call_is_reported_once_and_our_mprotect_never(targets, tmp_path:
     assert [h["access"] for h in wins(between)] == ["write"]
 
 
-def test_two_threads_calls_on_one_page_keep_it_open_for_each_other(targets, tmp_path: Path):
+@MODES
+def test_two_threads_calls_on_one_page_keep_it_open_for_each_other(targets, tmp_path: Path, target):
     # Thread 1's read (beside the window) ends while thread 0's (over it) still has the
     # page open: guarding it again then would fail thread 0's read with EFAULT.
     binary = targets["guard_syscall"]
-    proc, recs = run_recipe_jsonl(tmp_path, RECIPE.format(access="any", also=""), binary, "threads", timeout=60)
+    proc, recs = run_recipe_jsonl(tmp_path, RECIPE.format(access="any", also="", target=target), binary, "threads",
+                                  timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == untraced(binary, "threads") == "threads ret=8,8 data=thread-0,thread-1\n"
     hits = wins(recs)

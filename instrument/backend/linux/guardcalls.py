@@ -138,6 +138,12 @@ def _plan(call: Syscall) -> tuple[Arg, ...]:
 # number -> how its pointer arguments are touched: only calls that have any.
 PLANS: dict[int, tuple[Arg, ...]] = {
     c.number: p for c in TABLE if c.known and c.name not in _LEFT_ALONE for p in [_plan(c)] if p}
+
+
+def guard_call_numbers() -> frozenset[int]:
+    """The calls a seccomp filter stops for memory breakpoints (launch.py): those whose
+    pointers this module knows how to follow."""
+    return frozenset(PLANS)
 assert all(name in BY_NAME for name in _KNOWN)
 
 
@@ -150,7 +156,7 @@ class Protector(Protocol):
 
 def _end(proc: Process, th: Thread) -> None:
     th.guard_call = None
-    th.guard_calls = proc.guards is not None and bool(proc.guards.applied)
+    th.guard_calls = GuardCalls.stops_all(proc)
 
 
 def _args(regs: _ffi.UserRegs) -> tuple[int, ...]:
@@ -179,10 +185,16 @@ class GuardCalls:
 
     # -- which threads stop at every call ------------------------------------------------
     @staticmethod
+    def stops_all(proc: Process) -> bool:
+        """Whether every call of proc's threads must stop (PTRACE_SYSCALL): it has guarded
+        pages and no seccomp filter that stops the calls with pointers."""
+        return proc.guards is not None and bool(proc.guards.applied) and not proc.guard_filter
+
+    @staticmethod
     def sync(proc: Process) -> None:
         """PTRACE_SYSCALL for every thread of proc while it has a guarded page (taking
         effect at each thread's next continue)."""
-        on = proc.guards is not None and bool(proc.guards.applied)
+        on = GuardCalls.stops_all(proc)
         for th in proc.threads.values():
             th.guard_calls = on or th.guard_call is not None
 
@@ -209,7 +221,8 @@ class GuardCalls:
         again when it runs on (rip back on its `syscall`, rax its number), as a restarted
         call is. True: th is in a stop where injecting is safe now."""
         try:
-            if _ffi.syscall_op(th.tid, self._info) != _ffi.PTRACE_SYSCALL_INFO_ENTRY:
+            if _ffi.syscall_op(th.tid, self._info) not in (_ffi.PTRACE_SYSCALL_INFO_ENTRY,
+                                                           _ffi.PTRACE_SYSCALL_INFO_SECCOMP):
                 th.at_entry = False      # an exit that returned -ENOSYS, or no syscall-stop at all
                 return True
             regs = self._t.regs(th)
@@ -231,11 +244,23 @@ class GuardCalls:
         return True
 
     # -- stops ---------------------------------------------------------------------------
-    def swallows_seccomp(self, th: Thread) -> bool:
-        """A seccomp stop of our swapped mprotect (the recipe names mprotect): not the
-        program's call, not reported; it goes on to its exit."""
+    def on_seccomp(self, proc: Process, th: Thread) -> Events | None:
+        """A seccomp stop (an entry) of a thread with a call of ours under way, or of a
+        process whose filter stops the calls with pointers. []: ours (internal: our
+        swapped mprotect, should the recipe name mprotect; or a call swapped for one
+        now); None: syscalls.py's as usual (a call run as it is)."""
+        th.at_entry = True                   # no mprotect can be injected in it here
         call = th.guard_call
-        return call is not None and call.opening
+        if call is not None and call.opening:
+            return []
+        regs = self._t.regs(th)
+        number = int(regs.orig_rax)
+        plan = PLANS.get(number)
+        if plan is None:
+            return None
+        # Under the filter, a call that gets pages lent stops at its exit: th.guard_calls
+        # (set by _entry) continues it with PTRACE_SYSCALL until the call is done.
+        return self._entry(proc, th, call, number, plan, regs)
 
     def on_syscall_stop(self, proc: Process, th: Thread,
                         then: Callable[[Process, Thread], Events]) -> Events | None:

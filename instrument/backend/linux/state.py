@@ -207,6 +207,9 @@ class Process:
         # each is to get when let go (stops.py: cont and release). None: not paused.
         self.paused: list[tuple[Thread, int]] | None = None
         self.guards: GuardBook | None = None    # memory breakpoints (guard.py), made on first use
+        # The seccomp filter stops its calls that take pointers (guardcalls.py): no
+        # PTRACE_SYSCALL for guarded pages.
+        self.guard_filter = False
         # Started pinned to the tracer's CPU (launch.py): the CPUs its threads get back
         # when it starts a second thread, whose scheduling one CPU would change. None:
         # not pinned (any more).
