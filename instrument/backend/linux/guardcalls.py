@@ -21,7 +21,8 @@ were transferred count), the pc the thread's `syscall` instruction.
 
 A process traced with a seccomp filter (a `syscalls:` section, syscalls.py) gets
 its entries reported by their seccomp stop only, which comes after the
-syscall-entry-stop: the swapped mprotect's own seccomp stop, should the recipe
+syscall-entry-stop (and a filter may stop the calls with pointers for us, see
+the limits below): the swapped mprotect's own seccomp stop, should the recipe
 name mprotect, is ours and swallowed, and the re-entered call's is reported
 once.
 
@@ -37,10 +38,14 @@ Known limits:
   madvise, mincore, mlock, pkey_mprotect) and clone/fork/exit are left alone:
   they do not access the memory they name (guard.py tracks what they do).
 - Every system call of every thread stops twice while any page is guarded
-  (PTRACE_SYSCALL; bench/syscalls.py measures it): the seccomp filter, which
-  would stop only the calls with pointers, can only be installed before exec and
-  never taken off, so it cannot follow memory breakpoints armed and cleared at
-  run time, nor be used in an attached process.
+  (PTRACE_SYSCALL; bench/syscalls.py measures it), except in a started target
+  that may have a seccomp filter (follow_forks, no `detach`: the filter stays
+  for good, and a process let go with it would have those calls fail with
+  ENOSYS; session.guard_filter): its filter stops only the calls of PLANS, once
+  at entry (a seccomp stop, where the swap is made alike), and a thread runs
+  under PTRACE_SYSCALL only until the exit of a call that has pages open. That
+  filter is there from exec on, so those calls stop even before any page is
+  guarded; an attached process cannot get one.
 - A thread that never re-enters its call after the pages were opened (a signal
   handler that longjmps out) leaves them open until its next such call ends.
 """
