@@ -145,11 +145,13 @@ PLANS: dict[int, tuple[Arg, ...]] = {
     c.number: p for c in TABLE if c.known and c.name not in _LEFT_ALONE for p in [_plan(c)] if p}
 
 
-def guard_call_numbers() -> frozenset[int]:
-    """The calls a seccomp filter stops for memory breakpoints (launch.py): those whose
-    pointers this module knows how to follow."""
-    return frozenset(PLANS)
 assert all(name in BY_NAME for name in _KNOWN)
+
+
+def guard_call_numbers() -> frozenset[int]:
+    """The calls a seccomp filter stops for memory breakpoints (tracee.py's spawn): those
+    whose pointers this module knows how to follow."""
+    return frozenset(PLANS)
 
 
 class Protector(Protocol):
@@ -344,8 +346,10 @@ class GuardCalls:
         runs, call.runs, call.opening = call.runs, [], False
         th.at_entry = False
         if result < 0:
-            self._give_back(proc, th, call)      # the call runs as it would have: EFAULT
-            _end(proc, th)
+            # Not opened (its mapping went meanwhile?): the call runs as it would untraced
+            # (EFAULT, most likely). It keeps its pages, unlent, so that its re-entry does
+            # not try again (and again).
+            self._unlend(proc, th, call)
         else:
             self._protect.protect_pages(proc, th, [(page, prot) for start, length, prot in runs
                                                    for page in range(start, start + length, PAGE)])
@@ -385,7 +389,18 @@ class GuardCalls:
         book = proc.guards
         if book is None:
             return
-        closing: list[int] = []
+        closing = [p for p in self._unlend(proc, th, call) if p in book.applied]
+        call.pages = []
+        if closing:
+            self._protect.protect_pages(proc, th, [(p, book.applied[p]) for p in closing])
+
+    @staticmethod
+    def _unlend(proc: Process, th: Thread, call: GuardCall) -> list[int]:
+        """th taken off the lenders of its call's pages: the pages no call has open now."""
+        book = proc.guards
+        if book is None:
+            return []
+        free: list[int] = []
         for p in call.pages:
             lenders = book.lent.get(p)
             if lenders is None:
@@ -394,11 +409,8 @@ class GuardCalls:
             lenders.intersection_update(proc.threads)       # threads gone meanwhile
             if not lenders:
                 del book.lent[p]
-                if p in book.applied:
-                    closing.append(p)
-        call.pages = []
-        if closing:
-            self._protect.protect_pages(proc, th, [(p, book.applied[p]) for p in closing])
+                free.append(p)
+        return free
 
     # -- the buffers of a call -------------------------------------------------------------
     def _spans(self, proc: Process, plan: tuple[Arg, ...],
