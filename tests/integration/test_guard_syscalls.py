@@ -61,6 +61,8 @@ CALLS = [
     ("guard_syscall", "futex", "read"),
     ("guard_iov", "readv", "write"),
     ("guard_iov", "writev", "read"),
+    ("guard_iov", "recvmsg", "write"),
+    ("guard_iov", "sendmsg", "read"),
 ]
 
 

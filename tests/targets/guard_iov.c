@@ -3,11 +3,13 @@
 // runs): they must move the same bytes as untraced. Each iovec list is two pieces:
 // 5 bytes in a plain buffer, then 6 bytes at watched.b[2050], across the window.
 // `done()` runs right after the call, before the program itself touches the page.
-// Usage: guard_iov readv|writev
+// sendmsg/recvmsg do the same through a struct msghdr over a socketpair.
+// Usage: guard_iov readv|writev|sendmsg|recvmsg
 //! cflags: -g -O0 -no-pie
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -23,9 +25,11 @@ int main(int argc, char **argv) {
     char plain[8] = {0};
     int fds[2];
     memset(watched.b, 'x', sizeof watched.b);
-    if (pipe(fds) != 0) return 2;
-    if (strcmp(mode, "readv") == 0 && write(fds[1], "hello world", 11) != 11) return 2;
-    if (strcmp(mode, "writev") == 0) {
+    int sock = strcmp(mode, "sendmsg") == 0 || strcmp(mode, "recvmsg") == 0;
+    if ((sock ? socketpair(AF_UNIX, SOCK_STREAM, 0, fds) : pipe(fds)) != 0) return 2;
+    int reading = strcmp(mode, "readv") == 0 || strcmp(mode, "recvmsg") == 0;
+    if (reading && write(fds[1], "hello world", 11) != 11) return 2;
+    if (!reading) {
         memcpy(plain, "hello", 5);
         memcpy(watched.b + 2050, " world", 6);
     }
@@ -34,18 +38,21 @@ int main(int argc, char **argv) {
     ready();
     long ret;
     int err;
-    if (strcmp(mode, "readv") == 0) {
-        ret = readv(fds[0], iov, 2);
+    struct msghdr msg = {0};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 2;
+    if (reading) {
+        ret = sock ? recvmsg(fds[0], &msg, MSG_WAITALL) : readv(fds[0], iov, 2);
         err = ret < 0 ? errno : 0;
         done();
-        printf("readv ret=%ld errno=%d data=%.5s|%.6s\n", ret, err, plain, (char *)watched.b + 2050);
+        printf("%s ret=%ld errno=%d data=%.5s|%.6s\n", mode, ret, err, plain, (char *)watched.b + 2050);
     } else {
-        ret = writev(fds[1], iov, 2);
+        ret = sock ? sendmsg(fds[1], &msg, 0) : writev(fds[1], iov, 2);
         err = ret < 0 ? errno : 0;
         done();
         char got[12] = {0};
         if (ret > 0 && read(fds[0], got, (size_t)ret) != ret) return 2;
-        printf("writev ret=%ld errno=%d piped=%s\n", ret, err, got);
+        printf("%s ret=%ld errno=%d piped=%s\n", mode, ret, err, got);
     }
     return 0;
 }

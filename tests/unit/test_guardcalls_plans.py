@@ -23,6 +23,8 @@ def test_buffers_are_written_by_reads_and_read_by_writes() -> None:
     assert plan("readv") == [(1, "iov", Access.WRITE, "bytes")]
     assert plan("writev") == [(1, "iov", Access.READ, "bytes")]
     assert plan("recvfrom")[0] == (1, "len", Access.WRITE, "bytes")
+    assert plan("recvmsg") == [(1, "msghdr", Access.WRITE, "bytes")]
+    assert plan("sendmsg") == [(1, "msghdr", Access.READ, "bytes")]
 
 
 def test_sizes_the_table_lacks_are_kept_by_hand() -> None:

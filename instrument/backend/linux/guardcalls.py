@@ -6,7 +6,7 @@ has guarded pages (memory breakpoints, guard.py), its threads are continued with
 PTRACE_SYSCALL, and at each syscall-entry-stop the buffers the call will touch
 are worked out from the system call table (arch/x86_64/syscalls.py: buffer and
 length pairs, iovec arrays, C strings, and 256 bytes behind any other pointer)
-plus a few sizes kept here (struct stat, a futex word). A call none of whose
+plus a few sizes kept here (struct stat, a futex word, a msghdr's iovecs). A call none of whose
 buffers reaches a guarded page runs on untouched. One that does is swapped for
 `mprotect(page, length, the page's own protection)` (orig_rax and the argument
 registers changed at its entry stop, so no code is injected there, where none
@@ -30,10 +30,11 @@ Known limits:
 - While a call has a page open, other threads of the process run through that
   page unseen (a blocking read() can keep it open long: the other threads
   cannot be stopped for that long).
-- A pointer whose size the table does not give (most `ptr` arguments, ioctl's
-  argument, the buffers behind a msghdr) gets its first 256 bytes opened, so the
-  call works where it touches no more, but no hit is reported for it; nor for
-  the calls the table does not know (known=False), which still fail with EFAULT.
+- A pointer whose size the table does not give (most `ptr` arguments, the
+  vectors of sendmmsg/recvmmsg) gets its first 256 bytes opened, so the call
+  works where it touches no more, but no hit is reported for it; a `hex`
+  argument (ioctl's) and the calls the table does not know (known=False) are
+  not followed at all: they still fail with EFAULT.
 - The memory-management calls (mmap, mprotect, munmap, brk, mremap, msync,
   madvise, mincore, mlock, pkey_mprotect) and clone/fork/exit are left alone:
   they do not access the memory they name (guard.py tracks what they do).
@@ -73,6 +74,7 @@ _EFAULT = -14
 _UNSIZED = 256             # opened behind a pointer of unknown size
 _PATH_MAX = 4096
 _IOV_MAX = 1024
+_MSGHDR = 56               # sizeof(struct msghdr) on x86-64
 _FUTEX_WAITS = (0, 9)      # FUTEX_WAIT, FUTEX_WAIT_BITSET (the op without PRIVATE / CLOCK_REALTIME)
 _SYSCALL_INSN_LEN = 2
 
@@ -89,8 +91,9 @@ R, W = Access.READ, Access.WRITE
 @dataclass(frozen=True)
 class Arg:
     """How one pointer argument is touched: `kind` len (length in argument `n`),
-    fixed (`n` bytes), iov (iovec array, count in argument `n`), cstr (a NUL-terminated
-    string), unsized (unknown size: opened, never reported). `access` is what the kernel
+    fixed (`n` bytes), iov (iovec array, count in argument `n`), msghdr (a struct msghdr:
+    its iovecs as iov's, its name and control buffers opened only), cstr (a
+    NUL-terminated string), unsized (unknown size: opened, never reported). `access` is what the kernel
     does to the memory (READ: it reads the user's buffer, as write() does); `result`
     which part counts once the call is done: "bytes" as many as it returns, "success"
     all of it if it did not fail, "futex" all of it for a wait operation, "any" all."""
@@ -122,6 +125,8 @@ _KNOWN: dict[str, tuple[Arg, ...]] = {
     "getdents": (Arg(1, "len", 2, W, "bytes"),),
     "getdents64": (Arg(1, "len", 2, W, "bytes"),),
     "getcwd": (Arg(0, "len", 1, W, "bytes"),),
+    "sendmsg": (Arg(1, "msghdr", 0, R, "bytes"),),
+    "recvmsg": (Arg(1, "msghdr", 0, W, "bytes"),),
 }
 
 
@@ -430,11 +435,30 @@ class GuardCalls:
             elif a.kind == "unsized":
                 spans.append((p, p + _UNSIZED, R, "unsized"))
             elif a.kind == "iov":
-                count = min(int(args[a.n]) & 0xFFFFFFFF, _IOV_MAX)
-                spans.append((p, p + 16 * count, R, "any"))
-                for base, length in self._iovecs(proc, p, count):
-                    spans.append((base, base + length, a.access, "iov"))
+                self._iov_spans(proc, spans, p, int(args[a.n]), a.access)
+            elif a.kind == "msghdr":
+                spans.append((p, p + _MSGHDR, R, "unsized"))
+                try:
+                    head = proc.read(p, _MSGHDR)
+                except DebuggerError:
+                    continue
+                name, namelen, iov, iovlen, control, controllen = (
+                    int.from_bytes(head[at:at + width], "little")
+                    for at, width in ((0, 8), (8, 4), (16, 8), (24, 8), (32, 8), (40, 8)))
+                for base, length in ((name, namelen), (control, controllen)):
+                    if base and length:
+                        spans.append((base, base + min(length, 1 << 20), R, "unsized"))
+                if iov:
+                    self._iov_spans(proc, spans, iov, iovlen, a.access)
         return spans
+
+    def _iov_spans(self, proc: Process, spans: list[tuple[int, int, Access, str]], p: int, count: int,
+                   access: Access) -> None:
+        """The iovec array at p (read by the kernel) and the buffers it names."""
+        count = min(count & 0xFFFFFFFF, _IOV_MAX)
+        spans.append((p, p + 16 * count, R, "any"))
+        for base, length in self._iovecs(proc, p, count):
+            spans.append((base, base + length, access, "iov"))
 
     @staticmethod
     def _iovecs(proc: Process, address: int, count: int) -> list[tuple[int, int]]:
