@@ -1,4 +1,4 @@
-"""Which system call arguments the guard-page code opens, and which accesses it reports (guardcalls.PLANS)."""
+"""Which system call arguments the guard-page code opens, and which accesses it reports (callbufs.PLANS)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from instrument.events import Access  # noqa: E402
 
 
 def plan(name: str) -> list[tuple[int, str, Access, str]]:
-    from instrument.backend.linux.guardcalls import PLANS
+    from instrument.backend.linux.callbufs import PLANS
     return [(a.index, a.kind, a.access, a.result) for a in PLANS.get(BY_NAME[name].number, ())]
 
 

@@ -55,14 +55,12 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from ...arch.x86_64 import MASK64, PAGE_SIZE as PAGE, page_of, to_signed64
-from ...arch.x86_64.syscalls import BY_NAME, TABLE, Syscall
-from ...errors import DebuggerError
+from ...arch.x86_64 import MASK64, PAGE_SIZE as PAGE, to_signed64
 from ...events import Access, DebugEvent, EventCode, ExceptionCode, ExceptionInfo
 from . import _ffi
+from .callbufs import PLANS, Arg, spans_of, touched
 from .pages import GuardBook, GuardCall
 from .state import Process, Thread
 from .stops import Events, Tracees
@@ -71,93 +69,7 @@ SYS_MPROTECT = 10
 _SYSCALL_TRAP = signal.SIGTRAP | 0x80
 _NEG_ENOSYS = -38 & MASK64
 _EFAULT = -14
-_UNSIZED = 256             # opened behind a pointer of unknown size
-_PATH_MAX = 4096
-_IOV_MAX = 1024
-_MSGHDR = 56               # sizeof(struct msghdr) on x86-64
-_FUTEX_WAITS = (0, 9)      # FUTEX_WAIT, FUTEX_WAIT_BITSET (the op without PRIVATE / CLOCK_REALTIME)
 _SYSCALL_INSN_LEN = 2
-
-# Calls left alone: they manage memory rather than access it, or never come back.
-_LEFT_ALONE = frozenset({
-    "mmap", "mprotect", "munmap", "brk", "mremap", "msync", "madvise", "mincore", "mlock", "munlock",
-    "pkey_mprotect", "remap_file_pages", "clone", "clone3", "fork", "vfork", "exit", "exit_group",
-    "rt_sigreturn", "shmat", "shmdt",
-})
-
-R, W = Access.READ, Access.WRITE
-
-
-@dataclass(frozen=True)
-class Arg:
-    """How one pointer argument is touched: `kind` len (length in argument `n`),
-    fixed (`n` bytes), iov (iovec array, count in argument `n`), msghdr (a struct msghdr:
-    its iovecs as iov's, its name and control buffers opened only), cstr (a
-    NUL-terminated string), unsized (unknown size: opened, never reported). `access` is what the kernel
-    does to the memory (READ: it reads the user's buffer, as write() does); `result`
-    which part counts once the call is done: "bytes" as many as it returns, "success"
-    all of it if it did not fail, "futex" all of it for a wait operation, "any" all."""
-
-    index: int
-    kind: str
-    n: int = 0
-    access: Access = R
-    result: str = "any"        # "bytes" | "success" | "any"
-
-
-# Sizes and directions the generated table leaves out (its `ptr` arguments).
-_STAT = 144                    # sizeof(struct stat) on x86-64
-_KNOWN: dict[str, tuple[Arg, ...]] = {
-    "stat": (Arg(0, "cstr"), Arg(1, "fixed", _STAT, W, "success")),
-    "lstat": (Arg(0, "cstr"), Arg(1, "fixed", _STAT, W, "success")),
-    "fstat": (Arg(1, "fixed", _STAT, W, "success"),),
-    "newfstatat": (Arg(1, "cstr"), Arg(2, "fixed", _STAT, W, "success")),
-    "statx": (Arg(1, "cstr"), Arg(4, "fixed", 256, W, "success")),
-    "futex": (Arg(0, "fixed", 4, R, "futex"), Arg(3, "unsized"), Arg(4, "unsized")),
-    "pipe": (Arg(0, "fixed", 8, W, "success"),),
-    "pipe2": (Arg(0, "fixed", 8, W, "success"),),
-    "nanosleep": (Arg(0, "fixed", 16, R), Arg(1, "unsized")),
-    "clock_nanosleep": (Arg(2, "fixed", 16, R), Arg(3, "unsized")),
-    "readv": (Arg(1, "iov", 2, W, "bytes"),),
-    "writev": (Arg(1, "iov", 2, R, "bytes"),),
-    "preadv": (Arg(1, "iov", 2, W, "bytes"),),
-    "pwritev": (Arg(1, "iov", 2, R, "bytes"),),
-    "getdents": (Arg(1, "len", 2, W, "bytes"),),
-    "getdents64": (Arg(1, "len", 2, W, "bytes"),),
-    "getcwd": (Arg(0, "len", 1, W, "bytes"),),
-    "sendmsg": (Arg(1, "msghdr", 0, R, "bytes"),),
-    "recvmsg": (Arg(1, "msghdr", 0, W, "bytes"),),
-}
-
-
-def _plan(call: Syscall) -> tuple[Arg, ...]:
-    known = _KNOWN.get(call.name)
-    if known is not None:
-        return known
-    plan: list[Arg] = []
-    for i, a in enumerate(call.args):
-        if a.kind in ("buf", "obuf") and isinstance(a.detail, int):
-            plan.append(Arg(i, "len", a.detail, R if a.kind == "buf" else W, "bytes"))
-        elif a.kind in ("path", "str"):
-            plan.append(Arg(i, "cstr"))
-        elif a.kind == "ptr":
-            plan.append(Arg(i, "unsized"))
-    return tuple(plan)
-
-
-# number -> how its pointer arguments are touched: only calls that have any.
-PLANS: dict[int, tuple[Arg, ...]] = {
-    c.number: p for c in TABLE if c.known and c.name not in _LEFT_ALONE for p in [_plan(c)] if p}
-
-
-assert all(name in BY_NAME for name in _KNOWN)
-
-
-def guard_call_numbers() -> frozenset[int]:
-    """The calls a seccomp filter stops for memory breakpoints (tracee.py's spawn): those
-    whose pointers this module knows how to follow."""
-    return frozenset(PLANS)
-
 
 class Protector(Protocol):
     """What this needs of guard.py: pages given protections by mprotects that stopped
@@ -313,7 +225,7 @@ class GuardCalls:
         if book is None or not book.applied and not book.lent:
             return None
         args = _args(regs)
-        spans = self._spans(proc, plan, args)
+        spans = spans_of(proc.read, plan, args)
         need = self._guarded_pages(book, spans)
         have = set(call.pages) if call is not None else set()
         new = [p for p in need if p not in have]
@@ -377,7 +289,7 @@ class GuardCalls:
             return []
         events: Events = []
         seen: set[int] = set()
-        for lo, hi, access in self._touched(proc, call.spans, call.entered, result):
+        for lo, hi, access in touched(proc.read, call.spans, call.entered, result):
             for r in book.ranges.values():
                 first = max(lo, r.address)
                 if r.address in seen or not r.watches(access) or first >= min(hi, r.end):
@@ -417,63 +329,6 @@ class GuardCalls:
                 free.append(p)
         return free
 
-    # -- the buffers of a call -------------------------------------------------------------
-    def _spans(self, proc: Process, plan: tuple[Arg, ...],
-               args: tuple[int, ...]) -> list[tuple[int, int, Access, str]]:
-        """(lo, hi, access, kind) of the memory the call may touch, at its entry."""
-        spans: list[tuple[int, int, Access, str]] = []
-        for a in plan:
-            p = int(args[a.index])
-            if not p:
-                continue
-            if a.kind == "len":
-                spans.append((p, p + (int(args[a.n]) & 0x7FFFFFFFFFFF), a.access, a.result))
-            elif a.kind == "fixed":
-                spans.append((p, p + a.n, a.access, a.result))
-            elif a.kind == "cstr":
-                spans.append((p, p + _PATH_MAX, R, "cstr"))
-            elif a.kind == "unsized":
-                spans.append((p, p + _UNSIZED, R, "unsized"))
-            elif a.kind == "iov":
-                self._iov_spans(proc, spans, p, int(args[a.n]), a.access)
-            elif a.kind == "msghdr":
-                spans.append((p, p + _MSGHDR, R, "unsized"))
-                try:
-                    head = proc.read(p, _MSGHDR)
-                except DebuggerError:
-                    continue
-                name, namelen, iov, iovlen, control, controllen = (
-                    int.from_bytes(head[at:at + width], "little")
-                    for at, width in ((0, 8), (8, 4), (16, 8), (24, 8), (32, 8), (40, 8)))
-                for base, length in ((name, namelen), (control, controllen)):
-                    if base and length:
-                        spans.append((base, base + min(length, 1 << 20), R, "unsized"))
-                if iov:
-                    self._iov_spans(proc, spans, iov, iovlen, a.access)
-        return spans
-
-    def _iov_spans(self, proc: Process, spans: list[tuple[int, int, Access, str]], p: int, count: int,
-                   access: Access) -> None:
-        """The iovec array at p (read by the kernel) and the buffers it names."""
-        count = min(count & 0xFFFFFFFF, _IOV_MAX)
-        spans.append((p, p + 16 * count, R, "any"))
-        for base, length in self._iovecs(proc, p, count):
-            spans.append((base, base + length, access, "iov"))
-
-    @staticmethod
-    def _iovecs(proc: Process, address: int, count: int) -> list[tuple[int, int]]:
-        try:
-            data = proc.read(address, 16 * count)
-        except DebuggerError:
-            return []
-        out = []
-        for i in range(count):
-            base = int.from_bytes(data[16 * i:16 * i + 8], "little")
-            length = int.from_bytes(data[16 * i + 8:16 * i + 16], "little")
-            if base and length:
-                out.append((base, length))
-        return out
-
     @staticmethod
     def _guarded_pages(book: GuardBook, spans: list[tuple[int, int, Access, str]]) -> list[int]:
         """The guarded (or lent) pages the spans reach. Checked page by guarded page, not
@@ -483,53 +338,6 @@ class GuardCalls:
             if any(lo < page + PAGE and page < hi for lo, hi, _, _ in spans):
                 pages.append(page)
         return pages
-
-    def _touched(self, proc: Process, spans: list[tuple[int, int, Access, str]],
-                 entered: tuple[int, tuple[int, ...]], result: int) -> list[tuple[int, int, Access]]:
-        """[lo, hi) and access of what the finished call did touch, by its result."""
-        number, args = entered
-        out: list[tuple[int, int, Access]] = []
-        moved = result                               # bytes left to spread over the iovecs
-        for lo, hi, access, how in spans:
-            if how == "unsized":
-                continue
-            if how == "bytes":
-                if result > 0:
-                    out.append((lo, min(hi, lo + result), access))
-            elif how == "iov":
-                if moved > 0:
-                    out.append((lo, min(hi, lo + moved), access))
-                    moved -= hi - lo
-            elif how == "success":
-                if result >= 0:
-                    out.append((lo, hi, access))
-            elif how == "cstr":
-                out.append((lo, lo + self._cstr_size(proc, lo), access))
-            elif how == "futex":
-                # Only the wait operations read the word; a wake names it but leaves it be.
-                if int(args[1]) & 0x7F in _FUTEX_WAITS:
-                    out.append((lo, hi, access))
-            else:
-                out.append((lo, hi, access))
-        return out
-
-    @staticmethod
-    def _cstr_size(proc: Process, address: int) -> int:
-        """The length of the string at `address` with its NUL, read a page at a time."""
-        size, at = 0, address
-        while size < _PATH_MAX:
-            chunk = PAGE - (at & (PAGE - 1))
-            try:
-                data = proc.read(at, chunk)
-            except DebuggerError:
-                return max(size, 1)
-            nul = data.find(b"\0")
-            if nul >= 0:
-                return size + nul + 1
-            size += chunk
-            at += chunk
-        return _PATH_MAX
-
 
 def _copy_regs(into: _ffi.UserRegs, source: _ffi.UserRegs) -> None:
     """One register buffer over another, in place (the thread's cached buffer is kept)."""

@@ -37,7 +37,7 @@ from . import _ffi, attach, debugregs, perfbp, procfs
 from .calls import Injector
 from .decode import Decoder
 from .guard import SEGV_ACCERR, Guards
-from .guardcalls import guard_call_numbers
+from .callbufs import guard_call_numbers
 from .launch import Expired, Launcher, WaitAlarm
 from .sampling import SAMPLE_TICK, Sampling
 from .state import THE_ENGINES, Process, Thread
