@@ -93,7 +93,7 @@ class LinuxBackend:
         self._handle = self._decoder.handle
         self._stopped_thread, self._regs = t.stopped_thread, t.regs
         self._alarm = WaitAlarm()
-        self._launcher = Launcher(self._alarm.wake)
+        self._launcher = Launcher(self._alarm.wake, self._alarm.watch_io)
         self._closed = False
         self.patched_bytes: Callable[[int], Mapping[int, bytes]] | None = None
 
