@@ -155,6 +155,10 @@ class LinuxBackend:
         if proc is None:
             return
         t.close_sampler(proc)
+        # Its uprobes gone before DR6 is put back: until then their int3s stay and every
+        # hit, single-stepped out of line by the kernel, sets DR6.BS again. The target
+        # runs meanwhile (its hits are no longer counted: the session has ended for it).
+        t.probes.settle()
         if proc.paused is not None:
             for th, sig in proc.paused:
                 th.signal = sig or th.signal    # delivered by the detach
