@@ -127,10 +127,13 @@ def main(traceback: bool) -> None:
                    "(by default such hits are sampled by perf events while the target runs on: "
                    "hardware breakpoints as perf breakpoints, soft ones as uprobes).")
 @click.option("--no-seccomp", is_flag=True, help=NO_SECCOMP_HELP)
+# Internal (tests, bench): the stops before a sampled soft breakpoint becomes a uprobe
+# (compiler/sampling.py SAMPLE_AFTER); 0: a uprobe from the first hit.
+@click.option("--sample-after", type=click.IntRange(min=0), default=None, hidden=True)
 @handle_errors
 def run(recipe: str, command: tuple[str, ...], pid: int | None, sets: tuple[str, ...], fmt: str,
         output: str | None, out_dir: str, timeout: float | None, all_events: bool, no_pin: bool,
-        no_sampling: bool, no_seccomp: bool) -> None:
+        no_sampling: bool, no_seccomp: bool, sample_after: int | None) -> None:
     """Run RECIPE (a file, or the name of a shipped recipe) against its target.
 
     A COMMAND after `--` replaces the recipe's `target: run:`.
@@ -141,7 +144,7 @@ def run(recipe: str, command: tuple[str, ...], pid: int | None, sets: tuple[str,
     backend = get_backend()
     plan = compile_recipe(find_recipe(recipe), overrides=parse_sets(sets), command=command or None, pid=pid,
                           timeout=timeout, capabilities=backend.capabilities, need_target=True,
-                          sample_hits=not no_sampling)
+                          sample_hits=not no_sampling, sample_after=sample_after)
     _run_plan(plan, backend, fmt=fmt, output=output, out_dir=out_dir, all_events=all_events, no_pin=no_pin,
               no_seccomp=no_seccomp)
 

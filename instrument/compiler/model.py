@@ -36,6 +36,10 @@ class BreakpointPlan:
     # Its hits are reported without stopping the thread (compiler/sampling.py); chosen
     # for a backend's capabilities, so False until Plan.sampling_chosen.
     sampled: bool = False
+    # A sampled soft breakpoint stops as an int3 for its first `sample_after` hits at an
+    # address and becomes a uprobe there at the stop of the last (compiler/sampling.py,
+    # SAMPLE_AFTER: a uprobe costs more to close than a few stops); 0: a uprobe at once.
+    sample_after: int = 0
     # What explain should say of where it lands (a source line without code: the next one).
     note: str | None = None
 

@@ -18,7 +18,7 @@ from ..recipe.checks import apply_params, substitute
 from ..recipe.model import Breakpoint, Recipe
 from .model import BreakpointPlan, Plan, TargetPlan
 from .resolve import StaticSymbols
-from .sampling import choose_sampled
+from .sampling import SAMPLE_AFTER, choose_sampled
 from .sections import compile_sections
 from .table import compile_actions
 from ..recipe.globs import is_pattern
@@ -34,12 +34,14 @@ __all__ = ["BreakpointPlan", "Plan", "TargetPlan", "compile_plan"]
 def compile_plan(recipe: Recipe, *, overrides: dict[str, str] | None = None,
                  command: Sequence[str] | None = None, pid: int | None = None,
                  timeout: float | None = None, capabilities: Capabilities | None = None,
-                 need_target: bool = False, sample_hits: bool = True) -> Plan:
+                 need_target: bool = False, sample_hits: bool = True,
+                 sample_after: int | None = None) -> Plan:
     """Compile a loaded recipe. `command`/`pid`/`timeout` are the CLI's overrides.
 
     With the backend's `capabilities`, the recipe is checked against them and the
     hardware breakpoints whose hits can be sampled are chosen (compiler/sampling.py;
-    `sample_hits` False: none, every hit stops the target); without, the plan is
+    `sample_hits` False: none, every hit stops the target; `sample_after`: the stops
+    before a sampled soft breakpoint becomes a uprobe, SAMPLE_AFTER when None); without, the plan is
     backend-neutral and the engine chooses its sampled breakpoints by the same rule.
 
     Raises RecipeErrors with every error found, each with its file:line:col."""
@@ -77,7 +79,8 @@ def compile_plan(recipe: Recipe, *, overrides: dict[str, str] | None = None,
                 variables=bool(ctx.dwarf_uses))
     if capabilities is not None:
         plan = choose_sampled(plan, capabilities.abi, capabilities.sampled_registers, enabled=sample_hits,
-                              soft=capabilities.sampled_soft)
+                              soft=capabilities.sampled_soft,
+                              after=SAMPLE_AFTER if sample_after is None else sample_after)
     return plan
 
 

@@ -20,6 +20,12 @@ SIGTRAP the kernel sends the program for the single-step it saw (uprobes'
 arch_uprobe_post_xol). Those soft breakpoints stop the thread, as with
 `--no-sampling`.
 
+A sampled soft breakpoint starts as an int3 all the same, and becomes a uprobe
+only at the stop of its SAMPLE_AFTER-th hit at an address (engine/hits.py): the
+kernel takes ~0.15-0.2 s to close a uprobe's events at the session's end (the
+probe's unregistering waits for an RCU-tasks grace period, per event), which a
+run with a few hits would pay for nothing.
+
 The choice is the compiler's and is recorded in the Plan
 (BreakpointPlan.sampled); the engine arms each breakpoint the way the plan says.
 """
@@ -31,6 +37,16 @@ import dataclasses
 from ..arch import x86_64 as regdefs
 from ..arch.x86_64 import Abi
 from .model import BreakpointPlan, Plan
+
+
+# Stops at an address before its sampled soft breakpoints become a uprobe there. The
+# uprobe's events cost ~0.15-0.2 s to close (two CPUs: two events; measured here, the
+# one-hit run 0.40 s sampled against 0.22 s stopped) and save ~25-30 us a hit (a stop
+# pinned ~45 us, a sample ~15 us: bench/uprobe.py): break-even at ~5,000-7,000 hits.
+# Lower than that, so that a hot breakpoint pays at most ~1024 stops (~50 ms) before
+# it runs at the uprobe's cost, and the 50,000-hit bench keeps its ratio; a breakpoint
+# hit fewer times (the common one-shot or few-hit recipe) never opens a uprobe at all.
+SAMPLE_AFTER = 1024
 
 
 def sampled_registers(plan: BreakpointPlan, abi: Abi, *, soft: bool = False) -> frozenset[str] | None:
@@ -78,15 +94,17 @@ def watches_data(plan: Plan) -> bool:
 
 
 def choose_sampled(plan: Plan, abi: Abi, available: frozenset[str], *, enabled: bool = True,
-                   soft: bool = False) -> Plan:
+                   soft: bool = False, after: int = SAMPLE_AFTER) -> Plan:
     """`plan` with its sampled breakpoints chosen for a backend of this `abi` that can
     sample `available` registers (Capabilities.abi, .sampled_registers), soft ones too
     where `soft` (.sampled_soft) and the plan watches no data; `enabled` False: none is
-    sampled (`--no-sampling`), every hit stops the target."""
+    sampled (`--no-sampling`), every hit stops the target. `after`: the stops of a
+    sampled soft breakpoint before its uprobe (BreakpointPlan.sample_after)."""
     soft = soft and not watches_data(plan)
 
     def chosen(bp: BreakpointPlan) -> BreakpointPlan:
-        return dataclasses.replace(bp, sampled=enabled and can_sample(bp, abi, available, soft=soft))
+        sampled = enabled and can_sample(bp, abi, available, soft=soft)
+        return dataclasses.replace(bp, sampled=sampled, sample_after=after if sampled and bp.type == "soft" else 0)
 
     breakpoints = tuple(chosen(bp) for bp in plan.breakpoints)
     # A pattern's functions are breakpoints made from its template as modules load.

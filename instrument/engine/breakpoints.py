@@ -124,7 +124,10 @@ class SoftBreakpoint(Breakpoint):
         problem = soft_site_problem(process, address)
         if problem is not None:
             raise DebuggerError(problem)
-        if self.plan.sampled:
+        if self.plan.sampled and self.plan.sample_after:
+            # An int3 first, a uprobe after so many stops (engine/hits.py).
+            process.add_adaptive_user(address, self.id, self.plan.sample_after)
+        elif self.plan.sampled:
             # A uprobe where the backend can (the summary says why where not: an int3).
             process.add_sampled_user(address, self.id)
         else:

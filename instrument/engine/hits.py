@@ -120,7 +120,35 @@ class ExceptionDispatch:
                 self.hit_breakpoint(process, event, by_id[user], regs, address)
         if regs["rip"] != address or process.sites.get(address) is not site or site.state is not _IN:
             return False                 # an action moved pc (return:), or the site is gone: nothing to step over
-        return self.step_over(process, tid, site, regs)
+        if not process.adaptive or address not in process.adaptive:
+            return self.step_over(process, tid, site, regs)
+        left = process.adaptive[address] - 1
+        if left > 0:
+            process.adaptive[address] = left
+            return self.step_over(process, tid, site, regs)
+        passed = self.step_over(process, tid, site, regs)
+        self._switch_to_sampled(process, tid, site)
+        return passed
+
+    def _switch_to_sampled(self, process: ProcessState, tid: int, site: SoftSite) -> None:
+        """The stops at `site` have cost more than its uprobe will (compiler/sampling.py
+        SAMPLE_AFTER): after this one, its hits come sampled. Only when every user of the
+        int3 is a sampled breakpoint, and the thread has run the instruction (the step
+        over it was not cut short by a signal or a fault)."""
+        address = site.address
+        by_id = self.breakpoints.by_id
+        try:
+            past = process.alive and self.backend.registers(tid)["rip"] != address
+        except DebuggerError:
+            past = False
+        if not past:
+            process.adaptive[address] = 1            # the next stop there, then
+            return
+        if process.sites.get(address) is not site or not site.users or \
+                not all(u in by_id and by_id[u].sampled and by_id[u].active for u in site.users):
+            process.adaptive.pop(address, None)      # it stays an int3
+            return
+        process.switch_to_sampled(address, tid)
 
     def on_sampled_soft_hit(self, process: ProcessState, event: DebugEvent, info: ExceptionInfo) -> None:
         """A uprobe's hit (Backend.sample_code): the thread has run on, so as for a

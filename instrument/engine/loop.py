@@ -111,8 +111,9 @@ class Session:
     def runs_on_at_hits(self) -> bool:
         """Every breakpoint is sampled: no hit stops the target. One CPU for tracer and
         target makes stops cheaper; without stops, two let the target run while the
-        tracer writes records."""
-        return bool(self.breakpoints) and all(bp.sampled for bp in self.breakpoints)
+        tracer writes records. A soft one that stops first (BreakpointPlan.sample_after)
+        stops at its first hits: pinned, those cost less."""
+        return bool(self.breakpoints) and all(bp.sampled and not bp.plan.sample_after for bp in self.breakpoints)
 
     # -- what stops ask of the session (stop.StopHost) ---------------------------------
     def request_end(self, how: str) -> None:

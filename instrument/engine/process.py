@@ -47,6 +47,9 @@ class ProcessState:
     # the ids that were sampled there and are gone, so that their late hits are known.
     sampled: dict[int, set[str]] = field(default_factory=dict)
     unsampled: dict[int, set[str]] = field(default_factory=dict)
+    # Int3 sites of sampled soft breakpoints that become uprobes after so many more
+    # stops (BreakpointPlan.sample_after; engine/hits.py switches them): address -> stops left.
+    adaptive: dict[int, int] = field(default_factory=dict)
     armed: dict[str, int] = field(default_factory=dict)           # bp id -> where: address (soft, memory) / slot
     placed: dict[str, int] = field(default_factory=dict)          # bp id -> the address it is armed at
     hw_slots: dict[int, str] = field(default_factory=dict)        # slot -> bp id
@@ -131,6 +134,39 @@ class ProcessState:
         self.add_user(address, user)
         return reason
 
+    def add_adaptive_user(self, address: int, user: str, after: int) -> None:
+        """Sampled soft breakpoint `user` stops at `address` as an int3 for `after` hits
+        there, then becomes a uprobe (switch_to_sampled)."""
+        if address in self.sampled:
+            self.sampled[address].add(user)     # a uprobe there already
+            return
+        self.add_user(address, user)
+        left = self.adaptive.get(address)
+        self.adaptive[address] = after if left is None else min(left, after)
+
+    def switch_to_sampled(self, address: int, tid: int) -> str | None:
+        """The int3 at `address` becomes a uprobe (Backend.sample_code), at a stop of
+        thread `tid` that has run the instruction already. Every other thread is held
+        meanwhile, so that none passes there between the two: no hit lost, none counted
+        twice (a thread that trapped on the int3 before finds it retired, runs the
+        instruction again, and the uprobe reports that hit). None when done; else why
+        not, and the int3 stays, for good."""
+        self.adaptive.pop(address, None)
+        site = self.sites.get(address)
+        if site is None or site.state is not _IN:
+            return "no int3 there"
+        self.backend.hold_others(tid)
+        site.remove(self.raw_write)
+        reason = self.backend.sample_code(self.pid, address)
+        if reason is not None:
+            site.insert(self.read, self.raw_write)
+            return reason
+        del self.sites[address]
+        self.retired.add(address)
+        self.sampled[address] = set(site.users)
+        self.unsampled.pop(address, None)
+        return None
+
     def drop_sampled_user(self, address: int, user: str) -> bool:
         """`user` is done with `address`; False: it was no sampled user there."""
         users = self.sampled.get(address)
@@ -156,6 +192,7 @@ class ProcessState:
                 site.remove(self.raw_write)
                 self.retired.add(address)
             del self.sites[address]
+            self.adaptive.pop(address, None)
 
     def retired_trap(self, address: int) -> bool:
         """Whether an int3 trap at `address` came from an int3 of ours that is gone now:
@@ -175,6 +212,7 @@ class ProcessState:
         belong to the parent's threads, so their int3s go."""
         # The backend gives a followed child its parent's sampled sites (Backend.sample_code).
         self.sampled = {address: set(users) for address, users in parent.sampled.items()}
+        self.adaptive = dict(parent.adaptive)
         for address, site in parent.sites.items():
             copy = SoftSite(address, site.original, site.state, site.users - _PARENT_ONLY, site.code)
             if copy.users:

@@ -107,7 +107,12 @@ def explain(plan: Any, sampled_registers: frozenset[str] = frozenset(), abi: Abi
             out.append(f"    when {bp.when.text}")
         if bp.limit is not None:
             out.append(f"    limit {bp.limit}")
-        if bp.sampled:
+        if bp.sampled and bp.sample_after:
+            out.append(f"    sampled after {bp.sample_after} hits: its hits only read registers, so once an "
+                       f"address has stopped the target {bp.sample_after} times (an int3), the target runs on "
+                       "(--no-sampling: stop at each)")
+            out.append("      " + _SAMPLED_HOW.get(bp.type, "by a perf event"))
+        elif bp.sampled:
             out.append("    sampled: its hits only read registers, so the target runs on "
                        "(--no-sampling: stop at each)")
             out.append("      " + _SAMPLED_HOW.get(bp.type, "by a perf event"))

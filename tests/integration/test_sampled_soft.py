@@ -20,6 +20,7 @@ import pytest
 from instrument.backend.linux import uprobes
 from instrument.backend.linux.tracee import LinuxBackend
 from instrument.compiler.plan import compile_plan
+from instrument.compiler.sampling import SAMPLE_AFTER
 from instrument.engine.session import run
 from instrument.recipe.load import load_recipe
 from tests.integration.test_stress import debug_registers
@@ -45,10 +46,13 @@ class CountingBackend(LinuxBackend):
         return event
 
 
-def run_in_process(body: str, *argv: str, sampling: bool = True) -> tuple[CountingBackend, list[dict[str, Any]]]:
+def run_in_process(body: str, *argv: str, sampling: bool = True,
+                   after: int = 0) -> tuple[CountingBackend, list[dict[str, Any]]]:
+    """A run of the recipe `body`; `after`: the stops before a uprobe (0: a uprobe from the
+    first hit, as most tests here want; SAMPLE_AFTER by default in `instrument run`)."""
     backend = CountingBackend()
     plan = compile_plan(load_recipe(HEADER + body, file="t.yaml"), command=list(argv),
-                        capabilities=backend.capabilities, sample_hits=sampling)
+                        capabilities=backend.capabilities, sample_hits=sampling, sample_after=after)
     assert any(bp.sampled for bp in plan.breakpoints) == sampling
     records: list[dict[str, Any]] = []
     result = run(plan, emit=records.append, backend=backend)
@@ -76,16 +80,20 @@ LOOP = ("breakpoints:\n"
         "  - id: decide\n    at: decide\n    actions:\n      - log: \"x={arg0} first={u8[hit]:#x}\"\n")
 
 
-def test_a_loop_sampled_gives_the_records_of_its_stops(targets):
-    sampled_backend, sampled = run_in_process(LOOP, targets["loop"], "5000", "17")
+# after: a uprobe from the first hit, or at the 150th stop of an int3 (compiler/sampling.py
+# SAMPLE_AFTER, made small): the records are the same either way.
+@pytest.mark.parametrize("after", [0, 150])
+def test_a_loop_sampled_gives_the_records_of_its_stops(targets, after):
+    sampled_backend, sampled = run_in_process(LOOP, targets["loop"], "5000", "17", after=after)
     _, stopped = run_in_process(LOOP, targets["loop"], "5000", "17", sampling=False)
     hits = hits_of(sampled)
     assert len([h for h in hits if h["id"] == "hit"]) == 700            # limit: exactly
     assert [h["message"] for h in hits if h["id"] == "hit"] == [f"i={3 * k + 1} hits={k + 1}" for k in range(700)]
     first = (Path(targets["loop"]).read_bytes()[hit_offset(targets["loop"])])
     assert first != 0xCC and [h["message"] for h in hits if h["id"] == "decide"] == [f"x=17 first={first:#x}"]
-    # Every hit that was taken (the condition's misses are not hits) came without a stop.
-    assert sampled_backend.sampled >= len(hits)
+    # Every hit that was taken (the condition's misses are not hits) came without a stop;
+    # after the switch, every call of hit() (the 150 stops: 50 hits, and `decide`'s).
+    assert sampled_backend.sampled >= len(hits) - (after // 3 + 1 if after else 0) > 0
     assert [same(r) for r in hits] == [same(r) for r in hits_of(stopped)]
     assert sampled[-1]["breakpoints"] == stopped[-1]["breakpoints"] == {"hit": 700, "decide": 1}
     late_only(sampled[-1])
@@ -119,15 +127,18 @@ def by_thread(records: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
     return {int(rs[0]["message"]) // 100000: rs for rs in threads.values()}
 
 
-def test_threads_sampled_give_each_thread_the_records_of_its_stops(targets):
+@pytest.mark.parametrize("after", [0, 500])
+def test_threads_sampled_give_each_thread_the_records_of_its_stops(targets, after):
     threads, calls, taken = 4, 3000, 1500
-    backend, sampled = run_in_process(THREADS, targets["threads"], str(threads), str(calls))
+    backend, sampled = run_in_process(THREADS, targets["threads"], str(threads), str(calls), after=after)
     _, stopped = run_in_process(THREADS, targets["threads"], str(threads), str(calls), sampling=False)
     for records in (sampled, stopped):
         hits = hits_of(records)
         assert [r["hits"] for r in hits] == list(range(1, threads * taken + 1))
         assert records[-1]["breakpoints"] == {"work": threads * taken}
-    assert backend.sampled == threads * calls         # every call, the condition's misses too
+    # Every call, the condition's misses too, but for the stops before the switch: a thread
+    # that met the int3 as it went runs the instruction again, and its uprobe reports it.
+    assert backend.sampled == threads * calls - after
     a, b = by_thread(sampled), by_thread(stopped)
     assert sorted(a) == sorted(b) == list(range(threads))
     for worker in a:
@@ -142,9 +153,13 @@ FORKS = ("target:\n  follow_forks: true\nbreakpoints:\n  - id: work\n    at: wor
          "    limit: 2500\n    actions:\n      - log: \"{arg0}\"\n")
 
 
-def test_a_followed_fork_child_is_sampled_from_its_first_instruction(targets):
+# after: a uprobe from the first hit; from the parent's 300th stop, before the fork; from
+# the 2,100th, in the child (which inherits the int3 and what is left of its stops) and,
+# at the 2,100th stop in the parent, after the fork.
+@pytest.mark.parametrize("after", [0, 300, 2100])
+def test_a_followed_fork_child_is_sampled_from_its_first_instruction(targets, after):
     calls = 2000                  # 1000 hits before the fork, 1000 in the child, 500 after to the limit
-    backend, sampled = run_in_process(FORKS, targets["fork_calls"], str(calls))
+    backend, sampled = run_in_process(FORKS, targets["fork_calls"], str(calls), after=after)
     _, stopped = run_in_process(FORKS, targets["fork_calls"], str(calls), sampling=False)
     hits = hits_of(sampled)
     parent, child = sampled[0]["pid"], next(r["pid"] for r in hits if r["pid"] != sampled[0]["pid"])
@@ -155,7 +170,7 @@ def test_a_followed_fork_child_is_sampled_from_its_first_instruction(targets):
     assert {r["pid"] for r in hits[:calls // 2]} == {parent} and {r["pid"] for r in hits[calls // 2:calls]} == {child}
     assert [same(r) for r in hits] == [same(r) for r in hits_of(stopped)]
     assert sampled[-1]["breakpoints"] == stopped[-1]["breakpoints"] == {"work": 2500}
-    assert backend.sampled >= 2500
+    assert backend.sampled >= 2500 - after // 2 * (2 if after > calls else 1)
     late_only(sampled[-1])
 
 
@@ -185,8 +200,18 @@ def test_explain_says_which_soft_breakpoints_are_sampled_and_how(targets, tmp_pa
     recipe.write_text(HEADER + LOOP + "  - id: deep\n    at: fact\n    actions:\n      - backtrace: {depth: 2}\n")
     out = cli("explain", str(recipe), "--", targets["loop"]).stdout
     hit, deep = out.split("  hit:")[1].split("  decide:")[0], out.split("  deep:")[1]
-    assert "sampled" in hit and "uprobe" in hit
+    assert "sampled after 1024 hits" in hit and "uprobe" in hit
     assert "sampled" not in deep
+
+
+def test_a_soft_breakpoint_hit_a_few_times_never_opens_a_uprobe(targets):
+    # Stops cost less than closing a uprobe's events for fewer than SAMPLE_AFTER hits.
+    backend, records = run_in_process(LOOP, targets["loop"], "200", "17", after=SAMPLE_AFTER)
+    _, stopped = run_in_process(LOOP, targets["loop"], "200", "17", sampling=False)
+    assert backend.sampled == 0 and not backend._t.probes.refused
+    assert [same(r) for r in hits_of(records)] == [same(r) for r in hits_of(stopped)]
+    assert records[-1]["breakpoints"] == {"hit": 67, "decide": 1}
+    assert not records[-1].get("errors")
 
 
 # -- an attached target is left without a uprobe --------------------------------------
@@ -218,7 +243,8 @@ def test_an_attached_target_is_left_without_a_uprobe(targets, tmp_path, how):
         out = tmp_path / "out.jsonl"
         extra = ["--timeout", "3"] if how == "timeout" else []
         tool = subprocess.Popen([str(Path(sys.executable).parent / "instrument"), "run", str(recipe),
-                                 "--pid", str(target.pid), "--format", "jsonl", "-o", str(out), *extra],
+                                 "--pid", str(target.pid), "--format", "jsonl", "-o", str(out),
+                                 "--sample-after", "0", *extra],
                                 stderr=subprocess.PIPE, text=True)
         if how != "timeout":
             deadline = time.time() + 60
