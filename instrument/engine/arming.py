@@ -32,6 +32,9 @@ class BreakpointSet:
         self.host, self.processes, self.recorder = host, processes, recorder
         self.recipe_file = recipe_file
         self.attached = attached       # modules of an attached process are relocated already
+        # A soft breakpoint became a uprobe somewhere (at its arming, or at a stop: hits.py).
+        # The Linux backend then lets a target it pinned to our CPU go: no stop to make cheap.
+        self.sampling_soft = False
 
     def __getitem__(self, bp_id: str) -> Breakpoint:
         return self.by_id[bp_id]
@@ -123,6 +126,8 @@ class BreakpointSet:
             process.armed[bp.id] = bp.place(process, address)
             process.placed[bp.id] = address
             bp.ever_armed = True
+            if process.sampled and address in process.sampled:
+                self.sampling_soft = True
         except (DebuggerError, EvaluationError) as e:
             # One bad address must not end the session nor be retried at every load.
             process.unarmable.add(bp.id)

@@ -148,7 +148,8 @@ class ExceptionDispatch:
                 not all(u in by_id and by_id[u].sampled and by_id[u].active for u in site.users):
             process.adaptive.pop(address, None)      # it stays an int3
             return
-        process.switch_to_sampled(address, tid)
+        if process.switch_to_sampled(address, tid) is None:
+            self.breakpoints.sampling_soft = True
 
     def on_sampled_soft_hit(self, process: ProcessState, event: DebugEvent, info: ExceptionInfo) -> None:
         """A uprobe's hit (Backend.sample_code): the thread has run on, so as for a

@@ -93,7 +93,9 @@ def run(plan: Plan, *, emit: Emit, backend: Backend | None = None,
     if session.crashed and session.ended_how is Ending.EXITED:
         session.ended_how = Ending.CRASHED
     summary = _summary(session, plan)
-    summary["pinned"] = pinned and not session.threads_started
+    # Not pinned throughout where the backend let the target go: at its second thread, or
+    # at its first uprobe (backend/linux/tracee.py sample_code: its hits stop no more).
+    summary["pinned"] = pinned and not session.threads_started and not session.breakpoints.sampling_soft
     emit(summary)
     status = EXIT_CRASH if session.crashed else EXIT_OK
     if interrupted is not None and not session.crashed and not session.attached:

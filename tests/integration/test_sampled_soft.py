@@ -97,6 +97,8 @@ def test_a_loop_sampled_gives_the_records_of_its_stops(targets, after):
     assert [same(r) for r in hits] == [same(r) for r in hits_of(stopped)]
     assert sampled[-1]["breakpoints"] == stopped[-1]["breakpoints"] == {"hit": 700, "decide": 1}
     late_only(sampled[-1])
+    # Pinned while its hits stopped; the target let go at the first uprobe.
+    assert sampled[-1]["pinned"] is False and stopped[-1]["pinned"] is True
     times = [r["time"] for r in hits]
     assert times == sorted(times) and all(0 < t <= sampled[-1]["time"] for t in times)
 
@@ -212,6 +214,7 @@ def test_a_soft_breakpoint_hit_a_few_times_never_opens_a_uprobe(targets):
     assert [same(r) for r in hits_of(records)] == [same(r) for r in hits_of(stopped)]
     assert records[-1]["breakpoints"] == {"hit": 67, "decide": 1}
     assert not records[-1].get("errors")
+    assert records[-1]["pinned"] is True             # it stopped at every hit: pinned throughout
 
 
 # -- an attached target is left without a uprobe --------------------------------------

@@ -35,7 +35,7 @@ from ...events import DebugEvent, EventCode, ExceptionCode, ExceptionInfo, RipIn
 from ..base import Capabilities, Module, SpawnOptions
 from . import _ffi, attach, debugregs, perfbp, procfs
 from .calls import Injector
-from .decode import Decoder
+from .decode import Decoder, _unpin
 from .guard import SEGV_ACCERR, Guards
 from .callbufs import guard_call_numbers
 from .launch import Expired, Launcher, WaitAlarm
@@ -541,6 +541,11 @@ class LinuxBackend:
         reason = self._t.probes.add(pid, list(proc.threads), address)
         if reason is None:
             self._sampling.active = True
+            if proc.unpin_to is not None:
+                # A hit that stops no more runs best beside the tracer, not on its CPU
+                # (as a run whose every breakpoint is sampled: engine/session.py).
+                _unpin(proc.unpin_to, list(proc.threads))
+                proc.unpin_to = None
         return reason
 
     def unsample_code(self, pid: int, address: int) -> None:
