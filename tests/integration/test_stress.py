@@ -114,6 +114,8 @@ def end_one_session(binary: str, pid: int, ending: str, tmp: Path, n: int) -> se
     cmd = [exe, "run", str(recipe), "--pid", str(pid), "--format", "jsonl"]
     if turn == 1:
         cmd.append("--no-sampling")          # soft and hardware hits stop the target too
+    elif turn == 2:
+        cmd += ["--sample-after", "0"]       # a uprobe from the first hit, not after 1,024 stops
     out = tmp / f"out{n}.jsonl"
     out.unlink(missing_ok=True)       # (bench/stress.py runs rounds in one directory)
     if ending == "pipe":
