@@ -267,3 +267,55 @@ def test_a_new_handler_section_is_one_registration(monkeypatch):
     plan = compile_plan(load_recipe(HEADER, file="t.yaml"), command=["fake"])
     assert plan.table.by_event[EventCode.EXIT_THREAD_DEBUG_EVENT].key == "probe"
     assert list(sections.SECTIONS)[:2] == ["events", "crash"]
+
+
+class SamplingFake(FakeBackend):
+    """The fake backend, taking uprobes (Backend.sample_code): where one is, a hit does not trap."""
+
+    def __init__(self, *args: Any, refuse: bool = False, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.refuse = refuse
+        self.probes: list[tuple[int, int, int | None]] = []      # (pid, address, the byte there then)
+
+    def sample_code(self, pid: int, address: int) -> str | None:
+        if self.refuse:
+            return "refused for the test"
+        self.probes.append((pid, address, self.memory.get(address)))
+        return None
+
+
+def adaptive_session(after: int, hits: int, *, refuse: bool = False):
+    from instrument.compiler.sampling import choose_sampled
+    from instrument.backend.linux.perfbp import SAMPLED_REGISTERS
+
+    text = HEADER + "breakpoints:\n  - id: h\n    at: hit\n    actions:\n      - log: {registers: [rdi]}\n"
+    plan = choose_sampled(compile_plan(load_recipe(text, file="t.yaml"), command=["fake"]), "sysv",
+                          SAMPLED_REGISTERS, soft=True, after=after)
+    backend = SamplingFake([reach(HIT, rdi=i) for i in range(hits)], memory={HIT: ORIGINAL}, refuse=refuse)
+    records: list[dict[str, Any]] = []
+    run(plan, emit=records.append, backend=backend, module_map_factory=FakeModules)
+    return records, backend
+
+
+def test_a_sampled_soft_breakpoint_stops_until_its_nth_hit_then_becomes_a_uprobe():
+    records, backend = adaptive_session(3, 6)
+    hits = [r for r in records if r["event"] == "breakpoint"]
+    # Three stops, each stepped over; at the third, after its step, the int3 goes and the
+    # uprobe comes (the original byte in memory by then); the next three hits stop nothing.
+    assert [r["registers"]["rdi"] for r in hits] == ["0x0", "0x1", "0x2"]
+    assert [e for e in backend.log if e[0] == "step"] == [("step", 100, HIT, ORIGINAL)] * 3
+    assert backend.probes == [(backend.pid, HIT, ORIGINAL)]
+    assert backend.memory[HIT] == ORIGINAL
+    assert records[-1]["pinned"] is False         # let go at its first uprobe
+
+
+def test_a_switch_perf_refuses_keeps_the_int3_and_every_hit_stops():
+    records, backend = adaptive_session(2, 5, refuse=True)
+    assert [r["hits"] for r in records if r["event"] == "breakpoint"] == [1, 2, 3, 4, 5]
+    assert [e for e in backend.log if e[0] == "step"] == [("step", 100, HIT, ORIGINAL)] * 5
+    assert backend.probes == [] and backend.memory[HIT] == 0xCC   # the int3, when the process exited
+
+
+def test_fewer_hits_than_n_never_ask_for_a_uprobe():
+    records, backend = adaptive_session(10, 9)
+    assert len([r for r in records if r["event"] == "breakpoint"]) == 9 and backend.probes == []

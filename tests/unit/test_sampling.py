@@ -234,3 +234,23 @@ def test_a_ring_with_a_lost_record_among_its_samples_still_gives_every_sample():
     got = [uprobes.describe(s) for s in cpurings.samples_of(data)]
     assert [(tid, t, regs["rdi"], regs["rip"]) for _, tid, _, t, regs in got] == [
         (101, 10e-9, 1, 0x401000), (102, 20e-9, 2, 0x401000)]
+
+
+def test_sampled_soft_breakpoints_stop_first_and_hardware_ones_never():
+    # A uprobe costs more to close than SAMPLE_AFTER stops save (compiler/sampling.py): soft
+    # ones stop that many times first; a perf hardware breakpoint closes at once.
+    from instrument.compiler.sampling import SAMPLE_AFTER, choose_sampled
+    from instrument.report.explain import explain
+
+    text = HEADER + ("breakpoints:\n  - id: soft\n    at: 0x401000\n"
+                     "  - id: hw\n    at: 0x402000\n    type: hardware\n"
+                     "  - id: deep\n    at: 0x403000\n    actions:\n      - backtrace: {depth: 2}\n")
+    plan = compile_plan(load_recipe(text, file="t.yaml"))
+    chosen = choose_sampled(plan, "sysv", REGS, soft=True)
+    assert [(b.sampled, b.sample_after) for b in chosen.breakpoints] == [(True, SAMPLE_AFTER), (True, 0), (False, 0)]
+    assert [b.sample_after for b in choose_sampled(plan, "sysv", REGS, soft=True, after=0).breakpoints] == [0, 0, 0]
+    assert [b.sample_after for b in choose_sampled(plan, "sysv", REGS, soft=True, enabled=False).breakpoints] == \
+        [0, 0, 0]
+    soft = explain(chosen).split("  soft:")[1].split("  hw:")[0]
+    assert f"sampled after {SAMPLE_AFTER} hits" in soft and "uprobe" in soft
+    assert "sampled after" not in explain(choose_sampled(plan, "sysv", REGS, soft=True, after=0))
