@@ -91,7 +91,7 @@ class Thread:
 
     __slots__ = ("tid", "pid", "state", "signal", "trap", "group_stop", "in_vfork", "regs",
                  "regs_valid", "regs_dirty", "siginfo", "view", "guard", "owed", "syscall_stops", "sys_call",
-                 "at_entry")
+                 "at_entry", "zombie", "stuck")
 
     def __init__(self, tid: int, pid: int, load: Callable[[Thread], _ffi.UserRegs]) -> None:
         self.tid = tid
@@ -115,6 +115,10 @@ class Thread:
         self.syscall_stops = False
         self.sys_call: tuple[int, tuple[int, ...]] | None = None
         self.at_entry = False      # this stop is a system call's entry (no code can be injected here)
+        # A leader whose main thread called pthread_exit: a zombie until the last thread goes,
+        # it never stops again, and no status of it comes until then (stops.py).
+        self.zombie = False
+        self.stuck = False         # did not stop for the last interrupt: asleep in the kernel (D)
 
     @property
     def stopped(self) -> bool:
@@ -217,7 +221,8 @@ class Process:
     def _mem_fd(self) -> int:
         if self._mem is None:
             try:
-                self._mem = os.open(f"/proc/{self.pid}/mem", os.O_RDWR | os.O_CLOEXEC)
+                # (through a live thread when the leader is a zombie: see procfs.live_task)
+                self._mem = os.open(f"/proc/{procfs.live_task(self.pid)}/mem", os.O_RDWR | os.O_CLOEXEC)
             except OSError as e:
                 raise DebuggerError(f"cannot open the memory of process {self.pid}: {e.strerror}") from None
         return self._mem
