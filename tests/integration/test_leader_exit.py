@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -63,6 +65,18 @@ def snapshot(pid: int, binary: str) -> tuple[bytes, list[str]]:
     return text, [" ".join(line.split()[:2]) for line in maps]
 
 
+def first_lines(stream: IO[str], count: int, timeout: float = 60) -> list[str]:
+    """The first `count` lines the target writes (through the tool, which may hang)."""
+    fd, data, deadline = stream.fileno(), b"", time.time() + timeout
+    while data.count(b"\n") < count:
+        ready, _, _ = select.select([fd], [], [], max(deadline - time.time(), 0))
+        chunk = os.read(fd, 4096) if ready else b""
+        if not chunk:
+            raise AssertionError(f"the target wrote {data!r}, then nothing more")
+        data += chunk
+    return data.decode().splitlines()[:count]
+
+
 def records(out: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
 
@@ -91,11 +105,13 @@ def test_a_signal_ends_a_session_whose_all_stop_meets_a_zombie_leader(targets, t
     out = tmp_path / "out.jsonl"
     tool = subprocess.Popen([TOOL, "run", str(recipe), "--no-sampling", "--format", "jsonl", "-o", str(out),
                              "--", targets["leader_exit"], "120"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            bufsize=0)
     try:
         assert tool.stdout is not None
-        pid = int(tool.stdout.readline().strip().split("=")[1])
-        assert tool.stdout.readline() == "ready\n"
+        first, ready = first_lines(tool.stdout, 2)
+        pid = int(first.split("=")[1])
+        assert ready == "ready"
         wait_for_hits(out, tool)
         assert tool.poll() is None, tool.communicate()[1]
         tool.send_signal(signum)
