@@ -17,22 +17,12 @@ from __future__ import annotations
 import argparse
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-from run import ROOT, instrument_exe  # bench/ is sys.path[0]
+from run import ROOT, best, instrument_exe  # bench/ is sys.path[0]
 
 ONE_HIT = "version: 1\nbreakpoints:\n  - {at: main, actions: [{log: start}]}\n"
 MANY_HITS = "version: 1\nbreakpoints:\n  - {at: work, limit: 20000, actions: [{log: {registers: [rdi]}}]}\n"
-
-
-def best(cmd: list[str], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

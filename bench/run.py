@@ -47,6 +47,11 @@ def timed(cmd: list[str], pin: bool = True, check_status: bool = True, **kw) -> 
     return time.perf_counter() - start
 
 
+def best(cmd: list[str], runs: int) -> float:
+    """The fastest of `runs` wall times of cmd (unpinned): the least disturbed by the load."""
+    return min(timed(cmd, pin=False) for _ in range(runs))
+
+
 def instrument_exe() -> list[str]:
     exe = Path(sys.executable).parent / "instrument"
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "instrument"]

@@ -19,21 +19,11 @@ import argparse
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-from run import ROOT, instrument_exe  # bench/ is sys.path[0]
+from run import ROOT, best, instrument_exe  # bench/ is sys.path[0]
 
 RECIPE = "version: 1\ntarget:\n  follow_forks: true\nsyscalls:\n  write:\n    on: exit\n"
-
-
-def best(cmd: list[str], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

@@ -18,8 +18,14 @@ Every figure comes from this run, on this machine (HOUSE.md rule 11):
 
 The gdb references run with the same parallelism as the triage run they are
 compared with (two gdb processes at a time against --jobs 2), so a ratio never
-credits the second core to one side only. Prints seconds per crash and the
-ratios; asserts nothing.
+credits the second core to one side only. The measurements are interleaved in
+--rounds rounds (the whole folder through triage, then a share of the gdb
+inputs through each gdb reference, and again), so a burst of load from the
+machine's other users falls on both sides of a ratio, not on whichever ran
+during it. Prints milliseconds per crash, the ratios and the load average;
+asserts nothing. Beside the wall-time ratios it prints CPU-time ones (user +
+system of each side's whole process tree: the tool, gdb, the targets), which
+the other users of a shared machine disturb far less than wall time.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -60,6 +67,28 @@ def triage_env(tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
     return env
+
+
+def _children_cpu() -> float:
+    """CPU seconds of every reaped child process so far (each reaps its own: the targets
+    count into the tool's or gdb's figure, and that into ours)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Clock:
+    """Wall and CPU seconds spent in the `with` blocks, summed."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+
+    def __enter__(self) -> "Clock":
+        self._start = (time.perf_counter(), _children_cpu())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall += time.perf_counter() - self._start[0]
+        self.cpu += _children_cpu() - self._start[1]
 
 
 def time_triage(program: Path, inputs: Path, jobs: int, out: Path, env: dict[str, str]) -> float:
@@ -101,6 +130,9 @@ def main() -> None:
     parser.add_argument("--inputs", type=int, default=60, help="How many crashing inputs (default 60, at least 50).")
     parser.add_argument("--gdb-inputs", type=int, default=12,
                         help="How many of them each gdb reference runs, per job count (default 12).")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="Interleaved rounds per job count (default 3): triage of the whole folder, "
+                             "then 1/ROUNDS of the gdb inputs through each reference.")
     parser.add_argument("--exploitable", metavar="PATH", default=os.environ.get("EXPLOITABLE_PY"),
                         help="The exploitable plugin's exploitable.py (default: $EXPLOITABLE_PY).")
     args = parser.parse_args()
@@ -124,22 +156,43 @@ def main() -> None:
         time_triage(program, warm, 1, tmp / "warm.json", env)
         if have_gdb:
             time_gdb(program, files[:1], 1, plugin)
-        print(f"{n} crashing inputs ({', '.join(KINDS)} in turn); gdb references on {len(files)} of them")
+        rounds = max(1, min(args.rounds, len(files)))
+        print(f"{n} crashing inputs ({', '.join(KINDS)} in turn); gdb references on {len(files)} of them; "
+              f"{rounds} interleaved rounds; load average {_load()}")
         for jobs in (1, 2):
-            ours = time_triage(program, inputs, jobs, tmp / f"jobs{jobs}.json", env) / n
-            print(f"--jobs {jobs}: instrument triage      {ours * 1000:8.1f} ms per crash")
+            ours, bt, expl = Clock(), Clock(), Clock()
+            for r in range(rounds):
+                share = files[r::rounds]
+                with ours:
+                    time_triage(program, inputs, jobs, tmp / f"jobs{jobs}.json", env)
+                if have_gdb:
+                    with bt:
+                        time_gdb(program, share, jobs, None)
+                    if plugin is not None:
+                        with expl:
+                            time_gdb(program, share, jobs, plugin)
+            per = n * rounds
+            print(f"--jobs {jobs}: instrument triage      {ours.wall / per * 1000:8.1f} ms per crash"
+                  f"   (CPU {ours.cpu / per * 1000:6.1f} ms)")
             if not have_gdb:
                 print("          gdb not found: no reference")
                 continue
-            bt = time_gdb(program, files, jobs, None) / len(files)
-            print(f"          gdb -batch run+bt       {bt * 1000:8.1f} ms per crash  -> {bt / ours:6.1f}x")
-            if plugin is None:
-                print("          gdb + exploitable       not measured: the plugin is not installed "
-                      "(not on PyPI or in Debian; pass --exploitable PATH/exploitable.py)")
-                continue
-            expl = time_gdb(program, files, jobs, plugin) / len(files)
-            print(f"          gdb + exploitable       {expl * 1000:8.1f} ms per crash  -> {expl / ours:6.1f}x")
+            for name, clock in (("gdb -batch run+bt", bt), ("gdb + exploitable", expl)):
+                if clock is expl and plugin is None:
+                    print("          gdb + exploitable       not measured: the plugin is not installed "
+                          "(not on PyPI or in Debian; pass --exploitable PATH/exploitable.py)")
+                    continue
+                wall, cpu = clock.wall / len(files), clock.cpu / len(files)
+                print(f"          {name:22s}  {wall * 1000:8.1f} ms per crash  -> {wall / (ours.wall / per):6.1f}x"
+                      f"   (CPU {cpu * 1000:6.1f} ms -> {cpu / (ours.cpu / per):6.1f}x)")
+        print(f"load average at the end {_load()}")
 
+
+def _load() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 if __name__ == "__main__":
     main()

@@ -4,7 +4,9 @@ Each tests/targets/NAME.c builds to build/NAME with the flags of its
 `//! cflags:` line (default `-g -O0`). A `//! variant SUFFIX: FLAGS` line builds
 another binary, build/NAME-SUFFIX, from the same source with those flags. A
 `//! cc: COMPILER` line builds with another compiler (clang for MemorySanitizer);
-where that compiler is missing the target is left out, and tests of it skip.
+where that compiler is missing the target is left out, and tests of it skip; under
+CI (INSTRUMENT_CI=1, set by .ci/run) it is installed from Debian's packages first
+(clang: 11 packages, 14 MB; 14 s here with apt-get update), so those tests run there.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ TARGETS = Path(__file__).parent / "targets"
 BUILD = TARGETS / "build"
 _DIRECTIVE = re.compile(r"^//!\s*(cflags|variant\s+([\w-]+))\s*:(.*)$", re.M)
 _COMPILER = re.compile(r"^//!\s*cc\s*:\s*(\S+)\s*$", re.M)
+# `//! cc:` compilers CI installs where missing: compiler -> its Debian package.
+_CI_PACKAGES = {"clang": "clang"}
 
 
 class Targets:
@@ -35,6 +39,24 @@ class Targets:
 
     def __contains__(self, name: str) -> bool:
         return name in self._paths
+
+
+def _compiler_present(compiler: str) -> bool:
+    """Whether `compiler` runs here; under CI, a missing one with a Debian package is
+    installed first (apt-get update once, then apt-get install -y)."""
+    if shutil.which(compiler) is not None:
+        return True
+    package = _CI_PACKAGES.get(compiler)
+    if os.environ.get("INSTRUMENT_CI") != "1" or package is None or shutil.which("apt-get") is None:
+        return False
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
+        done = subprocess.run([*sudo, *cmd], capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            pytest.fail(f"INSTRUMENT_CI=1: installing {package} for the `//! cc: {compiler}` targets "
+                        f"failed ({' '.join(cmd)}):\n{done.stderr[-2000:]}")
+    return shutil.which(compiler) is not None
 
 
 def _build_one(source: Path, out: Path, flags: list[str], compiler: str = "gcc") -> None:
@@ -56,7 +78,7 @@ def targets() -> Targets:
         text = source.read_text()
         cc = _COMPILER.search(text)
         compiler = cc.group(1) if cc else "gcc"
-        if shutil.which(compiler) is None:
+        if not _compiler_present(compiler):
             continue
         base_flags = ["-g", "-O0"]
         variants: list[tuple[str, list[str]]] = []

@@ -18,7 +18,7 @@ from .process import ProcessState
 from .records import Recorder, event_fields, record_fields
 from .signals import SignalDispatch
 from .sites import IFUNC_USER, NOT_DECODED, RETURN_USER, PendingReturn, SiteState, SoftSite
-from .stop import Stop, StopEnv
+from .stop import Stop, StopEnv, condition_holds
 
 if TYPE_CHECKING:
     from ..analysis.classify import Rule
@@ -195,14 +195,9 @@ class ExceptionDispatch:
         plan = bp.plan
         fields: dict[str, Any] = {"address": address, **extra} if extra else {"address": address}  # values
         env = StopEnv(self.host, process, event.tid, regs, fields, bp.hits)
-        if plan.when is not None:
-            try:
-                taken = bool(plan.when.evaluate(env))
-            except EvaluationError as e:
-                self.recorder.warn_once(f"breakpoint {bp.id}: condition failed: {e}")
-                taken = False
-            if not taken:
-                return None
+        if plan.when is not None and not condition_holds(plan.when, env, self.recorder.warn_once,
+                                                         f"breakpoint {bp.id}: condition failed"):
+            return None
         bp.hit()
         env.hits = bp.hits
         rec = self.recorder.hit_record(event.pid, event.tid, at, plan.id, plan.type, bp.hits, address,

@@ -12,11 +12,10 @@ from typing import Any, MutableMapping
 
 from ..backend.siginfo import si_code_name
 from ..compiler.table import SignalHandlerPlan
-from ..errors import EvaluationError
 from ..events import DebugEvent, EventCode, ExceptionCode, ExceptionInfo
 from .process import ProcessState
 from .records import Recorder, record_fields
-from .stop import Stop, StopEnv, StopHost
+from .stop import Stop, StopEnv, StopHost, condition_holds
 
 _EXCEPTION = int(EventCode.EXCEPTION_DEBUG_EVENT)
 _CPU_TRAPS = (ExceptionCode.BREAKPOINT, ExceptionCode.SINGLE_STEP)
@@ -57,14 +56,8 @@ class SignalDispatch:
         fields = signal_fields(info)
         fields["disposition"] = handler.disposition
         env = StopEnv(self.host, process, event.tid, regs, fields, hits)
-        if handler.when is not None:
-            try:
-                taken = bool(handler.when.evaluate(env))
-            except EvaluationError as e:
-                self.recorder.warn_once(f"signal {handler.key}: condition failed: {e}")
-                taken = False
-            if not taken:
-                return None
+        if not condition_holds(handler.when, env, self.recorder.warn_once, f"signal {handler.key}: condition failed"):
+            return None
         hits += 1
         self.counts[handler.key] = env.hits = hits
         rec = self.recorder.record("signal", _EXCEPTION, event.pid, event.tid, **record_fields(fields), hits=hits)

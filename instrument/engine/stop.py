@@ -9,13 +9,14 @@ the record they fill in. Both reach the session only through `StopHost`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, MutableMapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, MutableMapping, Protocol, Sequence
 
 from ..arch import x86_64 as regdefs
 from ..arch.x86_64 import Abi
 from ..actions import CompiledAction
 from ..backend.base import Backend
 from ..errors import DebuggerError, EvaluationError, InstrumentError, RecipeError
+from ..expr import Expr
 from ..expr.values import CastType
 from .inspect import Inspector
 
@@ -115,6 +116,18 @@ class StopEnv:
             if self.variables and self.regs is not None and "!" not in name:
                 raise EvaluationError(f"unknown name '{name}': {self.frame().not_found()}") from None
             raise EvaluationError(f"unknown name '{name}'") from None
+
+
+def condition_holds(when: Expr | None, env: StopEnv, warn_once: Callable[[str], None], what: str) -> bool:
+    """Whether a handler's `when:` holds at this stop. A condition that cannot be
+    evaluated here (unreadable memory, say) is false, and said once."""
+    if when is None:
+        return True
+    try:
+        return bool(when.evaluate(env))
+    except EvaluationError as e:
+        warn_once(f"{what}: {e}")
+        return False
 
 
 class Stop:

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any, MutableMapping
 
 from ..arch.x86_64 import MASK64
 from ..compiler.table import HandlerTable, SyscallHandler
-from ..errors import DebuggerError, EvaluationError
+from ..errors import DebuggerError
 from ..events import DebugEvent, EventCode, SyscallInfo
 from .process import ProcessState
 from .records import Recorder
-from .stop import Stop, StopEnv, StopHost
+from .stop import Stop, StopEnv, StopHost, condition_holds
 
 if TYPE_CHECKING:
     from ..arch.x86_64.syscalls import Syscall
@@ -144,13 +144,8 @@ class SyscallDispatch:
         count = self.counts.get(h.index, 0)
         if h.limit is not None and count >= h.limit:
             return False
-        if h.when is not None:
-            try:
-                if not h.when.evaluate(stop.env):
-                    return False
-            except EvaluationError as e:
-                self.recorder.warn_once(f"syscalls: {h.key}: when: {e}")
-                return False
+        if not condition_holds(h.when, stop.env, self.recorder.warn_once, f"syscalls: {h.key}: when"):
+            return False
         self.counts[h.index] = count + 1
         return True
 

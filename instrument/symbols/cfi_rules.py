@@ -6,13 +6,14 @@ unwinder runs the same under any backend and in unit tests.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from elftools.dwarf.callframe import CFARule, RegisterRule
 from elftools.dwarf.dwarf_expr import DWARFExprParser
 from elftools.dwarf.structs import DWARFStructs
 
 from ..arch.x86_64 import MASK64 as MASK
+from .dwarf_stack import step
 from .reader import MEMORY_ERRORS, ReadMemory
 
 # DWARF register numbers of the x86-64 SysV psABI (figure 3.36).
@@ -40,15 +41,20 @@ _EXPR_PARSER = DWARFExprParser(DWARFStructs(little_endian=True, dwarf_format=32,
 _EXPR_CACHE: dict[tuple[int, ...], list[Any]] = {}
 
 
-def read_u64(read_memory: ReadMemory, address: int) -> int:
-    """The little-endian word at address; UnwindStop when it cannot be read."""
+def read_sized(read_memory: ReadMemory, address: int, size: int) -> int:
+    """The little-endian value of `size` bytes at address; UnwindStop when it cannot be read."""
     try:
-        data = read_memory(address, 8)
+        data = read_memory(address, size)
     except MEMORY_ERRORS as exc:
         raise UnwindStop(f"cannot read {address:#x}") from exc
-    if len(data) != 8:
+    if len(data) != size:
         raise UnwindStop(f"short read at {address:#x}")
     return int.from_bytes(data, "little")
+
+
+def read_u64(read_memory: ReadMemory, address: int) -> int:
+    """The little-endian word at address; UnwindStop when it cannot be read."""
+    return read_sized(read_memory, address, 8)
 
 
 def reg_value(regs: Mapping[int, int], num: int) -> int:
@@ -56,17 +62,6 @@ def reg_value(regs: Mapping[int, int], num: int) -> int:
     if num not in regs:
         raise UnwindStop(f"register {DWARF_REGS.get(num, num)} is unknown in this frame")
     return regs[num]
-
-
-_BINARY_OPS: dict[str, Callable[[int, int], int]] = {
-    "DW_OP_plus": lambda a, b: a + b, "DW_OP_minus": lambda a, b: a - b,
-    "DW_OP_mul": lambda a, b: a * b, "DW_OP_and": lambda a, b: a & b,
-    "DW_OP_or": lambda a, b: a | b, "DW_OP_xor": lambda a, b: a ^ b,
-    "DW_OP_shl": lambda a, b: a << b, "DW_OP_shr": lambda a, b: a >> b,
-    "DW_OP_ge": lambda a, b: int(a >= b), "DW_OP_gt": lambda a, b: int(a > b),
-    "DW_OP_le": lambda a, b: int(a <= b), "DW_OP_lt": lambda a, b: int(a < b),
-    "DW_OP_eq": lambda a, b: int(a == b), "DW_OP_ne": lambda a, b: int(a != b),
-}
 
 
 def eval_expression(expr: Any, regs: Mapping[int, int], read_memory: ReadMemory,
@@ -80,35 +75,22 @@ def eval_expression(expr: Any, regs: Mapping[int, int], read_memory: ReadMemory,
     if ops is None:
         ops = _EXPR_CACHE[key] = _EXPR_PARSER.parse_expr(bytes(key))
     stack: list[int] = [] if push is None else [push]
+
+    def reg(num: int) -> int:
+        return reg_value(regs, num)
+
+    def word(address: int, size: int) -> int:
+        return read_sized(read_memory, address, size)
+
     for op in ops:
         name = op.op_name
-        if name.startswith("DW_OP_breg"):
-            stack.append(reg_value(regs, int(name[10:])) + op.args[0])
-        elif name.startswith("DW_OP_lit"):
-            stack.append(int(name[9:]))
-        elif name.startswith("DW_OP_const") or name == "DW_OP_addr":
-            stack.append(op.args[0])
-        elif name == "DW_OP_plus_uconst":
-            stack.append(stack.pop() + op.args[0])
-        elif name in _BINARY_OPS:
-            b, a = stack.pop(), stack.pop()
-            stack.append(_BINARY_OPS[name](a, b))
-        elif name == "DW_OP_deref":
-            stack.append(read_u64(read_memory, stack.pop() & MASK))
-        elif name == "DW_OP_dup":
-            stack.append(stack[-1])
-        elif name == "DW_OP_drop":
-            stack.pop()
-        elif name == "DW_OP_swap":
-            stack[-1], stack[-2] = stack[-2], stack[-1]
-        elif name == "DW_OP_over":
-            stack.append(stack[-2])
-        elif name == "DW_OP_neg":
-            stack.append(-stack.pop())
-        elif name == "DW_OP_not":
-            stack.append(~stack.pop())
-        else:
-            raise UnwindStop(f"unsupported DWARF op {name} in CFI")
+        try:
+            if name == "DW_OP_addr":
+                stack.append(op.args[0])
+            elif not step(name, op.args, stack, reg, word):
+                raise UnwindStop(f"unsupported DWARF op {name} in CFI")
+        except (IndexError, ZeroDivisionError) as exc:
+            raise UnwindStop(f"bad DWARF expression in CFI ({name}: {exc})") from None
     if not stack:
         raise UnwindStop("empty DWARF expression")
     return stack[-1] & MASK

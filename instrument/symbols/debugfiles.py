@@ -254,6 +254,8 @@ def dwarf_path(path: str) -> str | None:
 def _open_dwarf(real: str) -> Any:
     from elftools.elf.elffile import ELFFile
 
+    from .lineprog import fast_abbrevs
+
     source = dwarf_path(real)
     if source is None:
         return None
@@ -262,7 +264,15 @@ def _open_dwarf(real: str) -> Any:
         # DWARFInfo is made, so the file need not stay open.
         with open(source, "rb") as f:
             elf = ELFFile(f)
-            return elf.get_dwarf_info() if elf.has_dwarf_info() else None
+            # Only an object file (ET_REL) has relocations against its debug sections; asking
+            # pyelftools to look costs a scan of every section header per debug section.
+            relocate = elf["e_type"] == "ET_REL"
+            if not elf.has_dwarf_info():
+                return None
+            dwarf = elf.get_dwarf_info(relocate_dwarf_sections=relocate)
+            if dwarf.config.little_endian:
+                fast_abbrevs(dwarf)
+            return dwarf
     except Exception:  # noqa: BLE001 - pyelftools raises a zoo on odd files: no DWARF, then
         return None
 

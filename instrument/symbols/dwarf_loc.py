@@ -17,6 +17,7 @@ from elftools.dwarf.dwarf_expr import DWARFExprParser
 from ..arch.x86_64 import MASK64
 from ..errors import EvaluationError
 from .cfi_rules import DWARF_REGS
+from .dwarf_stack import step
 
 
 class OptimizedOut(EvaluationError):
@@ -47,29 +48,6 @@ class FrameInputs:
     bias: int = 0                                 # load bias: added to DW_OP_addr's link-time address
 
 
-_BINARY: dict[str, Callable[[int, int], int]] = {
-    "DW_OP_plus": lambda a, b: a + b, "DW_OP_minus": lambda a, b: a - b,
-    "DW_OP_mul": lambda a, b: a * b, "DW_OP_and": lambda a, b: a & b,
-    "DW_OP_or": lambda a, b: a | b, "DW_OP_xor": lambda a, b: a ^ b,
-    "DW_OP_shl": lambda a, b: a << (b & 63), "DW_OP_shr": lambda a, b: a >> (b & 63),
-    "DW_OP_shra": lambda a, b: _signed(a) >> (b & 63),
-    "DW_OP_div": lambda a, b: int(_signed(a) / _signed(b)) if b else _zero(),
-    "DW_OP_mod": lambda a, b: a % b if b else _zero(),
-    "DW_OP_ge": lambda a, b: int(_signed(a) >= _signed(b)), "DW_OP_gt": lambda a, b: int(_signed(a) > _signed(b)),
-    "DW_OP_le": lambda a, b: int(_signed(a) <= _signed(b)), "DW_OP_lt": lambda a, b: int(_signed(a) < _signed(b)),
-    "DW_OP_eq": lambda a, b: int(a == b), "DW_OP_ne": lambda a, b: int(a != b),
-}
-
-
-def _signed(v: int) -> int:
-    v &= MASK64
-    return v - (1 << 64) if v >> 63 else v
-
-
-def _zero() -> int:
-    raise EvaluationError("division by zero in a DWARF location")
-
-
 def register_name(num: int) -> str:
     return DWARF_REGS.get(num, f"xmm{num - 17}" if 17 <= num <= 32 else f"DWARF register {num}")
 
@@ -98,6 +76,12 @@ def evaluate(ops: Sequence[Any], inputs: FrameInputs) -> Place:
     stack: list[int] = []
     pieces: list[tuple[Place, int]] = []
     place: Place | None = None          # set by DW_OP_reg*, DW_OP_stack_value, DW_OP_implicit_value
+    def reg(num: int) -> int:
+        return _reg(inputs, num)
+
+    def word(address: int, size: int) -> int:
+        return _read_word(inputs, address, size)
+
     i = 0
     while i < len(ops):
         op = ops[i]
@@ -116,61 +100,27 @@ def evaluate(ops: Sequence[Any], inputs: FrameInputs) -> Place:
             place = Place("register", register=int(name[9:]))
         elif name == "DW_OP_regx":
             place = Place("register", register=int(args[0]))
-        elif name.startswith("DW_OP_breg") and name[10:].isdigit():
-            stack.append(_reg(inputs, int(name[10:])) + int(args[0]))
-        elif name == "DW_OP_bregx":
-            stack.append(_reg(inputs, int(args[0])) + int(args[1]))
         elif name == "DW_OP_fbreg":
             stack.append(inputs.frame_base() + int(args[0]))
         elif name == "DW_OP_call_frame_cfa":
             stack.append(inputs.cfa())
         elif name == "DW_OP_addr":
             stack.append(int(args[0]) + inputs.bias)
-        elif name in ("DW_OP_const1u", "DW_OP_const2u", "DW_OP_const4u", "DW_OP_const8u",
-                      "DW_OP_const1s", "DW_OP_const2s", "DW_OP_const4s", "DW_OP_const8s",
-                      "DW_OP_constu", "DW_OP_consts"):
-            stack.append(int(args[0]))
-        elif name.startswith("DW_OP_lit") and name[9:].isdigit():
-            stack.append(int(name[9:]))
-        elif name == "DW_OP_plus_uconst":
-            stack.append(stack.pop() + int(args[0]))
-        elif name in _BINARY:
-            b, a = stack.pop(), stack.pop()
-            stack.append(_BINARY[name](a, b))
-        elif name == "DW_OP_deref":
-            stack.append(_read_word(inputs, stack.pop()))
-        elif name == "DW_OP_deref_size":
-            stack.append(_read_word(inputs, stack.pop(), int(args[0])))
-        elif name == "DW_OP_dup":
-            stack.append(stack[-1])
-        elif name == "DW_OP_drop":
-            stack.pop()
-        elif name == "DW_OP_swap":
-            stack[-1], stack[-2] = stack[-2], stack[-1]
-        elif name == "DW_OP_over":
-            stack.append(stack[-2])
-        elif name == "DW_OP_pick":
-            stack.append(stack[-1 - int(args[0])])
-        elif name == "DW_OP_rot":
-            stack[-3], stack[-2], stack[-1] = stack[-1], stack[-3], stack[-2]
-        elif name == "DW_OP_neg":
-            stack.append(-stack.pop())
-        elif name == "DW_OP_not":
-            stack.append(~stack.pop())
-        elif name == "DW_OP_abs":
-            stack.append(abs(_signed(stack.pop())))
         elif name in ("DW_OP_entry_value", "DW_OP_GNU_entry_value"):
             stack.append(inputs.entry_value(args[0]))
         elif name == "DW_OP_stack_value":
             place = Place("value", value=(stack.pop() & MASK64).to_bytes(8, "little"))
         elif name == "DW_OP_implicit_value":
             place = Place("value", value=bytes(args[1]) if len(args) > 1 else b"")
-        elif name == "DW_OP_nop":
-            pass
         elif name in ("DW_OP_implicit_pointer", "DW_OP_GNU_implicit_pointer"):
             raise OptimizedOut("optimized out (only an implicit pointer to it remains)")
         else:
-            raise EvaluationError(f"unsupported DWARF location operation {name}")
+            try:
+                known = step(name, args, stack, reg, word)
+            except ZeroDivisionError as e:
+                raise EvaluationError(str(e)) from None
+            if not known:
+                raise EvaluationError(f"unsupported DWARF location operation {name}")
         stack = [v & MASK64 for v in stack[-64:]]
     if pieces:
         if place is not None or stack:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from .demangle import demangle_many, is_mangled
+from .lineprog import DieReader, Unsupported
 from .lines import ModuleLines, cu_file_table
 
 # DIEs whose children may hold code, with their own ranges; and scopes without ranges
@@ -22,6 +23,12 @@ from .lines import ModuleLines, cu_file_table
 _CODE_SCOPES = {"DW_TAG_subprogram", "DW_TAG_lexical_block", "DW_TAG_inlined_subroutine"}
 _NAME_SCOPES = {"DW_TAG_namespace", "DW_TAG_module", "DW_TAG_structure_type", "DW_TAG_class_type",
                 "DW_TAG_union_type", "DW_TAG_enumeration_type"}
+# The same by number, for lineprog.DieReader (DW_TAG_* values of DWARF 5 section 7.5.3).
+_INLINED = 0x1D
+_CODE_TAGS = frozenset({0x2E, 0x0B, _INLINED})
+_NAME_TAGS = frozenset({0x39, 0x1E, 0x13, 0x02, 0x17, 0x04})
+_LOW_PC, _HIGH_PC, _RANGES = 0x11, 0x12, 0x55
+_FORM_ADDR, _FORM_RNGLISTX = 0x01, 0x23
 _MAX_DEPTH = 64
 _CACHE_LIMIT = 4096
 
@@ -44,6 +51,7 @@ class InlineIndex:
         self._lock = threading.RLock()
         self._cache: dict[int, tuple[InlinedCall, ...]] = {}
         self._files: dict[int, dict[int, str]] = {}
+        self._reader: DieReader | None | bool = False     # False: not made yet; None: cannot be
 
     def at(self, address: int) -> tuple[InlinedCall, ...]:
         with self._lock:
@@ -65,7 +73,11 @@ class InlineIndex:
         top = cu.get_top_DIE()
         base = _attr(top, "DW_AT_low_pc") or 0
         chain: list[Any] = []
-        self._walk(top, address, cu, base, chain, 0)
+        offsets = self._fast_chain(cu, top, address, base)
+        if offsets is not None:
+            chain = [cu.get_DIE_from_refaddr(offset) for offset in offsets]
+        else:
+            self._walk(top, address, cu, base, chain, 0)
         if not chain:
             return ()
         files = self._files.get(cu.cu_offset)
@@ -78,6 +90,66 @@ class InlineIndex:
             out.append(InlinedCall(name or "??", files.get(file_index) if file_index is not None else None,
                                    _attr(die, "DW_AT_call_line")))
         return tuple(out)
+
+    def _fast_chain(self, cu: Any, top: Any, address: int, base: int) -> list[int] | None:
+        """The offsets of the inlined-call DIEs around `address`, outermost first, walked
+        with lineprog.DieReader; None where it cannot (then pyelftools walks, _walk)."""
+        if self._reader is False:
+            try:
+                self._reader = DieReader(self._dwarf)
+            except Unsupported:
+                self._reader = None
+        reader = self._reader
+        if not isinstance(reader, DieReader) or not top.has_children:
+            return None
+        chain: list[int] = []
+        try:
+            self._fast_walk(reader, cu, top.offset + top.size, address, base, chain, 0)
+        except (Unsupported, IndexError, ValueError):
+            return None
+        return chain
+
+    def _fast_walk(self, reader: DieReader, cu: Any, first: int, address: int, base: int, chain: list[int],
+                   depth: int) -> bool:
+        if depth > _MAX_DEPTH:
+            return False
+        for offset, tag, has_children, attrs, child in reader.children(cu, first):
+            if tag in _CODE_TAGS:
+                if not self._fast_contains(attrs, address, cu, base):
+                    continue
+                if tag == _INLINED:
+                    chain.append(offset)
+                if has_children:
+                    self._fast_walk(reader, cu, child, address, base, chain, depth + 1)
+                return True
+            if tag in _NAME_TAGS and has_children:
+                if self._fast_walk(reader, cu, child, address, base, chain, depth + 1):
+                    return True
+        return False
+
+    def _fast_contains(self, attrs: dict[int, tuple[int, int]], address: int, cu: Any, base: int) -> bool:
+        low, high = attrs.get(_LOW_PC), attrs.get(_HIGH_PC)
+        if low is not None and high is not None:
+            if low[0] != _FORM_ADDR:
+                raise Unsupported("an indexed low_pc (DW_FORM_addrx)")
+            # DWARF 4+: a high_pc of a constant class is a length, not an address.
+            end = high[1] if high[0] == _FORM_ADDR else low[1] + high[1]
+            return low[1] <= address < end
+        ranges = attrs.get(_RANGES)
+        if ranges is None or ranges[0] == _FORM_RNGLISTX:
+            return False       # an index into the CU's rnglists table (split DWARF): not read, as _ranges
+        lists = self._dwarf.range_lists()
+        if lists is None:
+            return False
+        for entry in lists.get_range_list_at_offset(ranges[1], cu=cu):
+            if hasattr(entry, "base_address"):
+                base = entry.base_address
+            elif getattr(entry, "is_absolute", False):
+                if entry.begin_offset <= address < entry.end_offset:
+                    return True
+            elif base + entry.begin_offset <= address < base + entry.end_offset:
+                return True
+        return False
 
     def _walk(self, die: Any, address: int, cu: Any, base: int, chain: list[Any], depth: int) -> bool:
         if depth > _MAX_DEPTH:

@@ -13,6 +13,8 @@ import threading
 from bisect import bisect_right
 from typing import Any
 
+from .lineprog import Aranges, decode_rows, read_aranges
+
 
 class LineTable:
     """Line-program rows as sorted arrays (address -> file, line) plus a
@@ -109,6 +111,12 @@ def read_cu_lines(dwarf: Any, cu: Any, table: LineTable | None = None) -> LineTa
     program = dwarf.line_program_for_CU(cu)
     if program is not None:
         names = _line_program_files(program, cu, table)
+        rows = decode_rows(program, bool(dwarf.config.little_endian))
+        if rows is not None:
+            add = table.add_row
+            for address, file, line, is_stmt, end in rows:
+                add(address, names.get(file, -1), line, is_stmt, end)
+            return table
         for entry in program.get_entries():
             st = entry.state
             if st is None:
@@ -173,7 +181,7 @@ class ModuleLines:
         self._lock = threading.RLock()
         self._by_cu: dict[int, LineTable] = {}
         self._cus: list[Any] | None = None
-        self._aranges: Any = None
+        self._aranges: Aranges | None = None
         self._aranges_read = False
         self._uncovered: LineTable | None = None
         self._files: dict[int, list[str]] = {}
@@ -193,18 +201,20 @@ class ModuleLines:
         if not self._aranges_read:
             self._aranges_read = True
             try:
-                self._aranges = self._dwarf.get_aranges()
+                self._aranges = read_aranges(self._dwarf)
+                if self._aranges is None and self._dwarf.debug_aranges_sec is not None:
+                    entries = self._dwarf.get_aranges().entries
+                    self._aranges = Aranges([(e.begin_addr, e.length, e.info_offset) for e in entries])
             except Exception:  # noqa: BLE001 - a malformed index: fall back to every CU
                 self._aranges = None
-        if self._aranges is None or not self._aranges.entries:
+        if self._aranges is None or not self._aranges.spans:
             return None
-        offset = self._aranges.cu_offset_at_addr(address)
-        return int(offset) if offset is not None else None
+        return self._aranges.cu_offset_at(address)
 
     def _rest(self) -> LineTable:
         """The CUs .debug_aranges does not list (all of them when it is absent), as one table."""
         if self._uncovered is None:
-            listed = {e.info_offset for e in self._aranges.entries} if self._aranges is not None else set()
+            listed = self._aranges.cu_offsets if self._aranges is not None else set()
             table = LineTable()
             for cu in self._all_cus():
                 if cu.cu_offset not in listed:

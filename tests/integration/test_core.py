@@ -268,3 +268,52 @@ def test_a_core_names_the_crashing_thread_and_process(cores, targets):
     assert crash["thread"] == {"index": 2, "main": False, "start_routine": "crasher", "name": "crash_thread3"}
     assert crash["process"]["depth"] == 0 and crash["process"]["exe"] == targets["crash_thread3"]
     assert crash["process"]["argv"][0].endswith("crash_thread3")
+
+
+# triage_input's crash words (its input file names one; `hang` does not crash).
+TRIAGE_INPUT_WORDS = ("null-read", "null-write", "wild-write", "div", "abort", "double-free", "fork", "thread")
+
+
+def _other_crashes() -> list[tuple[str, str, tuple[str, ...], str | None]]:
+    """(name, program, args, input file's text) of the crash programs beside crash_*.c
+    that die by a signal dumping core: every mode of triage_rules (each classification
+    rule and gap it reaches), every crash word of triage_input (an input file holds it),
+    the forked child of fork_crash, bk_segv. Not here: raise(SIGTERM) (dumps no core),
+    and the sanitizer programs, whose class is read from their stderr report, not a core."""
+    from tests.integration.test_triage_rules import CORPUS, GAPS
+
+    modes = sorted({mode for program, mode, *_ in CORPUS + GAPS if program == "triage_rules" and mode})
+    out: list[tuple[str, str, tuple[str, ...], str | None]] = [
+        (f"triage_rules {m}", "triage_rules", (m,), None) for m in modes if m != "sigterm"]
+    out += [(f"triage_input {w}", "triage_input", (), w) for w in TRIAGE_INPUT_WORDS]
+    return out + [("fork_crash", "fork_crash", (), None), ("bk_segv", "bk_segv", (), None)]
+
+
+@pytest.mark.skipif(not kernel_can_dump(), reason="core_pattern does not write plain core files here")
+def test_every_other_crash_program_core_matches_the_live_record(targets, tmp_path):
+    """As test_every_crash_program_core_matches_the_live_record, for the crash programs that
+    take a mode or crash in a child (kernel cores: one run each, no gdb)."""
+    made: dict[str, tuple[Path, tuple[str, ...]]] = {}
+    for name, program, args, text in _other_crashes():
+        folder = tmp_path / name.replace(" ", "-")
+        folder.mkdir()
+        if text is not None:
+            (tmp_path / f"{name.replace(' ', '-')}.input").write_text(text + "\n")
+            args = (*args, str(tmp_path / f"{name.replace(' ', '-')}.input"))
+        subprocess.run([targets[program], *args], cwd=folder, preexec_fn=_unlimited_core, capture_output=True,
+                       timeout=60)
+        found = [p for p in folder.iterdir() if p.is_file()]
+        assert len(found) == 1, f"{name}: {found}"
+        made[name] = (found[0], (targets[program], *args))
+    proc = run_cli("triage", "--quiet", "--jobs", "1", "--core", *[str(c) for c, _ in made.values()], timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    from_cores = by_input(json.loads(proc.stdout))
+    mismatches = []
+    for name, (core, argv) in made.items():
+        got = run_cli("triage", "--quiet", "--", *argv, timeout=120)
+        assert got.returncode == 1, got.stderr
+        bucket = json.loads(got.stdout)["buckets"][0]
+        expected = (bucket["class"], bucket["hash"]["major"], bucket["crash"].get("errors", []))
+        if from_cores[str(core)] != expected:
+            mismatches.append(f"{name}: core {from_cores[str(core)]} != live {expected}")
+    assert not mismatches, "\n".join(mismatches)

@@ -368,3 +368,17 @@ def test_variables_by_name_through_the_debug_file(full, tmp_path) -> None:
         assert proc.returncode == 0, proc.stderr
         values.append([r["vars"] for r in map(json.loads, out.read_text().splitlines()) if r["event"] == "breakpoint"])
     assert len(values[0]) == 3 and values[0] == values[1]
+
+
+@needs_libc_dbg
+def test_libc_debug_file_symbols_come_back_from_the_cache_alike(tmp_path, monkeypatch) -> None:
+    from instrument.symbols.elf import ElfImage
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = ElfImage(_libc()).debug_symbols          # parsed, then stored under libc's build id
+    assert first is not None and list((tmp_path / "instrument" / "symbols").glob("*.sym"))
+    again = ElfImage(_libc()).debug_symbols          # read back from the cache
+    assert again is not None
+    assert (again.starts, again.ends, again.names, again.sized, again.by_name) == \
+        (first.starts, first.ends, first.names, first.sized, first.by_name)
+    assert again.lookup(first.starts[len(first) // 2]) == first.lookup(first.starts[len(first) // 2])

@@ -557,3 +557,14 @@ def test_signals_sent_by_the_program_are_signals_not_breakpoints(backend, target
         (ExceptionCode.SIGNAL, "SIGTRAP", True, False)
     assert exit_event.info.signal == "SIGTRAP"
     assert capfd.readouterr().out == "usr1\n"
+
+
+def test_a_child_writing_stderr_after_its_parent_exited_lives(targets, tmp_path):
+    """The stderr pipe outlives the started process while a child holds it: the child's
+    later write is read (never EPIPE, SIGPIPE or a full pipe), and the child goes on."""
+    from instrument.triage.runner import TriageConfig, Worker
+
+    marker = tmp_path / "survived"
+    outcome = Worker(TriageConfig(command=(targets["stderr_orphan"], str(marker)), timeout=20)).run(None)
+    assert outcome["status"] == "clean", outcome
+    assert marker.exists()

@@ -63,7 +63,8 @@ SHADOWED = {"StackGuard": ("crash_stack_protector", None)}
 
 def run_crash(targets, program: str, mode: str | None) -> dict:
     if program not in targets:
-        pytest.skip(f"{program} needs a compiler this machine lacks (clang for MemorySanitizer)")
+        pytest.skip(f"{program} needs a compiler this machine lacks (clang for MemorySanitizer; "
+                    "INSTRUMENT_CI=1, as .ci/run sets, installs it from Debian's packages)")
     command = (targets[program],) + ((mode,) if mode else ())
     outcome = Worker(TriageConfig(command=command, timeout=20)).run(None)
     assert outcome["status"] == "crash", outcome

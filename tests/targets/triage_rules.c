@@ -38,12 +38,19 @@ __attribute__((noinline)) void block_move(void) {
 }
 
 __attribute__((noinline)) void trap_from_another_process(void) {
+    /* SIGTRAP blocked until sigsuspend: it lands there whenever the child sends it, so
+       the stack (and its hash) is the same every run, live or in a core. */
+    sigset_t trap, none;
+    sigemptyset(&trap);
+    sigaddset(&trap, SIGTRAP);
+    sigemptyset(&none);
+    sigprocmask(SIG_BLOCK, &trap, NULL);
     pid_t parent = getpid();
     if (fork() == 0) {                          /* SI_USER: kill() from another process */
         kill(parent, SIGTRAP);
         _exit(0);
     }
-    for (;;) pause();
+    for (;;) sigsuspend(&none);
 }
 __attribute__((noinline)) void gp_write(void) {     /* #GP: SIGSEGV with SI_KERNEL, si_addr 0 */
     *(volatile long *)0x8000000000001000UL = 1;

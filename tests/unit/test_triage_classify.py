@@ -32,6 +32,18 @@ def test_shipped_rules_cover_both_vocabularies_and_every_class():
     assert default_rules()[-1].when == {}            # the catch-all is last
 
 
+def test_shipped_rules_pass_the_rules_schema():
+    # default_rules() skips the schema at run time (jsonschema's import is start-up cost): here it is checked.
+    from importlib import resources
+
+    import yaml
+
+    from instrument.analysis.classify import parse_rules
+
+    text = (resources.files("instrument.analysis") / "rules.yaml").read_text(encoding="utf-8")
+    assert tuple(parse_rules(yaml.safe_load(text), "rules.yaml", validate=True)) == default_rules()
+
+
 @pytest.mark.parametrize("fields, cls, rule", [
     ({}, "PROBABLY_NOT_EXPLOITABLE", "SourceAvNearNull"),
     ({"fault_address": "0x10000"}, "UNKNOWN", "SourceAv"),                      # 64 KiB is no longer near NULL

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import select
 import shutil
 import signal
@@ -19,6 +20,7 @@ from ...errors import TargetError
 from ...events import DebugStringInfo
 from ..base import SpawnOptions
 from . import _ffi, seccomp
+from .sigpump import SignalPump, write_all as _write_all
 
 _STAGE_CHDIR, _STAGE_EXEC, _STAGE_FILTER = 1, 2, 3
 _WAIT_FLAGS = os.WEXITED | os.WSTOPPED | os.WNOWAIT | _ffi.WALL
@@ -36,7 +38,8 @@ class WaitAlarm:
     wait is waitid(WNOWAIT), which consumes nothing, followed by a WNOHANG
     waitpid. The timer is re-armed only when the deadline moves later, so an
     engine passing the remaining session time does not pay setitimer per stop.
-    Signals are a main-thread affair; in other threads the wait polls.
+    Signals are a main-thread affair; in other threads the wait polls. SIGIO
+    (sigpump.SignalPump's pipes) is counted and interrupts a wait likewise.
     """
 
     def __init__(self) -> None:
@@ -45,6 +48,9 @@ class WaitAlarm:
         self._previous: object = None
         self._armed_for: float | None = None
         self._waiting = False
+        self._io_previous: object = None
+        self._io_installed = False
+        self.io_count = 0
 
     def waitpid(self, deadline: float | None) -> tuple[int, int]:
         # In the main thread every blocking wait is the interruptible one: SIGINT
@@ -105,6 +111,21 @@ class WaitAlarm:
         if self._waiting:
             raise Expired()
 
+    def _on_io(self, signo: int, frame: object) -> None:
+        self.io_count += 1
+        if self._waiting:
+            raise Expired()
+
+    def watch_io(self) -> Callable[[], int] | None:
+        """Count SIGIO from now on (before any fd is made O_ASYNC: SIGIO's default is to
+        terminate); the count's reader, or None outside the main thread."""
+        if threading.get_ident() != self._main:
+            return None
+        if not self._io_installed:
+            self._io_previous = signal.signal(signal.SIGIO, self._on_io)
+            self._io_installed = True
+        return lambda: self.io_count
+
     def wake(self) -> None:
         """Called from the stderr pump thread: interrupt a blocked wait so lines go out now."""
         if self._installed and self._waiting and self._main is not None:
@@ -116,6 +137,9 @@ class WaitAlarm:
             signal.signal(signal.SIGALRM, self._previous)  # type: ignore[arg-type]
             self._installed = False
             self._armed_for = None
+        if self._io_installed and threading.get_ident() == self._main:
+            signal.signal(signal.SIGIO, self._io_previous)  # type: ignore[arg-type]
+            self._io_installed = False
 
 
 class StderrPump:
@@ -209,25 +233,20 @@ def _unread(fd: int) -> int:
         return 0
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view):]
-        except OSError:
-            return   # our own stderr is gone; the debug strings still go to the engine
-
-
 class Launcher:
-    """fork + SIGSTOP + PTRACE_SEIZE + exec, so the target is traced before its first
-    instruction and SEIZE semantics (PTRACE_INTERRUPT, clean detach) hold throughout."""
+    """fork (or posix_spawn of a shell trampoline) + SIGSTOP + PTRACE_SEIZE + exec, so the
+    target is traced before its first instruction and SEIZE semantics (PTRACE_INTERRUPT,
+    clean detach) hold throughout."""
 
-    def __init__(self, wake: Callable[[], None]) -> None:
+    def __init__(self, wake: Callable[[], None], watch_io: Callable[[], Callable[[], int] | None] | None = None
+                 ) -> None:
         self._wake = wake
+        self._watch_io = watch_io
+        self._pumps: list[SignalPump] = []
         self._errpipes: dict[int, int] = {}
         self._saved_affinity: set[int] | None = None
 
-    def start(self, options: SpawnOptions) -> tuple[int, StderrPump | None]:
+    def start(self, options: SpawnOptions) -> tuple[int, StderrPump | SignalPump | None]:
         argv = list(options.argv)
         if not argv:
             raise TargetError("cannot start '': empty command")
@@ -246,14 +265,26 @@ class Launcher:
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         out_r, out_w = os.pipe2(os.O_CLOEXEC) if options.capture_stderr else (None, None)
         bpf = seccomp.program(options.syscalls) if options.syscall_filter and options.syscalls else None
-        pid = os.fork()
-        if pid == 0:
-            _child(path, argv, env, options.cwd, stdin_fd, out_w, err_w, affinity, bpf)
+        pid = None
+        if options.cwd is None and affinity is None and bpf is None:
+            pid = _spawn_by_shell(path, argv, env, stdin_fd, out_w)
+        if pid is None:
+            pid = os.fork()
+            if pid == 0:
+                _child(path, argv, env, options.cwd, stdin_fd, out_w, err_w, affinity, bpf)
         for fd in (err_w, out_w, stdin_fd):
             if fd is not None:
                 os.close(fd)
         self._errpipes[pid] = err_r
-        return pid, (StderrPump(out_r, self._wake) if out_r is not None else None)
+        return pid, (self._pump(out_r) if out_r is not None else None)
+
+    def _pump(self, fd: int) -> StderrPump | SignalPump:
+        news = self._watch_io() if self._watch_io is not None else None
+        if news is None:
+            return StderrPump(fd, self._wake)
+        pump = SignalPump(fd, news)
+        self._pumps.append(pump)
+        return pump
 
     def seize_until_exec(self, pid: int, options: int, argv0: str = "") -> None:
         """Attach to the child stopped before exec and run it to its PTRACE_EVENT_EXEC stop."""
@@ -295,6 +326,9 @@ class Launcher:
         for fd in self._errpipes.values():
             os.close(fd)
         self._errpipes.clear()
+        for pump in self._pumps:
+            pump.close()
+        self._pumps.clear()
         if self._saved_affinity is not None:
             os.sched_setaffinity(0, self._saved_affinity)
             self._saved_affinity = None
@@ -313,6 +347,53 @@ def _resolve(program: str, search_path: str, cwd: str | None) -> str:
     if found is None:
         raise TargetError(f"cannot start '{program}': No such file or directory")
     return found
+
+
+# What the shell trampoline runs: stop for the tracer, then exec the target, as the fork
+# path's child does. `unset PWD` where the caller's environment has none (dash adds it).
+_TRAMPOLINE = 'kill -STOP $$; exec "$0" "$@"'
+_TRAMPOLINE_NO_PWD = 'kill -STOP $$; unset PWD; exec "$0" "$@"'
+_SHELL = "/bin/sh"
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Variables a POSIX shell sets for itself whatever the environment says (dash: IFS to
+# its default, OPTIND to 1, PPID to its parent): with any of them the fork path runs.
+_SHELL_OWNED = frozenset({"IFS", "OPTIND", "PPID"})
+
+
+def _spawn_by_shell(path: str, argv: list[str], env: dict[str, str], stdin_fd: int | None,
+                    stderr_fd: int | None) -> int | None:
+    """Start the target as gdb does by default (startup-with-shell): posix_spawn (vfork
+    in glibc) of `/bin/sh -c 'kill -STOP $$; exec "$0" "$@"' PROGRAM ARGS`, which stops
+    before its exec exactly as the fork path's child does. Forking this process copies
+    its page tables and then every page either side writes until the exec: 4-10 ms per
+    start here against about 1 ms for posix_spawn and the shell. None where the shell
+    would change what the target gets (the fork path then): an argv[0] other than the
+    file run, a file that is not ELF (a shell runs one that exec refuses as a script), an
+    environment a shell does not pass through as is (names that are not identifiers,
+    IFS/OPTIND/PPID, a PWD that is not the working directory)."""
+    if argv[0] != path or not os.access(_SHELL, os.X_OK) or any(
+            name in _SHELL_OWNED or not _NAME.match(name) for name in env):
+        return None
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"\x7fELF":
+                return None
+        if "PWD" in env and not os.path.samefile(env["PWD"], "."):
+            return None
+    except OSError:
+        return None
+    actions: list[tuple[int, ...]] = []
+    if stdin_fd is not None:
+        actions.append((os.POSIX_SPAWN_DUP2, stdin_fd, 0))
+    if stderr_fd is not None:
+        actions.append((os.POSIX_SPAWN_DUP2, stderr_fd, 2))
+    script = _TRAMPOLINE if "PWD" in env else _TRAMPOLINE_NO_PWD
+    try:
+        # Python ignores SIGPIPE and SIGXFSZ; exec keeps ignored signals ignored.
+        return os.posix_spawn(_SHELL, [_SHELL, "-c", script, *argv], env, file_actions=actions,
+                              setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
+    except OSError:
+        return None
 
 
 def _child(path: str, argv: list[str], env: dict[str, str], cwd: str | None,

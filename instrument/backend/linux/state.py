@@ -33,6 +33,7 @@ from ...errors import DebuggerError, TargetLost
 from ...events import ExceptionInfo
 from . import _ffi, debugregs, perfbp, procfs
 from .launch import StderrPump
+from .sigpump import SignalPump
 from .pages import GuardBook, GuardFault
 from .rendezvous import Rendezvous
 
@@ -200,7 +201,7 @@ class Process:
         self.image_path = ""
         self.image_base: int | None = None
         self.parent_pid: int | None = None
-        self.pump: StderrPump | None = None
+        self.pump: StderrPump | SignalPump | None = None
         self.frozen: list[Thread] = []     # threads stopped while an exception is handled
         self.sampler = perfbp.Sampler()    # sampled hardware breakpoints, a ring per thread
         # Paused for a backlog of sampled hits: the threads kept stopped, with the signal

@@ -94,7 +94,7 @@ class LinuxBackend:
         self._stopped_thread, self._regs = t.stopped_thread, t.regs
         self._alarm = WaitAlarm()
         t.wait_tick = self._wait_tick
-        self._launcher = Launcher(self._alarm.wake)
+        self._launcher = Launcher(self._alarm.wake, self._alarm.watch_io)
         self._closed = False
         self.patched_bytes: Callable[[int], Mapping[int, bytes]] | None = None
 
