@@ -20,6 +20,7 @@ asserts a time (HOUSE.md rule 11); README's Performance section quotes a run.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -68,6 +69,7 @@ class Bench:
     def __init__(self, tmp: Path, bins: dict[str, Path], hits: int, repeat: int) -> None:
         self.tmp, self.bins, self.hits, self.repeat = tmp, bins, hits, repeat
         self.ref: tuple[float, float] | None = None
+        self.errors: list[str] = []           # the summary's errors of the last instrument run
 
     def per_hit(self, run: Runner, hits: int) -> tuple[float, float]:
         """(wall, CPU) microseconds per hit."""
@@ -92,7 +94,9 @@ class Bench:
             secs = timed([*instrument_exe(), "run", str(recipe_path), "--format", "jsonl", "-o", str(out),
                           *options, "--", *command, str(n)], pin=False)
             want = expect(n) if expect else n
-            got = sum(1 for line in open(out) if line.startswith('{"event":"breakpoint"') and '"id":"hit"' in line)
+            lines = open(out).read().splitlines()
+            got = sum(1 for line in lines if line.startswith('{"event":"breakpoint"') and '"id":"hit"' in line)
+            self.errors = json.loads(lines[-1]).get("errors", []) if lines else []
             if got != want:
                 print(f"  (warning: {recipe_path.stem} wrote {got} hit records, expected {want})")
             return secs
@@ -121,7 +125,10 @@ def bench_soft_and_hard(b: Bench) -> None:
     stopped = b.per_hit(b.instrument(soft, loop, options=("--no-sampling",)), n)
     b.line("instrument stopped soft", stopped)
     if sampled_soft_available(soft, b.bins["loop"]):
-        b.line("instrument sampled soft", b.per_hit(b.instrument(soft, loop), n))
+        sampled = b.per_hit(b.instrument(soft, loop), n)
+        # perf may refuse uprobes here (paranoia, no uprobe PMU): the hits were int3 stops then.
+        refused = [e for e in b.errors if "stopped the target at every hit" in e]
+        b.line("instrument sampled soft", sampled, f"(NOT sampled: {refused[0]})" if refused else "(uprobes)")
     else:
         b.line("instrument sampled soft", None, "n/a (not built)")
     b.line("instrument sampled hardware", b.per_hit(b.instrument(hard, loop), n))

@@ -115,7 +115,9 @@ class ExceptionInfo:
         every sampled hit, so without the frozen dataclass __init__ (a third of
         what a hit costs the backend)."""
         info = object.__new__(ExceptionInfo)
-        info.__dict__.update(self.__dict__, registers=registers, time=time)
+        fields = self.__dict__.copy()
+        fields["registers"], fields["time"] = registers, time
+        object.__setattr__(info, "__dict__", fields)
         return info
 
 

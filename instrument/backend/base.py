@@ -70,6 +70,10 @@ class SpawnOptions:
     syscalls: frozenset[int] | None = None
     syscall_exits: frozenset[int] = frozenset()
     syscall_filter: bool = False
+    # Memory breakpoints: the same filter (for good, likewise) also stops the system calls
+    # that take a pointer, and only those, so a call on a guarded page can have it opened;
+    # without it every call stops while a page is guarded.
+    guard_filter: bool = False
 
 
 class Backend(Protocol):

@@ -8,6 +8,18 @@ needs the thread where it was: every action a `log` of registers and
 expressions over them (no memory, no change to the target, no return to
 catch), and the condition likewise. Everything else stops the thread.
 
+Soft breakpoints are not sampled in a recipe that also watches data (a memory
+breakpoint, or a hardware one on reads or writes): the kernel runs a uprobe's
+instruction out of line, single-stepped, and an access it makes there escapes
+both watches. A debug-register watch it triggers is consumed with the kernel's
+own single-step trap and never reported (arch/x86/kernel/traps.c,
+exc_debug_user: the uprobe's notifier takes the #DB); a guard-page fault makes
+the kernel run the probe again when the instruction restarts (a second hit),
+and our step past the guarded access, begun on the uprobe's int3, ends with a
+SIGTRAP the kernel sends the program for the single-step it saw (uprobes'
+arch_uprobe_post_xol). Those soft breakpoints stop the thread, as with
+`--no-sampling`.
+
 The choice is the compiler's and is recorded in the Plan
 (BreakpointPlan.sampled); the engine arms each breakpoint the way the plan says.
 """
@@ -58,12 +70,21 @@ def can_sample(plan: BreakpointPlan, abi: Abi, available: frozenset[str], *, sof
     return needed is not None and needed <= available
 
 
+def watches_data(plan: Plan) -> bool:
+    """Whether the plan has a breakpoint on data accesses (memory, or hardware on reads
+    or writes): then no soft breakpoint is sampled (see the module docstring)."""
+    return any(bp.type == "memory" or (bp.type == "hardware" and bp.access != "execute")
+               for bp in plan.breakpoints)
+
+
 def choose_sampled(plan: Plan, abi: Abi, available: frozenset[str], *, enabled: bool = True,
                    soft: bool = False) -> Plan:
     """`plan` with its sampled breakpoints chosen for a backend of this `abi` that can
     sample `available` registers (Capabilities.abi, .sampled_registers), soft ones too
-    where `soft` (.sampled_soft); `enabled` False: none is sampled (`--no-sampling`),
-    every hit stops the target."""
+    where `soft` (.sampled_soft) and the plan watches no data; `enabled` False: none is
+    sampled (`--no-sampling`), every hit stops the target."""
+    soft = soft and not watches_data(plan)
+
     def chosen(bp: BreakpointPlan) -> BreakpointPlan:
         return dataclasses.replace(bp, sampled=enabled and can_sample(bp, abi, available, soft=soft))
 

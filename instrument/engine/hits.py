@@ -131,11 +131,16 @@ class ExceptionDispatch:
             # Its sampled breakpoints went, or became users of an int3 there since.
             site = process.sites.get(address)
             users = site.users if site is not None else set()
-        gone = process.unsampled.get(address, set())
+        gone = process.unsampled.get(address)
         sampled: Regs = info.registers      # type: ignore[assignment]  # read-only: nothing writes a sample
         by_id = self.breakpoints.by_id
-        # A copy to walk: a hit may take its breakpoint out (its limit).
-        for user in sorted(users | gone, key=self.breakpoints.rank) if gone or len(users) > 1 else tuple(users):
+        if len(users) == 1 and not gone:
+            (user,) = users                 # nearly always: one breakpoint there
+            order: tuple[str, ...] | list[str] = (user,)
+        else:
+            # A copy to walk: a hit may take its breakpoint out (its limit).
+            order = sorted(users | gone if gone else users, key=self.breakpoints.rank)
+        for user in order:
             bp = by_id.get(user)
             if bp is None or not bp.sampled:
                 continue                  # a return site, a resolver, a stopping breakpoint

@@ -14,6 +14,7 @@ everything else to the plan's HandlerTable. Every stop ends in `resume`, in a
 from __future__ import annotations
 
 import enum
+import gc
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -125,6 +126,18 @@ class Session:
 
     # -- the loop -----------------------------------------------------------------
     def run_loop(self, timeout: float | None) -> None:
+        # What start-up made (symbol tables, the plan, the modules) lives as long as the
+        # session: out of the collector's sight, the full collections that hits' garbage
+        # brings on walk only what came since (1.5-2.5 µs a sampled hit, measured). Given
+        # back at the end, so that a process running session after session (triage's
+        # workers) can still collect what an earlier one left.
+        gc.freeze()
+        try:
+            self._loop(timeout)
+        finally:
+            gc.unfreeze()
+
+    def _loop(self, timeout: float | None) -> None:
         deadline = None if timeout is None else self.recorder.start + timeout
         while self.processes or not self.started:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())

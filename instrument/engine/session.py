@@ -80,7 +80,8 @@ def run(plan: Plan, *, emit: Emit, backend: Backend | None = None,
                 session.main_pid = backend.spawn(SpawnOptions(
                     argv=target.argv, env=target.env, cwd=target.cwd, stdin_path=target.stdin,
                     follow_forks=target.follow_forks, pin_cpu=pinned,
-                    syscalls=numbers or None, syscall_exits=exits, syscall_filter=filtered))
+                    syscalls=numbers or None, syscall_exits=exits, syscall_filter=filtered,
+                    guard_filter=guard_filter(plan, backend, syscall_filter)))
             session.run_loop(target.timeout)
         except Interrupted as e:
             interrupted = e
@@ -107,6 +108,19 @@ def syscall_mode(plan: Plan, backend: Backend, allowed: bool = True) -> tuple[bo
     where a process it covers could be let go (a fork child not followed, a `detach`)."""
     if not plan.table.syscalls:
         return False, None
+    return _filter_refused(plan, backend, allowed)
+
+
+def guard_filter(plan: Plan, backend: Backend, allowed: bool = True) -> bool:
+    """Whether a started target with memory breakpoints gets a seccomp filter that stops
+    only its system calls with pointers (a call on a guarded page must have it opened);
+    else every call stops while a page is guarded. Where syscall_mode allows a filter."""
+    if not any(bp.type == "memory" for bp in plan.breakpoints):
+        return False
+    return _filter_refused(plan, backend, allowed)[0]
+
+
+def _filter_refused(plan: Plan, backend: Backend, allowed: bool) -> tuple[bool, str | None]:
     if plan.target.attach is not None:
         return False, "an attached process cannot be given a seccomp filter: every system call stops it"
     if not backend.capabilities.syscall_filter:

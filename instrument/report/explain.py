@@ -6,7 +6,7 @@ from typing import Any
 
 from ..arch.x86_64 import Abi
 from ..compiler.resolve import ANY_LIBRARY
-from ..compiler.sampling import choose_sampled
+from ..compiler.sampling import can_sample, choose_sampled, watches_data
 from ..events import EventCode, exception_name
 from .patterns import explain_patterns
 
@@ -30,6 +30,7 @@ def explain(plan: Any, sampled_registers: frozenset[str] = frozenset(), abi: Abi
     without them (a plan compiled with them says so itself: BreakpointPlan.sampled)."""
     if not plan.sampling_chosen:
         plan = choose_sampled(plan, abi, sampled_registers, soft=sampled_soft)
+    watching = sampled_soft and watches_data(plan)
     r = plan.recipe
     out = [f"recipe {r.name} (version {r.version}, sha256 {r.sha256[:16]}...)"]
     if r.description:
@@ -110,6 +111,9 @@ def explain(plan: Any, sampled_registers: frozenset[str] = frozenset(), abi: Abi
             out.append("    sampled: its hits only read registers, so the target runs on "
                        "(--no-sampling: stop at each)")
             out.append("      " + _SAMPLED_HOW.get(bp.type, "by a perf event"))
+        elif watching and bp.type == "soft" and can_sample(bp, abi, sampled_registers, soft=True):
+            out.append("    stops at each hit: the recipe watches data, which an instruction the kernel "
+                       "runs out of line for a uprobe would escape")
         out += _actions(bp.actions, "    ")
         if bp.on_return is not None:
             out.append("    on return:")

@@ -22,6 +22,7 @@ from instrument.backend.linux.tracee import LinuxBackend
 from instrument.compiler.plan import compile_plan
 from instrument.engine.session import run
 from instrument.recipe.load import load_recipe
+from tests.integration.test_stress import debug_registers
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the ptrace backend runs on Linux")
 
@@ -211,6 +212,7 @@ def test_an_attached_target_is_left_without_a_uprobe(targets, tmp_path, how):
         assert target.stdout.readline().startswith("pid=")
         before = code_bytes(target.pid, binary)
         assert before[0] != 0xCC
+        registers_before = debug_registers(target.pid)
         recipe = tmp_path / "r.yaml"
         recipe.write_text(HEADER + "breakpoints:\n  - at: hit\n    actions:\n      - log: '{arg0}'\n")
         out = tmp_path / "out.jsonl"
@@ -227,6 +229,9 @@ def test_an_attached_target_is_left_without_a_uprobe(targets, tmp_path, how):
         _, err = tool.communicate(timeout=120)
         assert tool.returncode == 0, err
         assert code_bytes(target.pid, binary) == before       # the uprobe is gone with the tool
+        # DR6 as it was: the kernel's out-of-line steps set its single-step bit until the
+        # uprobe goes, and the detach puts it back only after that.
+        assert debug_registers(target.pid) == registers_before
         with open(f"/proc/{target.pid}/status") as status:
             text = status.read()
         assert "TracerPid:\t0" in text and "State:\tR" in text  # untraced, running on
@@ -260,3 +265,22 @@ def test_sampled_hardware_and_soft_hits_come_in_each_threads_order(targets):
         worker = int(messages[0][1:]) // 100000
         assert messages == [m for i in range(calls) for m in (f"w{worker * 100000 + i}", f"t{i}")]
     assert records[-1]["breakpoints"] == {"work": threads * calls, "twice": threads * calls}
+
+
+@pytest.mark.parametrize("watch", ["    type: memory\n    access: write\n    size: 8\n",
+                                   "    type: hardware\n    access: write\n    size: 8\n"])
+def test_a_soft_breakpoint_on_an_instruction_that_a_data_watch_sees_stops_and_both_count_every_access(
+        targets, tmp_path, watch):
+    # tick()'s one `add` writes ticks[0]: run out of line by a uprobe, its write would escape
+    # the watch (a debug register's hit lost; a guard page's fault counted twice by the
+    # uprobe and a stray SIGTRAP for the program), so a recipe that watches data keeps
+    # its soft breakpoints as int3 stops (compiler/sampling.py).
+    from tests.conftest import run_recipe_jsonl
+
+    body = "breakpoints:\n  - id: tick\n    at: tick\n  - id: w\n    at: ticks\n" + watch
+    proc, records = run_recipe_jsonl(tmp_path, HEADER + body, targets["sig_flood"], "kill", "30", "1", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = dict(pair.split("=", 1) for pair in proc.stdout.split() if "=" in pair)
+    ticks = int(report["ticks"])
+    assert ticks >= 1 and report["trap"] == "0" and report["bad"] == "0"
+    assert records[-1]["breakpoints"] == {"tick": ticks, "w": ticks}

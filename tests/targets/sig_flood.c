@@ -4,7 +4,11 @@
 // the program calls tick() in a loop (in THREADS worker threads, or in the main thread
 // with THREADS 0): a breakpoint there makes signals arrive while the debugger steps over
 // it. tick()'s first instruction is an `add` to memory, which the debugger cannot emulate
-// and so single-steps.
+// and so single-steps. Each thread counts its own ticks, in its own element of `ticks`
+// (the main thread's with THREADS 0 and the first worker's are ticks[0], which the
+// memory breakpoint tests watch): one counter `ticks++` by threads that run at once
+// would lose increments (the `add` is not atomic), most where breakpoints never stop
+// them (sampled ones), and the program would count fewer ticks than it made.
 //
 // Usage: sig_flood MODE N [THREADS]
 //   kill      SIGUSR1 by kill()        (si_code SI_USER)
@@ -13,7 +17,7 @@
 //   trap      SIGTRAP, by tgkill() and kill() in turn (SI_TKILL, SI_USER)
 //   ktrap     SIGTRAP by kill() only (SI_USER)
 //   ttrap     SIGTRAP by tgkill() only (SI_TKILL)
-// Prints "handled usr1=U trap=T bad=B sum=S sender=PID ticks=K threads=C0,C1,..":
+// Prints "handled usr1=U trap=T bad=B sum=S sender=PID ticks=K threads=C0,C1,..": K all ticks,
 // B counts deliveries whose si_code or si_pid is not the sender's; Ci the deliveries
 // each worker took (the main thread's with THREADS 0).
 #define _GNU_SOURCE
@@ -29,7 +33,7 @@
 
 #define MAX_THREADS 8
 
-long ticks;
+long ticks[MAX_THREADS];
 static volatile int usr1, trap, bad, stop;
 static volatile long sum;
 static volatile pid_t sender;
@@ -38,7 +42,7 @@ static volatile int per_thread[MAX_THREADS];
 static int nthreads, mode;
 enum { KILL, TGKILL, SIGQUEUE, TRAP, KTRAP, TTRAP };
 
-__attribute__((noinline, optimize("O2"))) void tick(void) { ticks++; }
+__attribute__((noinline, optimize("O2"))) void tick(long *count) { ++*count; }
 
 static void on_signal(int sig, siginfo_t *si, void *ctx) {
     (void)ctx;
@@ -61,7 +65,7 @@ static void *work(void *arg) {
     sigaddset(&set, SIGTRAP);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     tids[(long)arg] = (pid_t)syscall(SYS_gettid);
-    while (!stop) tick();
+    while (!stop) tick(&ticks[(long)arg]);
     return NULL;
 }
 
@@ -142,10 +146,12 @@ int main(int argc, char **argv) {
         stop = 1;
         for (int i = 0; i < nthreads; i++) pthread_join(threads[i], NULL);
     } else {
-        while (waitpid(child, &status, WNOHANG) == 0) tick();
+        while (waitpid(child, &status, WNOHANG) == 0) tick(&ticks[0]);
     }
+    long all = 0;
+    for (int i = 0; i < MAX_THREADS; i++) all += ticks[i];
     printf("handled usr1=%d trap=%d bad=%d sum=%ld sender=%d ticks=%ld threads=", usr1, trap, bad, sum,
-           (int)sender, ticks);
+           (int)sender, all);
     for (int i = 0; i < (nthreads ? nthreads : 1); i++) printf(i ? ",%d" : "%d", per_thread[i]);
     printf(" child=%d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     return 0;

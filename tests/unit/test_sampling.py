@@ -4,6 +4,7 @@ is read (backend/linux/perfbp.py): whole samples, a wrap at the end, lost hits."
 from __future__ import annotations
 
 import mmap
+import struct
 
 import pytest
 
@@ -166,6 +167,25 @@ def test_soft_breakpoints_are_sampled_by_the_same_rule_where_the_backend_can(bod
     assert can_sample(plan, "sysv", REGS, soft=True) == (expected is not None)
 
 
+@pytest.mark.parametrize("watch, sampled", [
+    ("    type: memory\n    size: 8\n", False),
+    ("    type: hardware\n    access: write\n    size: 8\n", False),
+    ("    type: hardware\n    access: readwrite\n    size: 8\n", False),
+    ("    type: hardware\n", True),                 # execute: no data watch
+])
+def test_soft_breakpoints_stop_in_a_recipe_that_watches_data(watch, sampled):
+    # The instruction a uprobe runs out of line would escape the watch (compiler/sampling.py).
+    from instrument.compiler.sampling import choose_sampled
+    from instrument.report.explain import explain
+
+    text = HEADER + "breakpoints:\n  - id: soft\n    at: 0x401000\n  - id: watch\n    at: 0x404000\n" + watch
+    plan = compile_plan(load_recipe(text, file="t.yaml"))
+    chosen = choose_sampled(plan, "sysv", REGS, soft=True)
+    assert chosen.breakpoints[0].sampled == sampled
+    soft = explain(plan, REGS, "sysv", sampled_soft=True).split("  soft:")[1].split("  watch:")[0]
+    assert ("perf event" in soft) == sampled and ("watches data" in soft) == (not sampled)
+
+
 def test_explain_says_how_each_sampled_breakpoint_is_sampled():
     from instrument.report.explain import explain
 
@@ -199,9 +219,18 @@ def test_the_hits_of_every_cpu_come_out_in_the_order_they_happened_with_their_th
     produce(a, probe_sample(0x401000, 101, 10, 1) + probe_sample(0x401000, 101, 30, 3))
     produce(b, probe_sample(0x401000, 102, 20, 2) + probe_sample(0x402000, 102, 40, 4))
     assert probes.waiting() == 4
-    hits = probes.take()
-    assert [(h.pid, h.tid, h.address, h.registers["rdi"]) for h in hits] == [
+    hits = [uprobes.describe(s) for s in probes.take()]
+    assert [(pid, tid, address, regs["rdi"]) for pid, tid, address, _, regs in hits] == [
         (100, 101, 0x401000, 1), (100, 102, 0x401000, 2), (100, 101, 0x401000, 3), (100, 102, 0x402000, 4)]
-    assert hits[0].time == 10e-9 and hits[0].registers["rip"] == 0x401000
+    assert hits[0][3] == 10e-9 and hits[0][4]["rip"] == 0x401000 and dict(hits[0][4])["rdi"] == 1
     assert probes.take() == [] and probes.waiting() == 0
-    assert probes._taken[(101, 0x401000)] == 2 and probes._taken[(102, 0x402000)] == 1   # for the lost count
+    # For the lost count, by the samples' pid | tid << 32:
+    assert probes._taken[(100 | 101 << 32, 0x401000)] == 2 and probes._taken[(100 | 102 << 32, 0x402000)] == 1
+
+
+def test_a_ring_with_a_lost_record_among_its_samples_still_gives_every_sample():
+    lost = cpurings._HEADER.pack(2, 0, 24) + struct.pack("<QQ", 7, 3)      # PERF_RECORD_LOST: id, lost
+    data = probe_sample(0x401000, 101, 10, 1) + lost + probe_sample(0x401000, 102, 20, 2)
+    got = [uprobes.describe(s) for s in cpurings.samples_of(data)]
+    assert [(tid, t, regs["rdi"], regs["rip"]) for _, tid, _, t, regs in got] == [
+        (101, 10e-9, 1, 0x401000), (102, 20e-9, 2, 0x401000)]

@@ -8,7 +8,8 @@ import os
 import queue
 import struct
 import threading
-from typing import Iterator, Mapping
+from itertools import repeat
+from typing import Iterator, Mapping, Tuple
 
 from . import _ffi
 from .perfbp import _PERF_REGS, _SAMPLE_ORDER, drain_ring
@@ -23,6 +24,9 @@ _RECORD_SAMPLE = 9
 _REGS_MASK = sum(1 << bit for bit in _PERF_REGS.values())
 # A whole sample: header, ip, pid, tid, time, regs abi, the registers in the order of their bits.
 _SAMPLE = struct.Struct(f"<IHHQIIQQ{len(_PERF_REGS)}Q")
+# The same in 64-bit words (perf keeps records 8-byte aligned): 0 the header, 1 ip,
+# 2 pid | tid << 32, 3 time, 4 regs abi, 5... the registers.
+_WORDS, _IP, _IDS, _TIME, _REG0 = _SAMPLE.size // 8, 1, 2, 3, 5
 _HEADER = struct.Struct("<IHH")
 _U64 = struct.Struct("<Q")
 _DATA_HEAD, _DATA_TAIL = 1024, 1032       # in struct perf_event_mmap_page
@@ -41,18 +45,27 @@ class ProbeError(Exception):
         self.lasting = lasting
 
 
+# One sample as the rings hand it out: (time ns, ip, pid | tid << 32, the words of the
+# ring's data it is in, the word of its first register there). A tuple zip() makes in C:
+# no Python code runs per sample until the engine's.
+Sample = Tuple[int, int, int, memoryview, int]
+
+
 class ProbeRegisters(Mapping[str, int]):
-    """The registers of one uprobe sample, read out of the unpacked record when asked.
+    """The registers of one uprobe sample, read out of the ring's data when asked
+    (a hit's actions read two or three of the twenty; none is unpacked before).
     The kernel has set pc back to the probed instruction, as our int3 stops do."""
 
-    __slots__ = ("_values",)
-    _INDEX = {name: 8 + i for i, name in enumerate(_SAMPLE_ORDER)}
+    __slots__ = ("_words", "_base")
+    _INDEX = {name: i for i, name in enumerate(_SAMPLE_ORDER)}
 
-    def __init__(self, values: tuple[int, ...]) -> None:
-        self._values = values
+    def __init__(self, words: memoryview, base: int) -> None:
+        self._words = words
+        self._base = base
 
     def __getitem__(self, name: str) -> int:
-        return self._values[self._INDEX[name]]
+        value: int = self._words[self._base + self._INDEX[name]]
+        return value
 
     def __iter__(self) -> Iterator[str]:
         return iter(_SAMPLE_ORDER)
@@ -95,29 +108,15 @@ class CpuRing:
                                      "(the locked-memory budget)", lasting=True) from None
                 self._size //= 2
 
-    def take(self) -> list[tuple[int, ...]]:
-        """The samples written since the last take (unpacked), oldest first; frees their room."""
+    def take(self) -> list[Sample]:
+        """The samples written since the last take, oldest first; frees their room."""
         buf = self._buf
         if buf is None:
             return []
         data, self._tail = drain_ring(buf, self._tail, self._size)
         if not data:
             return []
-        if len(data) % _SAMPLE.size == 0:
-            # Nearly always: nothing but whole samples, unpacked in one C loop.
-            values = list(_SAMPLE.iter_unpack(data))
-            if all(v[0] == _RECORD_SAMPLE and v[2] == _SAMPLE.size for v in values):
-                return values
-        out: list[tuple[int, ...]] = []
-        off, n = 0, len(data)
-        while off + 8 <= n:
-            kind, _, size = _HEADER.unpack_from(data, off)
-            if size == 0:
-                break
-            if kind == _RECORD_SAMPLE and size == _SAMPLE.size:
-                out.append(_SAMPLE.unpack_from(data, off))
-            off += size      # PERF_RECORD_LOST among them: the events' counts tell what was lost
-        return out
+        return samples_of(data)
 
     @property
     def size(self) -> int:
@@ -136,6 +135,32 @@ class CpuRing:
         os.close(self.fd)
 
 
+def samples_of(data: bytes) -> list[Sample]:
+    """The samples in `data`, records of a ring, taken apart as whole columns of 64-bit
+    words (strided memoryview slices, C loops all): ~0.2 µs a sample, where unpacking
+    each sample's 28 fields took 1.2 µs and its Python objects as much again."""
+    words = memoryview(data)[:len(data) & ~7].cast("Q")
+    n = len(words) // _WORDS
+    if n and len(data) == n * _SAMPLE.size:
+        headers = words[0::_WORDS].tolist()
+        first = headers[0]
+        if first & 0xFFFFFFFF == _RECORD_SAMPLE and first >> 48 == _SAMPLE.size and headers.count(first) == n:
+            # Nearly always: nothing but whole samples.
+            return list(zip(words[_TIME::_WORDS].tolist(), words[_IP::_WORDS].tolist(),
+                            words[_IDS::_WORDS].tolist(), repeat(words, n), range(_REG0, n * _WORDS, _WORDS)))
+    out: list[Sample] = []
+    off, end = 0, len(data)
+    while off + 8 <= end:
+        kind, _, size = _HEADER.unpack_from(data, off)
+        if size == 0:
+            break
+        if kind == _RECORD_SAMPLE and size == _SAMPLE.size:
+            at = off // 8
+            out.append((words[at + _TIME], words[at + _IP], words[at + _IDS], words, at + _REG0))
+        off += size      # PERF_RECORD_LOST among them: the events' counts tell what was lost
+    return out
+
+
 class Closer:
     """Closes perf fds on a thread of its own (see the module docstring: ~90 ms each)."""
 
@@ -146,6 +171,7 @@ class Closer:
         # `closed` >= n (plain ints: each written by one thread only).
         self.queued = 0
         self.closed = 0
+        self._done = threading.Condition()
 
     def close(self, fd: int) -> None:
         if self._thread is None:
@@ -163,7 +189,14 @@ class Closer:
                 os.close(fd)
             except OSError:
                 pass
-            self.closed += 1
+            with self._done:
+                self.closed += 1
+                self._done.notify_all()
+
+    def wait_for(self, ticket: int) -> None:
+        """The fds handed over up to the `ticket`-th are closed (the others may still wait)."""
+        with self._done:
+            self._done.wait_for(lambda: self.closed >= ticket)
 
     def wait(self) -> None:
         """Every fd handed over is closed (and its uprobe gone)."""

@@ -14,6 +14,7 @@ from ...events import (
 )
 from . import _ffi, debugregs, procfs
 from .guard import Guards
+from .guardcalls import GuardCalls
 from .rendezvous import Rendezvous, main_image_base
 from .sampling import Sampling
 from ..siginfo import SENDER_CODES, VALUE_CODES
@@ -67,6 +68,10 @@ class Decoder:
                     self._out_of_vfork(proc, th)    # attached while in vfork: its interrupt
                 return []
             if sig == _SYSCALL_TRAP:
+                if th.guard_calls:          # guarded pages: a call may touch one (guardcalls.py)
+                    ours = self._guards.calls.on_syscall_stop(proc, th, self.syscalls.on_syscall_stop)
+                    if ours is not None:
+                        return ours
                 return self.syscalls.on_syscall_stop(proc, th)
             if event in (_ffi.PTRACE_EVENT_CLONE, _ffi.PTRACE_EVENT_FORK, _ffi.PTRACE_EVENT_VFORK):
                 # A vfork parent then waits in the kernel, deaf to PTRACE_INTERRUPT, until
@@ -79,6 +84,10 @@ class Decoder:
             if event == _ffi.PTRACE_EVENT_EXEC:
                 return self.on_exec(proc, th)
             if event == _ffi.PTRACE_EVENT_SECCOMP:
+                if th.guard_call is not None or proc.guard_filter:
+                    ours = self._guards.calls.on_seccomp(proc, th)     # guarded pages (guardcalls.py)
+                    if ours is not None:
+                        return ours
                 return self.syscalls.on_seccomp(proc, th)
             return self._on_signal(proc, th, sig)
         except (_ffi.SyscallError, TargetLost) as e:
@@ -194,6 +203,7 @@ class Decoder:
         th.stop()
         th.hold()
         th.guard, proc.guards = None, None      # a new address space: no guarded pages
+        th.guard_call, th.guard_calls = None, False
         proc.reopen_memory()
         aux = procfs.auxv(proc.pid)
         proc.image_path = procfs.exe(proc.pid)
@@ -224,6 +234,7 @@ class Decoder:
             return []           # died before its first instruction
         if event == _ffi.PTRACE_EVENT_CLONE:
             th = self._t.add_thread(proc, new_tid)
+            th.guard_calls = GuardCalls.stops_all(proc)
             th.stop()
             th.hold()
             if proc.unpin_to is not None:
@@ -264,7 +275,9 @@ class Decoder:
                                parent.rdv.r_debug, parent.rdv.saved, dict(parent.rdv.known))
         child.hw = debugregs.HardwareSlots(list(parent.hw.addresses), parent.hw.dr7, parent.hw.sampled)
         child.guards = self._guards.fork(parent, pid, follow=True, vfork=vfork)
+        child.guard_filter = parent.guard_filter        # the filter went with the fork
         th = child.threads[pid]
+        GuardCalls.sync(child)
         if parent.sys is not None:      # the filter (if any) went with the fork: so do we
             self.syscalls.trace(child, parent.sys.numbers, parent.sys.exits, filtered=parent.sys.filtered)
         th.stop()

@@ -18,8 +18,9 @@ while every other thread of the process is stopped (all-stop, as for int3
 step-over: a sibling could otherwise run through the open page unseen), and
 then the protection is put back.
 
-Known limits: system calls that read or write a guarded page fail with EFAULT
-instead of faulting (the kernel never raises SIGSEGV for them); a signal sent
+System calls that read or write a guarded page would fail with EFAULT instead of
+faulting (the kernel never raises SIGSEGV for them): guardcalls.py opens the pages
+around such a call and reports its access. Known limits: a signal sent
 to a thread whose stack page is guarded cannot push its frame (the kernel
 kills the process); if the target itself mprotects a guarded page, the guard
 is lost and clearing restores the protection we saw when arming.
@@ -36,6 +37,7 @@ from ...errors import DebuggerError, TargetLost
 from ...events import Access, DebugEvent, EventCode, ExceptionCode, ExceptionInfo
 from . import _ffi, procfs
 from ..watches import WATCH_ACCESSES, WatchedRange
+from .guardcalls import GuardCalls
 from .calls import MAX_TRIES, Injector, find_syscall, inject_syscall, requeue_blocked
 from .pages import PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE, GuardBook, GuardFault, prot_of
 from .state import Process, Thread
@@ -62,6 +64,7 @@ class Guards:
     def __init__(self, tracees: Tracees, injector: Injector) -> None:
         self._t = tracees
         self._inject = injector
+        self.calls = GuardCalls(tracees, self)     # system calls on guarded pages
         # tid -> (pc, rsp) of the watched access it was last reported for, until its step
         # completes; and of one whose step a signal came before (the access has not run):
         # the thread faults there again when it comes back, which is the same hit.
@@ -100,7 +103,10 @@ class Guards:
     def release(self, proc: Process) -> None:
         """Give every guarded page its protection back (detach); all threads are stopped."""
         book = proc.guards
-        if book is None or not book.applied:
+        if book is None:
+            return
+        self.calls.release(proc)
+        if not book.applied:
             return
         book.ranges.clear()
         self._sync_pages(proc, list(book.applied))
@@ -128,6 +134,10 @@ class Guards:
                 want = book.wanted(page)
                 now = book.applied.get(page, book.original[page])
                 target = book.original[page] if want is None else want
+                if page in book.lent:
+                    # Open for a system call now (guardcalls.py): its end guards it as wanted then.
+                    now = book.original[page]
+                    target = now if want is not None else target
                 if target != now:
                     changes.append((page, target))
                 if want is None:
@@ -137,18 +147,29 @@ class Guards:
                     book.applied[page] = want
             if changes:
                 self._mprotect_runs(proc, self._injection_thread(proc), changes)
+            self.calls.sync(proc)
 
-    @staticmethod
-    def _injection_thread(proc: Process) -> Thread:
+    def _injection_thread(self, proc: Process) -> Thread:
         # Not a thread stopped at a system call's entry: resuming it to run our mprotect
         # would make (or skip) its own call first (syscalls.py).
-        for th in sorted(proc.threads.values(), key=lambda t: t.tid != proc.pid):
+        ordered = sorted(proc.threads.values(), key=lambda t: t.tid != proc.pid)
+        for th in ordered:
             if th.stopped and not th.at_entry:
+                return th
+        # Under PTRACE_SYSCALL (guardcalls.py) an interrupted thread often stops at an
+        # entry of its own: one in an internal stop is backed out of it (its call made
+        # again when it runs on).
+        for th in ordered:
+            if th.stopped and not th.held and self.calls.back_out(proc, th):
                 return th
         if any(th.stopped for th in proc.threads.values()):
             raise DebuggerError(f"cannot change page protections in process {proc.pid} while its threads stand "
                                 "at a system call's entry: arm memory breakpoints at the call's exit")
         raise DebuggerError(f"no stopped thread in process {proc.pid} to change page protections in")
+
+    def protect_pages(self, proc: Process, th: Thread, changes: list[tuple[int, int]]) -> None:
+        """Pages given protections (page, prot) through stopped thread th (guardcalls.py)."""
+        self._mprotect_runs(proc, th, changes)
 
     def _mprotect_runs(self, proc: Process, th: Thread, changes: list[tuple[int, int]]) -> None:
         runs: list[list[int]] = []                   # [start, length, prot]
@@ -350,7 +371,7 @@ class Guards:
         book = proc.guards
         if book is None:
             return
-        changes = [(p, book.applied[p]) for p in pages if p in book.applied]
+        changes = [(p, book.applied[p]) for p in pages if p in book.applied and p not in book.lent]
         if not changes:
             return
         if th_stopped:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...arch.x86_64 import page_of
+from ...events import Access
+from . import _ffi
 from ..watches import WatchBook
 
 PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
@@ -24,6 +26,9 @@ class GuardBook(WatchBook):
     applied: dict[int, int] = field(default_factory=dict)              # page -> protection we set
     syscall: int | None = None                                         # a `syscall` instruction
     released: dict[int, int] = field(default_factory=dict)             # page -> protection given back
+    # page -> the threads whose system call has it open now (guardcalls.py): kept open
+    # until the last of those calls ends, whatever else wants it closed meanwhile.
+    lent: dict[int, set[int]] = field(default_factory=dict)
 
     def copy(self) -> GuardBook:
         """The same book for a fork child: its memory, protections included, is a copy."""
@@ -48,3 +53,15 @@ class GuardFault:
     """A thread stopped on a guarded page: the pages its instruction needs open to complete."""
 
     pages: frozenset[int]
+
+
+@dataclass
+class GuardCall:
+    """A thread's call that has (or is getting) guarded pages opened for it."""
+
+    saved: _ffi.UserRegs                  # the registers at its entry, as the thread had them
+    pages: list[int]                      # the pages lent to it (book.lent)
+    runs: list[tuple[int, int, int]]      # mprotects still to make before it re-enters
+    opening: bool = False                 # the swapped mprotect has not come back yet
+    entered: tuple[int, tuple[int, ...]] | None = None   # (number, args) of the re-entered call
+    spans: list[tuple[int, int, Access, str]] = field(default_factory=list)

@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 
 from ...events import DebugEvent, EventCode, ExceptionCode, ExceptionInfo
 from . import _ffi
+from .cpurings import ProbeRegisters
 from .state import Process
 from .stops import Events, Tracees
 
@@ -102,15 +103,21 @@ class Sampling:
         if not (probes.active or probes.unread):
             return
         procs, templates, code = self._t.procs, self._soft, EventCode.EXCEPTION_DEBUG_EVENT
-        samples = self.samples
-        for h in probes.take(None if final else time.monotonic() if cutoff is None else cutoff):
-            if h.pid not in procs:
+        append, new, setattr_ = self.samples.append, object.__new__, object.__setattr__
+        # The one Python loop per hit of the backend: the events made as the frozen
+        # dataclasses' own __init__ would, without its per-field setattr and type check.
+        for at, ip, ids, words, base in probes.take(None if final else time.monotonic() if cutoff is None else cutoff):
+            pid = ids & 0xFFFFFFFF
+            if pid not in procs:
                 continue          # a fork child not followed, a process gone
-            template = templates.get(h.address)
+            template = templates.get(ip)
             if template is None:
-                template = templates[h.address] = ExceptionInfo(
-                    ExceptionCode.BREAKPOINT, h.address, signal="SIGTRAP", si_code=_ffi.SI_KERNEL)
-            samples.append(DebugEvent(code, h.pid, h.tid, template.sampled(h.registers, h.time)))
+                template = templates[ip] = ExceptionInfo(
+                    ExceptionCode.BREAKPOINT, ip, signal="SIGTRAP", si_code=_ffi.SI_KERNEL)
+            event = new(DebugEvent)
+            setattr_(event, "__dict__", {"code": code, "pid": pid, "tid": ids >> 32,
+                                         "info": template.sampled(ProbeRegisters(words, base), at / 1e9)})
+            append(event)
 
     def events(self, proc: Process) -> Events:
         """The hits proc's sampler holds, as SINGLE_STEP events that carry their registers."""
@@ -119,14 +126,18 @@ class Sampling:
             return []
         pid, code = proc.pid, EventCode.EXCEPTION_DEBUG_EVENT
         templates: dict[tuple[int, ...], ExceptionInfo] = {}     # one per set of slots
-        events = []
-        for s in samples:
-            template = templates.get(s.slots)
+        events: list[DebugEvent] = []
+        append, new, setattr_ = events.append, object.__new__, object.__setattr__
+        for tid, address, slots, at, registers in samples:
+            template = templates.get(slots)
             if template is None:
-                template = templates[s.slots] = ExceptionInfo(
-                    ExceptionCode.SINGLE_STEP, s.address, signal="SIGTRAP", si_code=_ffi.TRAP_HWBKPT,
-                    hw_slots=s.slots)
-            events.append(DebugEvent(code, pid, s.tid, template.sampled(s.registers, s.time)))
+                template = templates[slots] = ExceptionInfo(
+                    ExceptionCode.SINGLE_STEP, address, signal="SIGTRAP", si_code=_ffi.TRAP_HWBKPT,
+                    hw_slots=slots)
+            event = new(DebugEvent)      # as in collect_probes
+            setattr_(event, "__dict__", {"code": code, "pid": pid, "tid": tid,
+                                         "info": template.sampled(registers, at)})
+            append(event)
         return events
 
     def _pace(self, waiting: int = 0) -> None:

@@ -34,7 +34,7 @@ from ...events import ExceptionInfo
 from . import _ffi, debugregs, perfbp, procfs
 from .launch import StderrPump
 from .sigpump import SignalPump
-from .pages import GuardBook, GuardFault
+from .pages import GuardBook, GuardCall, GuardFault
 from .rendezvous import Rendezvous
 
 
@@ -92,7 +92,7 @@ class Thread:
 
     __slots__ = ("tid", "pid", "state", "signal", "trap", "group_stop", "in_vfork", "regs",
                  "regs_valid", "regs_dirty", "siginfo", "view", "guard", "owed", "syscall_stops", "sys_call",
-                 "at_entry", "zombie", "stuck")
+                 "at_entry", "guard_calls", "guard_call", "zombie", "stuck")
 
     def __init__(self, tid: int, pid: int, load: Callable[[Thread], _ffi.UserRegs]) -> None:
         self.tid = tid
@@ -116,6 +116,10 @@ class Thread:
         self.syscall_stops = False
         self.sys_call: tuple[int, tuple[int, ...]] | None = None
         self.at_entry = False      # this stop is a system call's entry (no code can be injected here)
+        # Continued with PTRACE_SYSCALL because its process has guarded pages, and the call
+        # it has guarded pages opened for (guardcalls.py).
+        self.guard_calls = False
+        self.guard_call: GuardCall | None = None
         # A leader whose main thread called pthread_exit: a zombie until the last thread goes,
         # it never stops again, and no status of it comes until then (stops.py).
         self.zombie = False
@@ -208,6 +212,9 @@ class Process:
         # each is to get when let go (stops.py: cont and release). None: not paused.
         self.paused: list[tuple[Thread, int]] | None = None
         self.guards: GuardBook | None = None    # memory breakpoints (guard.py), made on first use
+        # The seccomp filter stops its calls that take pointers (guardcalls.py): no
+        # PTRACE_SYSCALL for guarded pages.
+        self.guard_filter = False
         # Started pinned to the tracer's CPU (launch.py): the CPUs its threads get back
         # when it starts a second thread, whose scheduling one CPU would change. None:
         # not pinned (any more).

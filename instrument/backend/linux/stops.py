@@ -183,8 +183,8 @@ class Tracees:
                 # Job control stopped it: it stays stopped, as without a debugger, and
                 # SIGCONT will wake it with a PTRACE_EVENT_STOP of its own.
                 _ffi.ptrace(_ffi.PTRACE_LISTEN, th.tid, None, None)
-            elif th.syscall_stops:
-                _ffi.syscall_cont(th.tid, sig)      # to the next system call stop (syscalls.py)
+            elif th.syscall_stops or th.guard_calls:
+                _ffi.syscall_cont(th.tid, sig)      # to the next system call stop (syscalls.py, guardcalls.py)
             else:
                 _ffi.cont(th.tid, sig)
         except _ffi.SyscallError as e:

@@ -60,7 +60,9 @@ class SyscallStops:
     def on_syscall_stop(self, proc: Process, th: Thread) -> Events:
         """A syscall-stop (SIGTRAP|0x80): an entry (unfiltered) or an exit."""
         trace = proc.sys
-        if trace is None:
+        if trace is None or (trace.filtered and th.sys_call is None):
+            # Filtered: a named call's entry is its seccomp stop; a syscall-stop with no
+            # such entry before it is not ours (PTRACE_SYSCALL for guarded pages).
             return []
         regs = self._t.regs(th)
         if th.sys_call is None and regs.orig_rax not in trace.numbers:

@@ -38,6 +38,7 @@ from . import _ffi, attach, debugregs, perfbp, procfs
 from .calls import Injector
 from .decode import Decoder
 from .guard import SEGV_ACCERR, Guards
+from .callbufs import guard_call_numbers
 from .launch import Expired, Launcher, WaitAlarm
 from .sampling import SAMPLE_TICK, Sampling
 from .state import THE_ENGINES, Process, Thread
@@ -103,10 +104,15 @@ class LinuxBackend:
 
     # -- sessions ------------------------------------------------------------
     def spawn(self, options: SpawnOptions) -> int:
-        pid, pump = self._launcher.start(options)
+        launch = options
+        if options.guard_filter:
+            # The filter also stops the calls a guarded page can fail (guardcalls.py).
+            named = options.syscalls if options.syscall_filter and options.syscalls else frozenset()
+            launch = dataclasses.replace(options, syscalls=named | guard_call_numbers(), syscall_filter=True)
+        pid, pump = self._launcher.start(launch)
         flags = _BASE_OPTIONS | _ffi.PTRACE_O_EXITKILL
         filtered = options.syscall_filter and bool(options.syscalls)
-        if filtered:
+        if filtered or options.guard_filter:
             flags |= _ffi.PTRACE_O_TRACESECCOMP      # else the filter's TRACE fails calls with ENOSYS
         try:
             self._launcher.seize_until_exec(pid, flags, options.argv[0])
@@ -116,6 +122,7 @@ class LinuxBackend:
             raise
         proc = self._t.add_process(pid, spawned=True, follow_forks=options.follow_forks)
         proc.pump = pump
+        proc.guard_filter = options.guard_filter
         proc.debug_before = debugregs.snapshot(pid)
         if options.pin_cpu:
             proc.unpin_to = self._launcher.saved_affinity
@@ -150,6 +157,10 @@ class LinuxBackend:
         if proc is None:
             return
         t.close_sampler(proc)
+        # Its uprobes gone before DR6 is put back: until then their int3s stay and every
+        # hit, single-stepped out of line by the kernel, sets DR6.BS again. The target
+        # runs meanwhile (its hits are no longer counted: the session has ended for it).
+        t.probes.settle()
         if proc.paused is not None:
             for th, sig in proc.paused:
                 th.signal = sig or th.signal    # delivered by the detach

@@ -49,13 +49,13 @@ import os
 import resource
 import struct
 from collections import Counter
-from typing import NamedTuple
+from operator import itemgetter
 
 from . import _ffi, procfs
 from .cpurings import (_CLOCK_MONOTONIC, _EXCLUDE_HV, _EXCLUDE_KERNEL, _IOC_DISABLE, _IOC_SET_OUTPUT,
                        _PAGE, _PERF_FLAG_FD_CLOEXEC, _REGS_MASK, _SAMPLE_IP, _SAMPLE_REGS_USER, _SAMPLE_TID,
                        _SAMPLE_TIME, _U64, _USE_CLOCKID, MIN_RING_PAGES, RING_PAGES, Closer, CpuRing, ProbeError,
-                       ProbeRegisters, _perf_error)
+                       ProbeRegisters, Sample, _perf_error)
 from .perfbp import _ring_budget
 
 # The uprobe PMU's perf type: dynamic, read from sysfs. A module attribute so that
@@ -69,12 +69,15 @@ _CPUS_ONLINE = "/sys/devices/system/cpu/online"
 EVENT_BUDGET = 64
 
 
-class Hit(NamedTuple):
-    pid: int
-    tid: int
-    address: int                  # the probed instruction
-    time: float                   # CLOCK_MONOTONIC seconds, as time.monotonic()
-    registers: ProbeRegisters
+_by_time = itemgetter(0)
+_ids, _ip = itemgetter(2), itemgetter(1)
+
+
+def describe(sample: Sample) -> tuple[int, int, int, float, ProbeRegisters]:
+    """(pid, tid, the probed address, time.monotonic() seconds, registers) of a sample
+    (Sampling.collect_probes reads them inline)."""
+    at, ip, ids, words, base = sample
+    return ids & 0xFFFFFFFF, ids >> 32, ip, at / 1e9, ProbeRegisters(words, base)
 
 
 def uprobe_type() -> int:
@@ -117,8 +120,9 @@ class CodeProbes:
         self._cpus: list[int] | None = None
         self._type: int | None = None
         self._paths: dict[str, ctypes.Array[ctypes.c_char]] = {}   # kept alive for perf_event_open
-        self._taken: Counter[tuple[int, int]] = Counter()     # samples read, by (tid, address)
-        self.unread: list[tuple[int, ...]] = []               # taken from rings, not reported yet
+        # Samples read, by (pid | tid << 32, address) as the samples have them.
+        self._taken: Counter[tuple[int, int]] = Counter()
+        self.unread: list[Sample] = []                        # taken from rings, not reported yet
         self.refused: dict[str, int] = {}     # why perf said no -> how many breakpoints it cost
         self.lost = 0                         # hits the kernel counted and no ring held
         self.missed: set[str] = set()         # threads that could not get a probe: their hits are lost
@@ -216,6 +220,12 @@ class CodeProbes:
             self._original[child] = dict(self._original.get(parent, {}))
             self.add_thread(child, child)
 
+    def settle(self) -> None:
+        """Every event taken out so far is closed, so its uprobe is gone: its int3 out of
+        every process, none of its hits single-stepped any more (each of which sets DR6's
+        single-step bit: a detach waits for this before it puts DR6 back)."""
+        self._closer.wait_for(self._closer.queued)
+
     def drop_thread(self, tid: int) -> None:
         """The thread has exited: its events go, its hits in the rings stay."""
         self._close([key for key in self._fds if key[0] == tid])
@@ -235,19 +245,20 @@ class CodeProbes:
             del owner[tid]
 
     # -- reading ----------------------------------------------------------------------
-    def take(self, before: float | None = None) -> list[Hit]:
-        """Every hit not reported yet, in the order the hits happened; `before` (a
-        time.monotonic() taken before the call): only those until then, the rest wait.
-        The rings are read one after the other, so a later hit of a thread that moved
-        from one CPU to another may be read before an earlier one: not past `before`."""
+    def take(self, before: float | None = None) -> list[Sample]:
+        """Every hit not reported yet, in the order the hits happened (cpurings.Sample;
+        `describe` takes one apart); `before` (a time.monotonic() taken before the call):
+        only those until then, the rest wait. The rings are read one after the other, so
+        a later hit of a thread that moved from one CPU to another may be read before an
+        earlier one: not past `before`."""
         self._drain()
         values = self.unread
-        if before is not None and values and values[-1][6] > before * 1e9:
+        if before is not None and values and values[-1][0] > before * 1e9:
             cut = bisect.bisect_right(values, before * 1e9, key=_by_time)
             values, self.unread = values[:cut], values[cut:]
         else:
             self.unread = []
-        return [Hit(v[4], v[5], v[3], v[6] / 1e9, ProbeRegisters(v)) for v in values]
+        return values
 
     def waiting(self) -> int:
         """About how many hits the rings and `unread` hold, without taking them."""
@@ -265,8 +276,7 @@ class CodeProbes:
             return
         taken = self._taken
         for batch in batches:
-            for v in batch:
-                taken[(v[5], v[3])] += 1
+            taken.update(zip(map(_ids, batch), map(_ip, batch)))     # Counter's C loop
             self.unread += batch
         if len(batches) > 1 or len(self.unread) != len(batches[0]):
             self.unread.sort(key=_by_time)       # each ring is in time order; merge them
@@ -373,6 +383,7 @@ class CodeProbes:
             for fd in fds:
                 fcntl.ioctl(fd, _IOC_DISABLE, 0)
         self._drain()
+        owner = self._owner
         for key, fds in closing:
             seen = 0
             for fd in fds:
@@ -382,7 +393,8 @@ class CodeProbes:
                     pass
                 self._closer.close(fd)
             # The kernel counts every hit, also those a full ring had no room for.
-            self.lost += max(0, seen - self._taken.pop(key, 0))
+            tid, address = key
+            self.lost += max(0, seen - self._taken.pop((owner.get(tid, 0) | tid << 32, address), 0))
 
 
 def _file_byte(path: str, offset: int) -> bytes:
@@ -394,6 +406,3 @@ def _file_byte(path: str, offset: int) -> bytes:
     except OSError:
         return b""
 
-
-def _by_time(v: tuple[int, ...]) -> int:
-    return v[6]
