@@ -75,11 +75,14 @@ def test_attach_hit_and_signal_leaves_target_intact(targets, tmp_path, kind, sig
 
 
 @pytest.mark.parametrize("kind, sessions", [
-    ("hardware", 600), ("soft", 200),
-    # Since the signals and syscalls work merged, one memory session in a few hundred
-    # sometimes loses the target ("did not run the injected system call" at close, or the
-    # target gone): not yet understood, kept visible here and in issue 18.
-    pytest.param("memory", 300, marks=pytest.mark.xfail(reason="intermittent: target lost in a guard-page session (issue 18)", strict=False)),
+    # memory: the guard-page SIGSEGV left queued is taken by the step of the mprotect that
+    # gives the page back at detach (calls.Held); it used to be sent again with kill()
+    # (SI_USER, which nothing took as a stale fault: the target died of it) or, blocked,
+    # dequeued after the system call anyway ("did not run the injected system call").
+    # memory+hardware: a debug-register trap left queued is taken by that step too (at the
+    # mprotect's first step, before it runs); it becomes the thread's stop, decoded as a
+    # hit, where it was taken for the thread's own system call ending (rax overwritten).
+    ("hardware", 600), ("soft", 200), ("memory", 300), ("memory+hardware", 300),
 ])
 def test_a_trap_pending_at_detach_is_taken_not_left_to_kill_the_target(targets, kind, sessions):
     # Detached just as it trapped, a thread reports our PTRACE_INTERRUPT first (the kernel
@@ -105,11 +108,11 @@ def test_a_trap_pending_at_detach_is_taken_not_left_to_kill_the_target(targets, 
                 ev = backend.wait_event(timeout=30)
                 assert ev is not None
                 if ev.code == EventCode.CREATE_PROCESS_DEBUG_EVENT:
-                    if kind == "hardware":
-                        backend.set_hardware_breakpoint(pid, 0, hit, "execute", 1)
-                    elif kind == "memory":   # a guard-page fault (SIGSEGV) can be the one left queued
+                    if kind.startswith("memory"):   # a guard-page fault (SIGSEGV) can be the one left queued
                         backend.set_memory_breakpoint(pid, total, 8, "write")
-                    else:
+                    if kind.endswith("hardware"):
+                        backend.set_hardware_breakpoint(pid, 0, hit, "execute", 1)
+                    if kind == "soft":
                         original = backend.read_memory(pid, hit, 1)
                         backend.write_memory(pid, hit, b"\xcc")
                 elif ev.code == EventCode.EXCEPTION_DEBUG_EVENT:

@@ -196,11 +196,17 @@ _PEEKS = frozenset({1, 2, 3})   # PTRACE_PEEKTEXT, PEEKDATA, PEEKUSER
 
 def ptrace(request: int, tid: int, addr: int | None = None, data: int | object | None = None) -> int:
     """ptrace(2); raises SyscallError. `data` is an int or a ctypes object passed by pointer."""
-    if data is not None and not isinstance(data, int):
-        data = ctypes.addressof(data)  # type: ignore[arg-type]
+    # `obj` keeps a ctypes object alive through the call: addressof() holds no reference,
+    # and a temporary (set_sigmask's c_uint64, set_regset's iovec) freed before the system
+    # call had the kernel read whatever reused its memory (seen: a thread's signal mask set
+    # to an address of the tracer's heap, once in ~20 stress rounds).
+    obj = data
+    if obj is not None and not isinstance(obj, int):
+        data = ctypes.addressof(obj)  # type: ignore[arg-type]
     if request in _PEEKS:
         ctypes.set_errno(0)        # only PEEK* can return -1 on success
     result: int = _ptrace(request, tid, addr, data)
+    del obj
     if result == -1:
         # PEEK* return the word itself, so -1 is an error only with errno set.
         err = ctypes.get_errno()

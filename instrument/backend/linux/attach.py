@@ -25,6 +25,12 @@ def seize_all(tracees: Tracees, proc: Process, options: int) -> None:
         if not fresh:
             break
         for tid in fresh:
+            if tid == proc.pid and procfs.task_state(proc.pid, tid) in ("Z", "X"):
+                # The main thread called pthread_exit: a zombie (it cannot be seized) until
+                # the last thread exits; the process lives on in its other threads.
+                proc.threads[tid].zombie = True
+                seized.add(tid)
+                continue
             try:
                 _ffi.ptrace(_ffi.PTRACE_SEIZE, tid, None, options)
                 _ffi.ptrace(_ffi.PTRACE_INTERRUPT, tid, None, None)
@@ -35,6 +41,8 @@ def seize_all(tracees: Tracees, proc: Process, options: int) -> None:
             seized.add(tid)
     for tid in sorted(seized):
         th = tracees.add_thread(proc, tid) if tid not in proc.threads else proc.threads[tid]
+        if th.zombie:
+            continue
         if procfs.in_vfork(proc.pid, tid):
             # It stops (VFORK_DONE, then our interrupt) once its child execs or exits;
             # waiting for that here could take for ever. All-stop passes it by meanwhile.
@@ -49,7 +57,7 @@ def seize_all(tracees: Tracees, proc: Process, options: int) -> None:
             tracees.deferred.append((tid, status))
         else:
             th.group_stop = os.WSTOPSIG(status) in STOP_SIGNALS     # attached to a stopped process
-    if proc.pid not in proc.threads:
+    if proc.pid not in proc.threads or all(th.zombie for th in proc.threads.values()):
         raise TargetError(f"cannot attach to process {proc.pid}: it exited")
 
 

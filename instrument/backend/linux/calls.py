@@ -35,6 +35,7 @@ _RED_ZONE = 128
 _MAX_STOPS = 16            # stray interrupt stops and signals held back, before we give up
 _FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP}
 SYSCALL_INSN = b"\x0f\x05"
+_TRAP_STOP = signal.SIGTRAP << 8 | 0x7F        # the waitpid status of a SIGTRAP delivery-stop
 MAX_TRIES = 32          # steps of one instruction (or one injected syscall) before giving up
 
 
@@ -68,9 +69,15 @@ _UNBLOCKABLE = frozenset({signal.SIGKILL, signal.SIGSTOP})
 
 
 # The signals the kernel raises for the code we inject (each step's SIGTRAP, the SIGSEGV
-# that ends a call) or for a fault of the program's: never blocked while we inject,
+# that ends a call, a fault of the called function's): never blocked while we inject,
 # because the kernel resets the handler of a blocked signal it forces
-# (force_sig_info_to_task) and the program would then die of it.
+# (force_sig_info_to_task) and the program would then die of it. Blocking would not keep
+# a fault of the program's own that is still pending in the thread (one interrupted just
+# as it faulted reports our PTRACE_INTERRUPT first, its SIGSEGV queued) in the queue
+# either: once an unblocked synchronous signal is pending (our step's SIGTRAP), the
+# kernel dequeues the first synchronous signal of the thread's queue, blocked or not
+# (dequeue_synchronous_signal). Unblocked, it is taken at our first step, before our
+# code runs, and Held.settle sorts it.
 _FORCED_BITS = sum(1 << (s - 1) for s in _FAULTS)
 _ALL_SIGNALS = (1 << 64) - 1
 
@@ -92,9 +99,19 @@ class Held:
     came and our fault there (a SIGSEGV) stops the thread again; the others with kill().
     A thread stopped inside a system call that swaps the signal mask (PTRACE_SETSIGMASK
     would lose the mask it puts back) keeps its mask: what it takes meanwhile is sent
-    again with kill() afterwards; so is SIGSTOP, which nothing blocks."""
+    again with kill() afterwards; so is SIGSTOP, which nothing blocks.
 
-    __slots__ = ("tid", "can_mask", "mask", "resend", "later")
+    A fault the CPU raised for the program's own code and still pending when we began (a
+    thread interrupted just as it faulted or trapped reports our PTRACE_INTERRUPT first,
+    the signal queued) is taken at our first step, before our code runs. A fault
+    (SIGSEGV, SIGBUS, ...) is dropped: its instruction runs again once the registers are
+    back, and faults again if it still should. A trap (an int3, a debug register's hit,
+    a step) has already run its instruction: it becomes the thread's stop (`trap`), the
+    caller decodes it as a stop of the thread's own. Queued again, a CPU trap would not
+    stay put: once an unblocked synchronous signal is pending, the kernel dequeues the
+    first synchronous signal in the queue, blocked or not (dequeue_synchronous_signal)."""
+
+    __slots__ = ("tid", "can_mask", "mask", "resend", "later", "trap")
 
     def __init__(self, tid: int, regs: _ffi.UserRegs) -> None:
         self.tid = tid
@@ -102,6 +119,7 @@ class Held:
         self.mask: int | None = None           # the thread's own, while we changed it
         self.resend: list[int] = []
         self.later: list[_ffi.SigInfo] = []    # sent signals of the forced kinds
+        self.trap: _ffi.SigInfo | None = None  # a CPU trap of the program's, pending at the start
 
     def begin(self) -> None:
         if not self.can_mask:
@@ -116,7 +134,11 @@ class Held:
         """Thread stopped at the delivery of `sig`, which is not for now: the signal to
         resume it with (0: dropped now, put back by settle or release)."""
         if sig in _FAULTS:
-            self.later.append(_ffi.get_siginfo(self.tid, _ffi.SigInfo()))
+            info = _ffi.get_siginfo(self.tid, _ffi.SigInfo())
+            if info.si_code <= 0:
+                self.later.append(info)
+            elif sig == signal.SIGTRAP:
+                self.trap = info       # (one SIGTRAP is pending at a time)
             return 0
         if not self.can_mask or sig in _UNBLOCKABLE:
             self.resend.append(sig)
@@ -236,7 +258,10 @@ def stop_preserved(tid: int, regs: _ffi.UserRegs, vectors: bool = True,
             _ffi.ptrace(_ffi.PTRACE_SETREGS, tid, None, regs)
             if xstate is not None:
                 _ffi.set_regset(tid, *xstate)
-            if have_info:
+            if done and late.trap is not None:
+                # The thread stands in a SIGTRAP's delivery-stop of ours: made the program's trap.
+                _ffi.ptrace(_ffi.PTRACE_SETSIGINFO, tid, None, late.trap)
+            elif have_info:
                 _ffi.ptrace(_ffi.PTRACE_SETSIGINFO, tid, None, info)
             late.release()
         except _ffi.SyscallError as e:
@@ -288,9 +313,12 @@ def find_syscall(pid: int, read: Callable[[int, int], bytes]) -> int:
     raise DebuggerError(f"no syscall instruction found in process {pid} to change page protections")
 
 
-def inject_syscall(tid: int, wait: Callable[[int], int], address: int, number: int, *args: int) -> int:
+def inject_syscall(tid: int, wait: Callable[[int], int], address: int, number: int, *args: int,
+                   trapped: Callable[[int], None] | None = None) -> int:
     """Make stopped thread `tid` run one system call; return its result (-errno on failure).
-    `wait(tid)` returns the thread's next waitpid status.
+    `wait(tid)` returns the thread's next waitpid status. `trapped(tid)` is called when the
+    thread took a trap of its own, pending when we began: it now stands in that trap's
+    SIGTRAP stop (Held), for the caller to decode.
 
     Every register and the thread's stop siginfo are restored afterwards. orig_rax
     is set to -1 for the call: a thread interrupted inside a blocking system call
@@ -310,7 +338,10 @@ def inject_syscall(tid: int, wait: Callable[[int], int], address: int, number: i
     # add half again to every memory breakpoint hit (measured: mem_page global 2000, 3.5 s
     # -> 5.5 s).
     with stop_preserved(tid, saved, vectors=False, wait=wait) as late:
-        return _step_syscall(tid, wait, address, regs, late, saved)
+        result = _step_syscall(tid, wait, address, regs, late, saved)
+    if late.trap is not None and trapped is not None:
+        trapped(tid)
+    return result
 
 
 def _step_syscall(tid: int, wait: Callable[[int], int], address: int, call: _ffi.UserRegs,
@@ -350,11 +381,14 @@ def _step_syscall(tid: int, wait: Callable[[int], int], address: int, call: _ffi
             return result
         if regs.rip != address:
             raise DebuggerError(f"thread {tid} did not run the injected system call (pc {regs.rip:#x})")
-        if sig == signal.SIGTRAP and _ffi.get_siginfo(tid, _ffi.SigInfo()).si_code > 0:
-            # That was the thread's own system call finishing: its result is the thread's
-            # rax from now on. Restoring the rax from before (-ENOSYS) would lose it: a
-            # clone3 that created a thread would look failed, and glibc would create
-            # another thread on the same stack.
+        if sig == signal.SIGTRAP and _ffi.get_siginfo(tid, _ffi.SigInfo()).si_code == _ffi.TRAP_BRKPT:
+            # That was the thread's own system call finishing (x86 reports a step out of
+            # a system call as TRAP_BRKPT): its result is the thread's rax from now on.
+            # Restoring the rax from before (-ENOSYS) would lose it: a clone3 that created
+            # a thread would look failed, and glibc would create another thread on the
+            # same stack. Another trap (an int3's SI_KERNEL, a debug register's
+            # TRAP_HWBKPT, a step's TRAP_TRACE) was the program's own, pending when we
+            # began (interrupted just after it trapped): Held makes it the thread's stop.
             saved.rax = regs.rax
         else:
             resume_with = late.take(sig)
@@ -389,9 +423,14 @@ class Injector:
         its result, -errno on failure. Raises TargetLost when th is killed meanwhile."""
         self._t.flush(th)      # the engine's pending register edits go in before we save them
         try:
-            return inject_syscall(th.tid, self.wait, address, number, *args)
+            return inject_syscall(th.tid, self.wait, address, number, *args, trapped=self._trapped)
         except _ffi.SyscallError as e:
             raise self._t.lost(proc, e) from None
+
+    def _trapped(self, tid: int) -> None:
+        """The thread's own trap, pending when we injected, is now its stop: decoded (a
+        breakpoint event, held) as if our interrupt had not come first."""
+        self._t.queue.extend(self._t.decode(tid, _TRAP_STOP))
 
     def wait(self, tid: int) -> int:
         """The stop that ends an injected step; an exit instead (SIGKILL from outside) is

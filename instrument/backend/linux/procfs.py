@@ -32,14 +32,38 @@ class Mapping:
     path: str
 
 
+def live_task(pid: int) -> int:
+    """The task whose /proc files stand for process pid: pid itself, or a live thread of
+    it when its leader is a zombie (the main thread called pthread_exit: its maps, auxv,
+    exe and mem read empty, while /proc/TID/ of any other thread shows the process)."""
+    state = task_state(pid, pid)
+    if state not in ("Z", "X"):
+        return pid
+    return next((tid for tid in tasks(pid) if task_state(pid, tid) not in (None, "Z", "X")), pid)
+
+
+def _read(pid: int, name: str) -> bytes:
+    """/proc/PID/name, through a live thread when the leader is a zombie (see live_task)."""
+    try:
+        with open(f"/proc/{pid}/{name}", "rb") as f:
+            data = f.read()
+    except OSError:
+        if (live := live_task(pid)) == pid:
+            raise
+        data = b""
+    if not data and (live := live_task(pid)) != pid:
+        with open(f"/proc/{live}/{name}", "rb") as f:
+            data = f.read()
+    return data
+
+
 def maps(pid: int) -> list[Mapping]:
     result: list[Mapping] = []
-    with open(f"/proc/{pid}/maps", "rb") as f:
-        for raw in f:
-            parts = raw.decode("utf-8", "replace").rstrip("\n").split(None, 5)
-            lo, hi = parts[0].split("-")
-            path = parts[5] if len(parts) > 5 else ""
-            result.append(Mapping(int(lo, 16), int(hi, 16), parts[1], int(parts[2], 16), path))
+    for raw in _read(pid, "maps").splitlines():
+        parts = raw.decode("utf-8", "replace").split(None, 5)
+        lo, hi = parts[0].split("-")
+        path = parts[5] if len(parts) > 5 else ""
+        result.append(Mapping(int(lo, 16), int(hi, 16), parts[1], int(parts[2], 16), path))
     return result
 
 
@@ -60,8 +84,7 @@ def tasks(pid: int) -> list[int]:
 
 def auxv(pid: int) -> dict[int, int]:
     """The ELF auxiliary vector the kernel gave the process at exec (AT_* -> value)."""
-    with open(f"/proc/{pid}/auxv", "rb") as f:
-        data = f.read()
+    data = _read(pid, "auxv")
     result: dict[int, int] = {}
     for key, value in struct.iter_unpack("<QQ", data[: len(data) // 16 * 16]):
         if key == 0:
@@ -71,7 +94,12 @@ def auxv(pid: int) -> dict[int, int]:
 
 
 def exe(pid: int) -> str:
-    return os.readlink(f"/proc/{pid}/exe")
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        if (live := live_task(pid)) == pid:
+            raise
+        return os.readlink(f"/proc/{live}/exe")     # a zombie leader's (see live_task)
 
 
 def cmdline(pid: int) -> list[str] | None:
@@ -138,9 +166,24 @@ def signal_caught(pid: int, tid: int, signo: int) -> bool:
 
 def is_alive(pid: int) -> bool:
     try:
-        return status(pid).get("State", "Z")[0] not in "ZX"
+        if status(pid).get("State", "Z")[0] not in "ZX":
+            return True
     except OSError:
         return False
+    # A zombie leader: the process lives on while another thread does (its main thread
+    # called pthread_exit).
+    return any(task_state(pid, tid) not in (None, "Z", "X") for tid in tasks(pid))
+
+
+def task_state(pid: int, tid: int) -> str | None:
+    """The one-letter state of thread `tid` (R, S, D, Z, t, ...); None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    end = data.rfind(b")")          # (the command name may hold spaces and parentheses)
+    return chr(data[end + 2]) if 0 <= end and len(data) > end + 2 else None
 
 
 def is_dying(pid: int) -> bool:

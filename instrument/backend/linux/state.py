@@ -92,7 +92,7 @@ class Thread:
 
     __slots__ = ("tid", "pid", "state", "signal", "trap", "group_stop", "in_vfork", "regs",
                  "regs_valid", "regs_dirty", "siginfo", "view", "guard", "owed", "syscall_stops", "sys_call",
-                 "at_entry", "guard_calls", "guard_call")
+                 "at_entry", "guard_calls", "guard_call", "zombie", "stuck")
 
     def __init__(self, tid: int, pid: int, load: Callable[[Thread], _ffi.UserRegs]) -> None:
         self.tid = tid
@@ -120,6 +120,10 @@ class Thread:
         # it has guarded pages opened for (guardcalls.py).
         self.guard_calls = False
         self.guard_call: GuardCall | None = None
+        # A leader whose main thread called pthread_exit: a zombie until the last thread goes,
+        # it never stops again, and no status of it comes until then (stops.py).
+        self.zombie = False
+        self.stuck = False         # did not stop for the last interrupt: asleep in the kernel (D)
 
     @property
     def stopped(self) -> bool:
@@ -232,7 +236,8 @@ class Process:
     def _mem_fd(self) -> int:
         if self._mem is None:
             try:
-                self._mem = os.open(f"/proc/{self.pid}/mem", os.O_RDWR | os.O_CLOEXEC)
+                # (through a live thread when the leader is a zombie: see procfs.live_task)
+                self._mem = os.open(f"/proc/{procfs.live_task(self.pid)}/mem", os.O_RDWR | os.O_CLOEXEC)
             except OSError as e:
                 raise DebuggerError(f"cannot open the memory of process {self.pid}: {e.strerror}") from None
         return self._mem

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from ...errors import DebuggerError, TargetLost
 from ...events import DebugEvent, EventCode
-from . import _ffi, perfbp, uprobes
+from ... import interrupts
+from . import _ffi, perfbp, procfs, uprobes
 from .state import IN_A_STOP, STOPPED, Process, Thread
 
 _ESRCH = 3
 _GONE = 0      # the status of a thread that exited with 0: what is said of one exec took
 Status = tuple[int, int]
 Events = list[DebugEvent]
+# All-stop waits for each interrupted thread in ticks: between them it looks at the
+# threads that have not stopped yet (stopped_or_not). A thread asleep in the kernel
+# (D) for longer than the grace is passed by; with SIGINT or SIGTERM pending, at once.
+_TICK = 0.05
+_GRACE = 2.0
 
 
 def _no_decoder(tid: int, status: int) -> Events:
@@ -24,6 +31,17 @@ def _no_decoder(tid: int, status: int) -> Events:
 
 def _no_guards(proc: Process, th: Thread) -> bool:
     raise DebuggerError("the Linux backend's guard pages are not bound")
+
+
+def _poll_tick(seconds: float) -> Status | None:
+    deadline = time.monotonic() + seconds
+    while True:
+        got = os.waitpid(-1, _ffi.WALL | os.WNOHANG)
+        if got[0]:
+            return got
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.002)
 
 
 class Tracees:
@@ -51,6 +69,9 @@ class Tracees:
         # continues (guard.py; True: continue it now, without a signal).
         self.decode: Callable[[int, int], Events] = _no_decoder
         self.step_guarded: Callable[[Process, Thread], bool] = _no_guards
+        # Any child's next status within `seconds`, or None (the tick passed, or SIGINT or
+        # SIGTERM came: interrupts.state.pending says which); LinuxBackend binds its alarm.
+        self.wait_tick: Callable[[float], Status | None] = _poll_tick
 
     # -- the registry ----------------------------------------------------------------
     def add_process(self, pid: int, *, spawned: bool, follow_forks: bool) -> Process:
@@ -202,24 +223,63 @@ class Tracees:
         """The next status of `tid`. Waits for any child and keeps the others' statuses
         for later: waitpid(leader) alone would hang once the process is SIGKILLed, as
         the kernel holds the leader's exit back until every other thread is reaped."""
+        leader, status = self._deferred_status(tid)
+        if status is not None:
+            return status
+        while True:
+            got, status = os.waitpid(-1, _ffi.WALL)
+            if got == tid:
+                return status
+            if self._keep(got, status, leader):
+                return _GONE
+
+    def _deferred_status(self, tid: int) -> tuple[int | None, int | None]:
+        """(tid's leader when tid is not one, a status of tid read early or None)."""
         th = self.threads.get(tid)
         leader = th.pid if th is not None and th.pid != tid else None
         for i, (got, status) in enumerate(self.deferred):
             if got == tid:
                 del self.deferred[i]
-                return status
+                return leader, status
             if got == leader and status >> 16 == _ffi.PTRACE_EVENT_EXEC:
-                return _GONE
+                return leader, _GONE
+        return leader, None
+
+    def _keep(self, got: int, status: int, leader: int | None) -> bool:
+        """Keep another child's status for later; True when it says the thread waited
+        for is gone: a thread of its process called execve, every other thread is gone,
+        and the one that exec'd goes on as the leader. No status of its own would come."""
+        self.deferred.append((got, status))
+        return got == leader and status >> 16 == _ffi.PTRACE_EVENT_EXEC
+
+    def _interrupt_status(self, th: Thread) -> int | None:
+        """th's next status after our PTRACE_INTERRUPT, or None when it will not stop:
+        a zombie leader (marked: it is passed by from now on), or a thread asleep in the
+        kernel (D: a disk, a network file system, a freezer) past the grace, or at once
+        while SIGINT or SIGTERM waits to end the session, which they then do. The wait
+        is the alarm's: those signals are answered while it blocks."""
+        tid = th.tid
+        leader, status = self._deferred_status(tid)
+        if status is not None:
+            return status
+        since = time.monotonic()
         while True:
-            got, status = os.waitpid(-1, _ffi.WALL)
-            if got == tid:
-                return status
-            self.deferred.append((got, status))
-            if got == leader and status >> 16 == _ffi.PTRACE_EVENT_EXEC:
-                # A thread of its process called execve: every other thread is gone, and
-                # the one that exec'd goes on as the leader. No status of its own tid
-                # would ever come.
-                return _GONE
+            got = self.wait_tick(_TICK)
+            if got is not None:
+                if got[0] == tid:
+                    th.stuck = False
+                    return got[1]
+                if self._keep(got[0], got[1], leader):
+                    return _GONE
+                continue
+            state = procfs.task_state(th.pid, tid)
+            if state in ("Z", "X") and tid == th.pid:
+                th.zombie = True       # its exit status comes after the last thread's
+                return None
+            if state == "D" and (th.stuck or interrupts.state.pending is not None
+                                 or time.monotonic() - since > _GRACE):
+                th.stuck = True        # its stop comes later, an internal one
+                return None
 
     # -- all-stop ----------------------------------------------------------------------
     def interrupt_running(self, proc: Process, keep: int | None = None) -> list[Thread]:
@@ -227,7 +287,7 @@ class Tracees:
         stop (ours to continue). Threads that report a real event instead are held."""
         sent: list[Thread] = []
         for th in list(proc.threads.values()):
-            if th.stopped or th.tid == keep or th.in_vfork:
+            if th.stopped or th.tid == keep or th.in_vfork or th.zombie:
                 continue      # in_vfork: runs nothing of its own until its VFORK_DONE stop
             try:
                 _ffi.ptrace(_ffi.PTRACE_INTERRUPT, th.tid, None, None)
@@ -236,7 +296,10 @@ class Tracees:
                 continue   # exiting: its exit status will tell
         ours: list[Thread] = []
         for th in sent:
-            self.queue.extend(self.decode(th.tid, self.waitpid_tid(th.tid)))
+            status = self._interrupt_status(th)
+            if status is None:
+                continue       # it cannot stop now: passed by (see _interrupt_status)
+            self.queue.extend(self.decode(th.tid, status))
             if th.state is STOPPED and th.tid in self.threads:
                 ours.append(th)
         return ours

@@ -29,6 +29,7 @@ import signal
 import time
 from typing import Callable, Mapping, MutableMapping
 
+from ... import interrupts
 from ...arch.x86_64 import DEBUG_SLOTS, Abi
 from ...errors import DebuggerError, TargetError
 from ...events import DebugEvent, EventCode, ExceptionCode, ExceptionInfo, RipInfo
@@ -94,6 +95,7 @@ class LinuxBackend:
         self._stopped_thread, self._regs = t.stopped_thread, t.regs
         self._alarm = WaitAlarm()
         self._alarm.taken = t.deferred      # a status a signal's raise cut short is handled first
+        t.wait_tick = self._wait_tick
         self._launcher = Launcher(self._alarm.wake, self._alarm.watch_io)
         self._closed = False
         self.patched_bytes: Callable[[int], Mapping[int, bytes]] | None = None
@@ -320,6 +322,25 @@ class LinuxBackend:
         if th is not None and th.state is STOPPED:     # (Tracees.continue_internal, inline: every stop)
             self._t.cont(th, 0)
 
+    def _wait_tick(self, seconds: float) -> Status | None:
+        """All-stop's wait (stops.py): any child's status within `seconds`, or None. SIGINT
+        and SIGTERM are answered while it blocks: kept pending for the engine's next safe
+        point, and the wait returns (all-stop passes by a thread that will not stop)."""
+        if interrupts.state.pending is None:
+            try:
+                return self._alarm.waitpid(time.monotonic() + seconds)
+            except Expired:
+                return None
+            except interrupts.Interrupted as e:
+                interrupts.state.pending = e.signum
+                return None
+        deadline = time.monotonic() + seconds
+        while True:
+            got = os.waitpid(-1, _ffi.WALL | os.WNOHANG)
+            if got[0] or time.monotonic() >= deadline:
+                return got if got[0] else None
+            time.sleep(0.002)
+
     def _take_statuses(self) -> None:
         """Handle the stops that came in meanwhile, without waiting: while sampled hits
         keep the engine busy, the blocking wait is never reached, and a thread stopped
@@ -532,13 +553,13 @@ class LinuxBackend:
     def _apply_hw(self, proc: Process) -> None:
         with self._t.all_stopped(proc):
             for th in proc.threads.values():
-                if not th.in_vfork:          # set when it is back (decode.py, _out_of_vfork)
+                if th.stopped:      # an in_vfork one is set when it is back (decode.py, _out_of_vfork)
                     self._sampling.program(proc, th.tid)
 
     # -- sampled soft breakpoints (uprobes.py) --------------------------------------
     def sample_code(self, pid: int, address: int) -> str | None:
         proc = self._t.proc(pid)
-        reason = self._t.probes.add(pid, list(proc.threads), address)
+        reason = self._t.probes.add(pid, [tid for tid, th in proc.threads.items() if not th.zombie], address)
         if reason is None:
             self._sampling.active = True
             if proc.unpin_to is not None:
