@@ -125,7 +125,7 @@ def main(traceback: bool) -> None:
 @click.option("--no-sampling", is_flag=True,
               help="Stop the target at every breakpoint hit, even one that only logs registers "
                    "(by default such hits are sampled by perf events while the target runs on: "
-                   "hardware breakpoints as perf breakpoints, soft ones as uprobes).")
+                   "hardware breakpoints as perf breakpoints, soft ones as uprobes after 1,024 stops).")
 @click.option("--no-seccomp", is_flag=True, help=NO_SECCOMP_HELP)
 # Internal (tests, bench): the stops before a sampled soft breakpoint becomes a uprobe
 # (compiler/sampling.py SAMPLE_AFTER); 0: a uprobe from the first hit.
