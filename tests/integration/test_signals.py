@@ -18,11 +18,11 @@ REPORT = re.compile(r"handled usr1=(\d+) trap=(\d+) bad=(\d+) sum=(\d+) sender=(
 def flood(tmp_path, targets, body: str, mode: str, n: int, threads: int = 0):
     """Run sig_flood under `body`; return its report line's numbers, its records and the summary."""
     command = [targets["sig_flood"], mode, str(n)] + ([str(threads)] if threads else [])
-    # tick()'s breakpoints are sampled (int3 stops for the first 1,024 hits, then uprobes:
-    # the switch happens amid the flood): the kernel holds back every signal but
+    # tick()'s breakpoints are sampled (uprobes): the kernel holds back every signal but
     # a fatal one while a uprobe single-steps its instruction out of line
     # (uprobe_deny_signal), so a hit is counted once, as with the stopped path's step-overs.
-    proc, records = run_recipe_jsonl(tmp_path, HEADER + body, *command, timeout=300)
+    # A uprobe from the first hit (--sample-after 0), as before sampling was adaptive.
+    proc, records = run_recipe_jsonl(tmp_path, HEADER + body, *command, extra=("--sample-after", "0"), timeout=300)
     assert proc.returncode == 0, proc.stderr
     m = REPORT.search(proc.stdout)
     assert m, proc.stdout
