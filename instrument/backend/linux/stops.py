@@ -259,11 +259,13 @@ class Tracees:
         while SIGINT or SIGTERM waits to end the session, which they then do. The wait
         is the alarm's: those signals are answered while it blocks."""
         tid = th.tid
-        leader, status = self._deferred_status(tid)
-        if status is not None:
-            return status
         since = time.monotonic()
         while True:
+            # Checked again after every tick: a wait that the alarm (or SIGINT, SIGTERM)
+            # cut short just after it took a status keeps that status in `deferred`.
+            leader, status = self._deferred_status(tid)
+            if status is not None:
+                return status
             got = self.wait_tick(_TICK)
             if got is not None:
                 if got[0] == tid:
