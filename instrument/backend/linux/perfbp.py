@@ -71,6 +71,22 @@ _PERF_FLAG_FD_CLOEXEC = 8
 _PAGE = mmap.PAGESIZE
 
 
+def ring_words(data: bytes, sample_size: int) -> tuple[memoryview, int]:
+    """The records drained from a ring as 64-bit words, and how many samples they are
+    when they are nothing but whole PERF_RECORD_SAMPLEs of `sample_size` bytes (nearly
+    always: the caller then takes them apart as strided columns), else 0 (the caller
+    walks the records one by one: a lost record among them, or samples of another size)."""
+    words = memoryview(data)[:len(data) & ~7].cast("Q")
+    per = sample_size // 8
+    n = len(words) // per
+    if n and len(data) == n * sample_size:
+        headers = words[0::per].tolist()
+        first = headers[0]
+        if first & 0xFFFFFFFF == _RECORD_SAMPLE and first >> 48 == sample_size and headers.count(first) == n:
+            return words, n
+    return words, 0
+
+
 def drain_ring(buf: mmap.mmap, tail: int, size: int) -> tuple[bytes, int]:
     """(the bytes a perf ring of `size` data bytes holds past `tail`, the new tail), and
     their room given back to the kernel. Shared by the per-thread rings here and the
@@ -223,18 +239,13 @@ class Ring:
             return []
         tid, slots_at = self.tid, self._slots_at
         # Taken apart as whole columns of 64-bit words, C loops all (as cpurings.samples_of).
-        words = memoryview(data)[:len(data) & ~7].cast("Q")
-        n = len(words) // _WORDS
-        if n and len(data) == n * _SAMPLE.size:
-            headers = words[0::_WORDS].tolist()
-            first = headers[0]
-            if first & 0xFFFFFFFF == _RECORD_SAMPLE and first >> 48 == _SAMPLE.size and headers.count(first) == n:
-                # Nearly always: nothing but whole samples.
-                self.taken += n
-                return [Sample(tid, ip, slots_at[ip], at / 1e9, SampledRegisters(words, base))
-                        for ip, at, base in zip(words[_IP::_WORDS].tolist(), words[_TIME::_WORDS].tolist(),
-                                                range(_REG0, n * _WORDS, _WORDS))
-                        if ip in slots_at]   # not: a breakpoint taken out since
+        words, n = ring_words(data, _SAMPLE.size)
+        if n:
+            self.taken += n
+            return [Sample(tid, ip, slots_at[ip], at / 1e9, SampledRegisters(words, base))
+                    for ip, at, base in zip(words[_IP::_WORDS].tolist(), words[_TIME::_WORDS].tolist(),
+                                            range(_REG0, n * _WORDS, _WORDS))
+                    if ip in slots_at]   # not: a breakpoint taken out since
         out: list[Sample] = []
         off, end = 0, len(data)
         while off + 8 <= end:
