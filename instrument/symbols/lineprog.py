@@ -236,24 +236,8 @@ def read_abbrev_table(data: bytes, offset: int) -> AbbrevTable:
 
     tags, ats, forms = _enums()
     decls: dict[int, Any] = {}
-    i = offset
-    while True:
-        code, i = _uleb(data, i)
-        if code == 0:
-            break
-        tag, i = _uleb(data, i)
-        children = data[i]
-        i += 1
-        specs: list[AttrSpec] = []
-        while True:
-            name, i = _uleb(data, i)
-            form, i = _uleb(data, i)
-            if name == 0 and form == 0:
-                break
-            value = None
-            if form == _IMPLICIT_CONST:
-                value, i = _sleb(data, i)
-            specs.append(AttrSpec(ats.get(name, name), forms.get(form, form), value))
+    for code, (tag, children, raw) in _raw_abbrevs(data, offset).items():
+        specs = [AttrSpec(ats.get(at, at), forms.get(form, form), implicit) for at, form, implicit in raw]
         decl: Any = {"tag": tags.get(tag, tag), "attr_spec": specs,     # read as pyelftools' Container is
                      "children_flag": "DW_CHILDREN_yes" if children else "DW_CHILDREN_no"}
         decls[code] = AbbrevDecl(code, decl)
@@ -384,6 +368,8 @@ class DieReader:
 
 
 def _raw_abbrevs(data: bytes, offset: int) -> dict[int, tuple[int, bool, list[tuple[int, int, int | None]]]]:
+    """One abbreviation table as numbers: code -> (tag, has children, [(attribute, form,
+    implicit constant)]); read_abbrev_table names them for pyelftools, DieReader walks them."""
     out: dict[int, tuple[int, bool, list[tuple[int, int, int | None]]]] = {}
     i = offset
     while True:
