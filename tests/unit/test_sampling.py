@@ -254,3 +254,14 @@ def test_sampled_soft_breakpoints_stop_first_and_hardware_ones_never():
     soft = explain(chosen).split("  soft:")[1].split("  hw:")[0]
     assert f"sampled after {SAMPLE_AFTER} hits" in soft and "uprobe" in soft
     assert "sampled after" not in explain(choose_sampled(plan, "sysv", REGS, soft=True, after=0))
+
+
+def test_run_help_names_the_stops_before_a_uprobe_that_the_compiler_uses():
+    # cli.py writes the number out (importing the compiler would slow --help): kept equal here.
+    from click.testing import CliRunner
+
+    from instrument.cli import main
+    from instrument.compiler.sampling import SAMPLE_AFTER
+
+    out = CliRunner().invoke(main, ["run", "--help"]).output
+    assert f"{SAMPLE_AFTER:,} stops" in " ".join(out.split())
